@@ -1,0 +1,6 @@
+//! Runs ferrule WebSockets on smol: a runtime implementation, a listener and a connector.
+//!
+//! **Status:** not written yet. Today this crate only re-exports [`ferrule`]; the listener,
+//! connector and runtime glue for smol arrive with the async driver.
+
+pub use ferrule;

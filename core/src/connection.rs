@@ -1,0 +1,829 @@
+//! The per-connection protocol state machine (RFC 6455 sections 5, 6 and 7).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::{CloseCode, MAX_CLOSE_REASON, parse_close_payload};
+use crate::config::{Config, ConfigError, Role};
+use crate::entropy::Entropy;
+use crate::error::{ProtocolError, SendError};
+use crate::event::{Closed, Event, Failure, Initiator, State, Utf8Bytes};
+use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
+use crate::mask::{apply_mask, apply_mask_offset};
+use crate::utf8::Utf8Validator;
+
+/// The kind of a data message (RFC 6455 section 5.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// UTF-8 text (opcode `0x1`).
+    Text,
+    /// Arbitrary bytes (opcode `0x2`).
+    Binary,
+}
+
+impl MessageKind {
+    fn opcode(self) -> OpCode {
+        match self {
+            Self::Text => OpCode::Text,
+            Self::Binary => OpCode::Binary,
+        }
+    }
+}
+
+/// One WebSocket connection after the opening handshake, as a pure state machine.
+///
+/// It performs no I/O and never reads the clock: the caller moves bytes and time in and out.
+///
+/// # Call order
+///
+/// Loop until nothing changes, then wait for the socket or the deadline:
+///
+/// 1. Feed received bytes with [`handle_input`](Self::handle_input) (the end of the stream with
+///    [`handle_eof`](Self::handle_eof)), and expired deadlines with
+///    [`handle_timeout`](Self::handle_timeout).
+/// 2. Queue outgoing messages with [`send_text`](Self::send_text),
+///    [`send_binary`](Self::send_binary), [`send_fragment`](Self::send_fragment),
+///    [`ping`](Self::ping), [`pong`](Self::pong) and [`close`](Self::close).
+/// 3. Write [`poll_transmit`](Self::poll_transmit) to the socket and report what was written with
+///    [`advance_transmit`](Self::advance_transmit).
+/// 4. Drain [`poll_event`](Self::poll_event); [`Event::Closed`] is always the last event.
+/// 5. Arm a timer for [`poll_timeout`](Self::poll_timeout).
+/// 6. Once [`should_shutdown`](Self::should_shutdown) is true, shut the transport down: the
+///    closing handshake is over (or failed) and every byte is flushed.
+///
+/// Input and commands can be interleaved in any order; all calls tolerate any input without
+/// panicking.
+///
+/// # Keepalive and timeouts
+///
+/// With [`Config::ping_interval`] set, a ping is sent every interval. Any bytes received from the
+/// peer prove it alive; if nothing arrives within [`Config::pong_timeout`] of a ping, the
+/// connection fails with [`Failure::PeerUnresponsive`]. A silent peer is therefore detected within
+/// `ping_interval + pong_timeout`. [`Config::idle_timeout`] fails a connection on which nothing
+/// was received for that long, and [`Config::close_timeout`] bounds the closing handshake.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    entropy: Entropy,
+    now: Instant,
+
+    /// Received bytes not yet consumed. Payload bytes of `frame` before `frame.processed` are
+    /// already unmasked and validated in place.
+    inbuf: BytesMut,
+    /// The frame whose header has been decoded and whose payload is being received.
+    frame: Option<InFrame>,
+    /// Kind of the fragmented message being received, if one is in progress.
+    msg_kind: Option<MessageKind>,
+    /// Fragments of the message being received (first fragment onwards).
+    msg_buf: BytesMut,
+    /// Incremental validator for the text message being received.
+    rx_utf8: Utf8Validator,
+
+    /// Encoded frames waiting to be written.
+    out: BytesMut,
+    /// The latest ping still to be answered while pongs are coalesced (see
+    /// [`COALESCE_PONGS_ABOVE`]).
+    pending_pong: Option<Bytes>,
+    /// Kind of the fragmented message being sent, if one is in progress.
+    tx_fragment: Option<MessageKind>,
+    /// Validator for outgoing text fragments.
+    tx_utf8: Utf8Validator,
+
+    sent_close: bool,
+    received_close: bool,
+    closed: bool,
+    shutdown: bool,
+    initiator: Option<Initiator>,
+    failure: Option<ProtocolError>,
+    /// A violation found after events that precede it in the stream; applied once those events
+    /// are drained, so replies to them go out before the close frame.
+    pending_failure: Option<ProtocolError>,
+    events: VecDeque<Event>,
+    timers: Timers,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    fin: bool,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    len: usize,
+    processed: usize,
+}
+
+/// Buffers larger than this are given back once empty, so a burst does not pin memory.
+const SHRINK_ABOVE: usize = 1 << 20;
+
+/// While more output than this is unflushed, pongs are coalesced: only the latest ping is
+/// answered (RFC 6455 section 5.5.3 allows it), so a ping flood from a peer that does not read
+/// cannot grow the output without bound. Below it every ping gets its own pong.
+const COALESCE_PONGS_ABOVE: usize = 64 * 1024;
+
+impl Connection {
+    /// A connection in the [`State::Open`] state, as left by a successful opening handshake.
+    ///
+    /// `now` arms the keepalive and idle deadlines.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] from [`Config::validate`].
+    pub fn new(role: Role, config: Config, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut timers = Timers::default();
+        if let Some(interval) = config.ping_interval {
+            timers.set(Timer::Ping, now + interval);
+        }
+        if let Some(idle) = config.idle_timeout {
+            timers.set(Timer::Idle, now + idle);
+        }
+        Ok(Self {
+            role,
+            entropy: Entropy::from_optional_seed(config.rng_seed),
+            config,
+            now,
+            inbuf: BytesMut::new(),
+            frame: None,
+            msg_kind: None,
+            msg_buf: BytesMut::new(),
+            rx_utf8: Utf8Validator::new(),
+            out: BytesMut::new(),
+            pending_pong: None,
+            tx_fragment: None,
+            tx_utf8: Utf8Validator::new(),
+            sent_close: false,
+            received_close: false,
+            closed: false,
+            shutdown: false,
+            initiator: None,
+            failure: None,
+            pending_failure: None,
+            events: VecDeque::new(),
+            timers,
+        })
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the connection is in its lifecycle.
+    pub fn state(&self) -> State {
+        if self.closed {
+            State::Closed
+        } else if self.sent_close {
+            State::Closing
+        } else {
+            State::Open
+        }
+    }
+
+    /// Changes the incoming size limits for frames not yet started (a driver may tighten them per
+    /// connection after the handshake).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroLimit`] when a limit is zero.
+    pub fn set_limits(&mut self, max_frame_size: usize, max_message_size: usize) -> Result<(), ConfigError> {
+        let config = self.config.clone().max_frame_size(max_frame_size).max_message_size(max_message_size);
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    // ---- input ------------------------------------------------------------------------------
+
+    /// Feeds bytes received from the peer, in any split.
+    ///
+    /// Complete messages and control frames become events. Bytes after the peer's close frame
+    /// are discarded (section 5.5.1).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] when the peer violated the protocol. The connection is then failed
+    /// (section 7.1.7): a close frame with the error's code is queued, [`Event::Closed`] is
+    /// emitted, and the transport should be shut once flushed. Events decoded from frames that
+    /// preceded the violation are still delivered first, and whatever is sent in reply to them
+    /// goes out before the close frame. The error is sticky: later calls return it again.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) -> Result<(), ProtocolError> {
+        self.now = now;
+        if let Some(err) = &self.failure {
+            return Err(err.clone());
+        }
+        if self.closed || self.received_close || data.is_empty() {
+            return Ok(());
+        }
+        self.saw_peer(now);
+        self.inbuf.extend_from_slice(data);
+        match self.process_input() {
+            Ok(()) => {
+                if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
+                    self.inbuf = BytesMut::new();
+                }
+                Ok(())
+            }
+            Err(err) => {
+                self.failure = Some(err.clone());
+                self.frame = None;
+                self.inbuf = BytesMut::new();
+                if self.events.is_empty() {
+                    self.fail(err.clone());
+                } else {
+                    self.pending_failure = Some(err.clone());
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Reports that the peer closed its side of the transport (a read returned end of stream).
+    ///
+    /// Before the closing handshake completed this fails the connection with 1006
+    /// ([`Failure::TransportClosed`]); after it, a client stops waiting and may shut down.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.now = now;
+        if self.closed {
+            self.shutdown = true;
+            self.timers.clear_all();
+        } else {
+            self.fail_without_close(Failure::TransportClosed);
+        }
+    }
+
+    /// Processes deadlines that have passed by `now`. Early, late and repeated calls are fine.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        if self.timers.expired(Timer::Close, now) {
+            self.timers.clear(Timer::Close);
+            if self.closed {
+                // A client waited long enough for the server to close the transport.
+                self.shutdown = true;
+            } else {
+                self.fail_without_close(Failure::CloseTimeout);
+            }
+            return;
+        }
+        if self.closed {
+            return;
+        }
+        if self.timers.expired(Timer::Pong, now) {
+            self.fail_without_close(Failure::PeerUnresponsive);
+            return;
+        }
+        if self.timers.expired(Timer::Idle, now) {
+            self.fail_without_close(Failure::Idle);
+            return;
+        }
+        if self.timers.expired(Timer::Ping, now) {
+            if let Some(interval) = self.config.ping_interval {
+                if !self.sent_close {
+                    self.flush_pending_pong();
+                    self.write_frame(true, OpCode::Ping, &[]);
+                    if self.timers.get(Timer::Pong).is_none() {
+                        self.timers.set(Timer::Pong, now + self.config.pong_timeout);
+                    }
+                    self.timers.set(Timer::Ping, now + interval);
+                } else {
+                    self.timers.clear(Timer::Ping);
+                }
+            }
+        }
+    }
+
+    // ---- output -----------------------------------------------------------------------------
+
+    /// The next event, in the order events happened.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        let err = self.pending_failure.take()?;
+        self.fail(err);
+        self.events.pop_front()
+    }
+
+    /// Bytes to write to the transport, or `None` when nothing is pending. Report how many were
+    /// written with [`advance_transmit`](Self::advance_transmit); the same bytes are returned
+    /// until then. Frames from every command are coalesced into one buffer.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<&[u8]> {
+        self.flush_pending_pong();
+        if self.out.is_empty() { None } else { Some(&self.out) }
+    }
+
+    /// Takes every pending output byte as one owned buffer (for drivers that hold the buffer
+    /// across an await). Empty when nothing is pending.
+    #[must_use]
+    pub fn take_transmit(&mut self) -> Bytes {
+        self.flush_pending_pong();
+        self.out.split().freeze()
+    }
+
+    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
+    pub fn advance_transmit(&mut self, n: usize) {
+        let n = n.min(self.out.len());
+        self.out.advance(n);
+        if self.out.is_empty() && self.out.capacity() > SHRINK_ABOVE {
+            self.out = BytesMut::new();
+        }
+    }
+
+    /// Bytes queued for the transport and not yet reported written: the figure an adapter uses
+    /// for backpressure.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + MAX_HEADER_LEN)
+    }
+
+    /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.shutdown { None } else { self.timers.earliest() }
+    }
+
+    /// Whether the transport should now be shut down: the connection is closed (cleanly or not),
+    /// every output byte has been reported written, and, on a client after a clean close, the
+    /// server closed the transport or `close_timeout` passed (RFC 6455 section 7.1.1: the server
+    /// closes the TCP connection first).
+    #[must_use]
+    pub fn should_shutdown(&self) -> bool {
+        self.shutdown && self.out.is_empty()
+    }
+
+    /// Gives back the capacity of empty internal buffers; a driver may call this before it parks
+    /// an idle connection.
+    pub fn release_buffers(&mut self) {
+        if self.inbuf.is_empty() {
+            self.inbuf = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.out = BytesMut::new();
+        }
+        if self.msg_kind.is_none() {
+            self.msg_buf = BytesMut::new();
+        }
+    }
+
+    // ---- commands ---------------------------------------------------------------------------
+
+    /// Queues a text message, split into frames of at most [`Config::outgoing_frame_size`].
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] after a close frame was sent or the connection failed;
+    /// [`SendError::FragmentedMessageInProgress`] while [`send_fragment`](Self::send_fragment)
+    /// has a message open.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_message(MessageKind::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message, split into frames of at most [`Config::outgoing_frame_size`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_text`](Self::send_text).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_message(MessageKind::Binary, data)
+    }
+
+    /// Queues one fragment of a message whose size is not known up front (section 5.4).
+    ///
+    /// The first call opens a message of `kind`; later calls continue it (their `kind` must
+    /// match) until a call with `fin` set ends it. Control frames may be sent in between. Text
+    /// fragments may split a character between calls; the message as a whole must be UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`]; [`SendError::FragmentedMessageInProgress`] when `kind` differs from
+    /// the open message's; [`SendError::InvalidUtf8`] when text fragments stop being a valid
+    /// UTF-8 prefix (nothing of this fragment is sent and the message stays open).
+    pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), SendError> {
+        self.check_can_send()?;
+        let opcode = match self.tx_fragment {
+            None => kind.opcode(),
+            Some(open) if open == kind => OpCode::Continuation,
+            Some(_) => return Err(SendError::FragmentedMessageInProgress),
+        };
+        if kind == MessageKind::Text {
+            let mut validator = self.tx_utf8.clone();
+            validator.feed(payload).map_err(|_| SendError::InvalidUtf8)?;
+            if fin {
+                validator.finish().map_err(|_| SendError::InvalidUtf8)?;
+            }
+            self.tx_utf8 = validator;
+        }
+        self.flush_pending_pong();
+        self.write_chunked(opcode, payload, fin);
+        self.tx_fragment = if fin { None } else { Some(kind) };
+        Ok(())
+    }
+
+    /// Queues a ping (section 5.5.2).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`], or [`SendError::ControlPayloadTooLong`] over 125 bytes.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited pong or a manual answer to a ping (section 5.5.3).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`], or [`SendError::ControlPayloadTooLong`] over 125 bytes.
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    /// Starts the closing handshake (section 7.1.2): queues a close frame and arms
+    /// [`Config::close_timeout`]. Messages still arriving are delivered until the peer's close.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] when a close frame was already sent or the connection is closed;
+    /// [`SendError::InvalidCloseCode`] for a code that may not be sent (section 7.4.1);
+    /// [`SendError::CloseReasonTooLong`] for a reason over 123 bytes.
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
+        self.now = now;
+        if self.sent_close || self.closed {
+            return Err(SendError::Closed);
+        }
+        if !code.is_sendable() {
+            return Err(SendError::InvalidCloseCode(code.as_u16()));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::CloseReasonTooLong(reason.len()));
+        }
+        self.send_close_frame(Some(code), reason);
+        self.initiator = Some(Initiator::Local);
+        self.timers.clear_all();
+        self.timers.set(Timer::Close, now + self.config.close_timeout);
+        Ok(())
+    }
+
+    // ---- internals: receiving ---------------------------------------------------------------
+
+    fn saw_peer(&mut self, now: Instant) {
+        self.timers.clear(Timer::Pong);
+        if let (Some(idle), false) = (self.config.idle_timeout, self.sent_close) {
+            self.timers.set(Timer::Idle, now + idle);
+        }
+    }
+
+    fn process_input(&mut self) -> Result<(), ProtocolError> {
+        loop {
+            if self.received_close {
+                self.inbuf.clear();
+                return Ok(());
+            }
+            let mut frame = match self.frame {
+                Some(frame) => frame,
+                None => {
+                    let Some((header, header_len)) = FrameHeader::decode(&self.inbuf)? else {
+                        return Ok(());
+                    };
+                    let frame = self.check_header(&header)?;
+                    self.inbuf.advance(header_len);
+                    frame
+                }
+            };
+            let available = self.inbuf.len().min(frame.len);
+            if !frame.opcode.is_control() && available > frame.processed {
+                // Unmask and validate what has arrived so far, so invalid UTF-8 fails at once
+                // rather than at the end of a large frame.
+                let is_text = self.frame_is_text(&frame);
+                let fresh = &mut self.inbuf[frame.processed..available];
+                if let Some(key) = frame.mask {
+                    apply_mask_offset(fresh, key, frame.processed);
+                }
+                if is_text {
+                    self.rx_utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+                }
+                frame.processed = available;
+            }
+            if available < frame.len {
+                self.frame = Some(frame);
+                return Ok(());
+            }
+            self.frame = None;
+            let payload = self.inbuf.split_to(frame.len);
+            self.handle_frame(frame, payload)?;
+        }
+    }
+
+    fn frame_is_text(&self, frame: &InFrame) -> bool {
+        match frame.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.msg_kind == Some(MessageKind::Text),
+            _ => false,
+        }
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(header.rsv));
+        }
+        match (self.role, header.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let opcode = header.opcode;
+        if opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if header.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+        } else {
+            match (opcode, self.msg_kind) {
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Text | OpCode::Binary, Some(_)) => {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                _ => {}
+            }
+            let max = self.config.max_frame_size;
+            if header.payload_len > max as u64 {
+                return Err(ProtocolError::FrameTooLarge { size: header.payload_len, max });
+            }
+            let max = self.config.max_message_size;
+            let size = self.msg_buf.len() as u64 + header.payload_len;
+            if size > max as u64 {
+                return Err(ProtocolError::MessageTooLarge { size, max });
+            }
+        }
+        // Bounded above by max_frame_size (a usize) or 125, so the conversion is lossless.
+        let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength)?;
+        Ok(InFrame { fin: header.fin, opcode, mask: header.mask, len, processed: 0 })
+    }
+
+    fn handle_frame(&mut self, frame: InFrame, mut payload: BytesMut) -> Result<(), ProtocolError> {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                let kind = match frame.opcode {
+                    OpCode::Text => MessageKind::Text,
+                    OpCode::Binary => MessageKind::Binary,
+                    _ => self.msg_kind.ok_or(ProtocolError::UnexpectedContinuation)?,
+                };
+                if frame.fin && self.msg_kind.is_none() {
+                    self.deliver(kind, payload)
+                } else {
+                    if self.msg_buf.is_empty() {
+                        self.msg_buf = payload;
+                    } else {
+                        self.msg_buf.extend_from_slice(&payload);
+                    }
+                    self.msg_kind = Some(kind);
+                    if frame.fin {
+                        self.msg_kind = None;
+                        let message = std::mem::take(&mut self.msg_buf);
+                        self.deliver(kind, message)?;
+                    }
+                    Ok(())
+                }
+            }
+            control => {
+                if let Some(key) = frame.mask {
+                    apply_mask(&mut payload, key);
+                }
+                let payload = payload.freeze();
+                match control {
+                    OpCode::Ping => {
+                        if self.config.auto_pong && !self.sent_close {
+                            if self.out.len() > COALESCE_PONGS_ABOVE {
+                                self.pending_pong = Some(payload.clone());
+                            } else {
+                                self.flush_pending_pong();
+                                self.write_frame(true, OpCode::Pong, &payload);
+                            }
+                        }
+                        self.events.push_back(Event::Ping(payload));
+                    }
+                    OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+                    _ => self.handle_close_frame(&payload)?,
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn deliver(&mut self, kind: MessageKind, message: BytesMut) -> Result<(), ProtocolError> {
+        let message = message.freeze();
+        let event = match kind {
+            MessageKind::Text => {
+                self.rx_utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Event::Text(Utf8Bytes::from_validated(message))
+            }
+            MessageKind::Binary => Event::Binary(message),
+        };
+        self.events.push_back(event);
+        Ok(())
+    }
+
+    fn handle_close_frame(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
+        let (code, reason) = parse_close_payload(payload)?;
+        self.received_close = true;
+        let initiator = if self.sent_close {
+            Initiator::Local
+        } else {
+            // Echo the status code (section 5.5.1); an empty close is echoed empty.
+            let echo = (code != CloseCode::NO_STATUS).then_some(code);
+            self.send_close_frame(echo, "");
+            Initiator::Peer
+        };
+        self.initiator = Some(initiator);
+        let closed = Closed { clean: true, code, reason: reason.to_owned(), initiator: Some(initiator), failure: None };
+        self.timers.clear_all();
+        self.closed = true;
+        match self.role {
+            Role::Server => self.shutdown = true,
+            // Section 7.1.1: the client waits for the server to close the transport.
+            Role::Client => self.timers.set(Timer::Close, self.now + self.config.close_timeout),
+        }
+        self.events.push_back(Event::Closed(closed));
+        Ok(())
+    }
+
+    /// Fails the connection for a protocol violation (section 7.1.7): sends the matching close
+    /// frame (unless one was sent already) and asks for the transport to be shut.
+    fn fail(&mut self, err: ProtocolError) {
+        self.pending_failure = None;
+        if self.closed {
+            return;
+        }
+        if !self.sent_close {
+            self.send_close_frame(Some(err.close_code()), err.close_reason());
+            self.initiator = Some(Initiator::Local);
+        }
+        let closed = Closed {
+            clean: false,
+            code: err.close_code(),
+            reason: err.close_reason().to_owned(),
+            initiator: self.initiator,
+            failure: Some(Failure::Protocol(err.clone())),
+        };
+        self.failure = Some(err);
+        self.finish_unclean(closed);
+    }
+
+    /// Fails the connection without sending anything (timeouts, a vanished transport).
+    fn fail_without_close(&mut self, failure: Failure) {
+        if let Some(err) = self.pending_failure.take() {
+            // The peer's violation came first in the stream: report that one.
+            self.fail(err);
+            return;
+        }
+        self.pending_pong = None;
+        if self.closed {
+            return;
+        }
+        let closed = Closed {
+            clean: false,
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            initiator: self.initiator,
+            failure: Some(failure),
+        };
+        self.finish_unclean(closed);
+    }
+
+    fn finish_unclean(&mut self, closed: Closed) {
+        self.closed = true;
+        self.shutdown = true;
+        self.frame = None;
+        self.inbuf = BytesMut::new();
+        self.msg_buf = BytesMut::new();
+        self.msg_kind = None;
+        self.timers.clear_all();
+        self.events.push_back(Event::Closed(closed));
+    }
+
+    // ---- internals: sending -----------------------------------------------------------------
+
+    fn check_can_send(&self) -> Result<(), SendError> {
+        if self.sent_close || self.closed { Err(SendError::Closed) } else { Ok(()) }
+    }
+
+    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if self.tx_fragment.is_some() {
+            return Err(SendError::FragmentedMessageInProgress);
+        }
+        self.flush_pending_pong();
+        self.write_chunked(kind.opcode(), data, true);
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.check_can_send()?;
+        if payload.len() > 125 {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        self.flush_pending_pong();
+        self.write_frame(true, opcode, payload);
+        Ok(())
+    }
+
+    fn send_close_frame(&mut self, code: Option<CloseCode>, reason: &str) {
+        self.flush_pending_pong();
+        let mut payload = [0u8; 125];
+        let len = match code {
+            Some(code) => {
+                let reason = &reason.as_bytes()[..reason.len().min(MAX_CLOSE_REASON)];
+                payload[..2].copy_from_slice(&code.as_u16().to_be_bytes());
+                payload[2..2 + reason.len()].copy_from_slice(reason);
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.write_frame(true, OpCode::Close, &payload[..len]);
+        self.sent_close = true;
+        self.pending_pong = None;
+    }
+
+    /// Writes `data` as frames of at most `outgoing_frame_size`, the first with `opcode`, the
+    /// rest as continuations; FIN on the last one only when `fin`.
+    fn write_chunked(&mut self, opcode: OpCode, data: &[u8], fin: bool) {
+        let size = self.config.outgoing_frame_size;
+        if data.len() <= size {
+            self.write_frame(fin, opcode, data);
+            return;
+        }
+        let count = data.len().div_ceil(size);
+        for (i, chunk) in data.chunks(size).enumerate() {
+            let op = if i == 0 { opcode } else { OpCode::Continuation };
+            self.write_frame(fin && i + 1 == count, op, chunk);
+        }
+    }
+
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(self.entropy.mask_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode_into(&mut head);
+        self.out.reserve(head_len + payload.len());
+        self.out.extend_from_slice(&head[..head_len]);
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut self.out[start..], key);
+        }
+    }
+
+    fn flush_pending_pong(&mut self) {
+        if let Some(payload) = self.pending_pong.take() {
+            self.write_frame(true, OpCode::Pong, &payload);
+        }
+    }
+}
+
+/// The connection's deadlines (DESIGN: one small table keyed by a private enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Time to send the next keepalive ping.
+    Ping = 0,
+    /// The peer must have sent something by then.
+    Pong = 1,
+    /// Nothing received for `idle_timeout`.
+    Idle = 2,
+    /// The closing handshake (or a client's wait for the server's transport close) ends.
+    Close = 3,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Timers([Option<Instant>; 4]);
+
+impl Timers {
+    fn set(&mut self, timer: Timer, at: Instant) {
+        self.0[timer as usize] = Some(at);
+    }
+    fn get(&self, timer: Timer) -> Option<Instant> {
+        self.0[timer as usize]
+    }
+    fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+    fn clear_all(&mut self) {
+        self.0 = [None; 4];
+    }
+    fn expired(&self, timer: Timer, now: Instant) -> bool {
+        self.get(timer).is_some_and(|at| at <= now)
+    }
+    fn earliest(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+}

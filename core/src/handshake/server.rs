@@ -1,0 +1,421 @@
+//! The server side of the opening handshake (RFC 6455 section 4.2).
+
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+
+use super::extensions::{ExtensionOffer, parse_offers};
+use super::head::HeadPhase;
+use super::http::{HeaderList, Response, first_str, is_token, list_contains, owned_headers, trim_ows, values};
+use super::origin::OriginPolicy;
+use super::{HandshakeError, Limits, accept_key};
+use crate::Connection;
+use crate::config::{Config, ConfigError, Role};
+
+/// Reads a client's opening handshake request (RFC 6455 section 4.2.1), incrementally and within
+/// [`Limits`].
+///
+/// Call order: [`new`](Self::new); then [`handle_input`](Self::handle_input) with every chunk read
+/// from the transport, and [`handle_timeout`](Self::handle_timeout) whenever the deadline from
+/// [`poll_timeout`](Self::poll_timeout) passes, until `handle_input` returns the [`Request`] or
+/// either returns an error. On an error, send its [`response`](HandshakeError::response) and close.
+/// With a request, decide on a [`Response`] (usually with [`ServerPolicy::accept`]), send it, and
+/// on a 101 call [`into_connection`](Self::into_connection).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use ferrule_core::Config;
+/// use ferrule_core::handshake::{Limits, ServerHandshake, ServerPolicy};
+///
+/// let now = Instant::now();
+/// let mut handshake = ServerHandshake::new(Limits::default(), now);
+/// let input: &[u8] = b"GET /chat HTTP/1.1\r\n\
+///     Host: server.example.com\r\n\
+///     Upgrade: websocket\r\n\
+///     Connection: Upgrade\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Origin: http://server.example.com\r\n\
+///     Sec-WebSocket-Protocol: chat, superchat\r\n\
+///     Sec-WebSocket-Version: 13\r\n\r\n";
+///
+/// // Bytes may arrive in any pieces; `Ok(None)` asks for more.
+/// assert!(handshake.handle_input(&input[..10])?.is_none());
+/// let request = handshake.handle_input(&input[10..])?.expect("complete");
+/// assert_eq!(request.path(), "/chat");
+///
+/// let policy = ServerPolicy::default().subprotocols(vec!["chat".into()]);
+/// let response = match policy.accept(&request) {
+///     Ok(accept) => accept,
+///     Err(error) => error.response().expect("a server-side error"),
+/// };
+/// assert_eq!(response.status(), 101);
+/// assert_eq!(response.header("Sec-WebSocket-Accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+/// let _to_send: Vec<u8> = response.to_bytes();
+///
+/// let (_connection, leftover) = handshake.into_connection(Config::default(), now)?;
+/// assert!(leftover.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct ServerHandshake {
+    limits: Limits,
+    phase: HeadPhase,
+}
+
+impl ServerHandshake {
+    /// Starts reading a request; the deadline is `now + limits.timeout`.
+    pub fn new(limits: Limits, now: Instant) -> Self {
+        Self { phase: HeadPhase::new(&limits, now), limits }
+    }
+
+    /// Feeds bytes read from the transport.
+    ///
+    /// Returns `Ok(None)` while the head is incomplete, `Ok(Some(request))` once it is complete
+    /// (the request is not yet validated: see [`ServerPolicy::accept`] and [`validate`]), and an
+    /// error when the head is malformed or exceeds the [`Limits`]. At most
+    /// [`Limits::max_header_bytes`] of head are ever buffered: the call that crosses the cap fails
+    /// with [`HandshakeError::HeadersTooLarge`].
+    ///
+    /// Bytes after the head are kept for [`into_connection`](Self::into_connection). After the
+    /// request has been returned, further input is appended to them and `Ok(None)` is returned;
+    /// after an error, the same error is returned again.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        self.phase.feed(data, |bytes, slots| {
+            let mut parsed = httparse::Request::new(slots);
+            match parsed.parse(bytes) {
+                Ok(httparse::Status::Complete(head_len)) => Ok(Some((head_len, Request::from_parsed(&parsed)))),
+                Ok(httparse::Status::Partial) => Ok(None),
+                Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooManyHeaders),
+                Err(error) => Err(HandshakeError::MalformedRequest(error)),
+            }
+        })
+    }
+
+    /// The deadline for the request head, while it is still being read.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.phase.poll_timeout()
+    }
+
+    /// Tells the handshake the time: fails with [`HandshakeError::Timeout`] (a 408) when the
+    /// deadline has passed and the head is still incomplete.
+    ///
+    /// Early calls do nothing, and so do calls after the request was returned or after another
+    /// error; once timed out, every later call returns the timeout again.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        self.phase.handle_timeout(now)
+    }
+
+    /// How many bytes of an incomplete head are buffered; never more than
+    /// [`Limits::max_header_bytes`]. Zero once the head is complete or the handshake failed.
+    pub fn buffered_len(&self) -> usize {
+        self.phase.buffered_len()
+    }
+
+    /// The limits this handshake enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Turns an accepted handshake into a server [`Connection`], with the bytes that followed the
+    /// request head (the client's first frames), intact.
+    ///
+    /// Call it only after [`handle_input`](Self::handle_input) returned the request and a 101 was
+    /// sent; called earlier, the leftover is empty. Fails only when `config` is invalid.
+    pub fn into_connection(self, config: Config, now: Instant) -> Result<(Connection, Bytes), ConfigError> {
+        let connection = Connection::new(Role::Server, config, now)?;
+        Ok((connection, self.phase.into_leftover()))
+    }
+}
+
+/// A client's opening handshake request, parsed but not yet validated (RFC 6455 section 4.1).
+///
+/// Header values have surrounding whitespace trimmed. Values that are not UTF-8 are kept as bytes
+/// (see [`headers`](Self::headers)); the `&str` accessors return `None` for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    method: String,
+    target: String,
+    version: u8,
+    headers: HeaderList,
+    /// `None` when a `Sec-WebSocket-Protocol` header is malformed.
+    subprotocols: Option<Vec<String>>,
+    /// `None` when a `Sec-WebSocket-Extensions` header is malformed.
+    extensions: Option<Vec<ExtensionOffer>>,
+}
+
+impl Request {
+    fn from_parsed(parsed: &httparse::Request<'_, '_>) -> Self {
+        let headers = owned_headers(parsed.headers);
+        let subprotocols = parse_subprotocols(values(&headers, "Sec-WebSocket-Protocol"));
+        let extensions = parse_offers(values(&headers, "Sec-WebSocket-Extensions"));
+        Self {
+            method: parsed.method.unwrap_or_default().to_owned(),
+            target: parsed.path.unwrap_or_default().to_owned(),
+            version: parsed.version.unwrap_or_default(),
+            headers,
+            subprotocols,
+            extensions,
+        }
+    }
+
+    /// The request method, e.g. `GET`.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request target as sent: the resource name, path and query (RFC 6455 section 3).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// The target before any `?`.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
+    }
+
+    /// The target after the first `?`, if there is one.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// Every header in order, as `(name, value)`.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The first header called `name` (compared case-insensitively), if it is UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        first_str(&self.headers, name)
+    }
+
+    /// The `Host` header (RFC 6455 section 4.1 item 4).
+    pub fn host(&self) -> Option<&str> {
+        self.header("Host")
+    }
+
+    /// The `Origin` header (RFC 6455 section 10.2); browsers always send it.
+    pub fn origin(&self) -> Option<&str> {
+        self.header("Origin")
+    }
+
+    /// The `Sec-WebSocket-Key` header (RFC 6455 section 4.1 item 7).
+    pub fn key(&self) -> Option<&str> {
+        self.header("Sec-WebSocket-Key")
+    }
+
+    /// The subprotocols offered in every `Sec-WebSocket-Protocol` header, in the client's order
+    /// (RFC 6455 section 4.1 item 10). Empty when none are offered or the header is malformed
+    /// (which [`validate`] reports).
+    pub fn subprotocols(&self) -> &[String] {
+        self.subprotocols.as_deref().unwrap_or_default()
+    }
+
+    /// The extensions offered in every `Sec-WebSocket-Extensions` header, in the client's order
+    /// (RFC 6455 section 9.1). Empty when none are offered or the header is malformed (which
+    /// [`validate`] reports).
+    pub fn extensions(&self) -> &[ExtensionOffer] {
+        self.extensions.as_deref().unwrap_or_default()
+    }
+
+    /// The single value of header `name`: `Ok(None)` when absent, an error when repeated.
+    fn single(&self, name: &'static str) -> Result<Option<&[u8]>, HandshakeError> {
+        let mut found = values(&self.headers, name);
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(HandshakeError::DuplicateHeader(name));
+        }
+        Ok(first)
+    }
+}
+
+/// Checks a request against RFC 6455 section 4.2.1, except the origin (which is policy).
+///
+/// In order: method `GET` (else 405), HTTP/1.1 (400), one non-empty `Host` (400), `Upgrade`
+/// listing `websocket` (400), `Connection` listing `upgrade` (400), `Sec-WebSocket-Version: 13`
+/// (missing: 400, other: 426), one `Sec-WebSocket-Key` that is base64 of 16 bytes (400),
+/// well-formed `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` (400). The first failure
+/// is returned; its [`response`](HandshakeError::response) is the rejection to send.
+pub fn validate(request: &Request) -> Result<(), HandshakeError> {
+    if request.method != "GET" {
+        return Err(HandshakeError::MethodNotGet);
+    }
+    if request.version != 1 {
+        return Err(HandshakeError::UnsupportedHttpVersion);
+    }
+    match request.single("Host")? {
+        Some(host) if !host.is_empty() && std::str::from_utf8(host).is_ok() => {}
+        _ => return Err(HandshakeError::MissingHost),
+    }
+    if !list_contains(values(&request.headers, "Upgrade"), "websocket") {
+        return Err(HandshakeError::InvalidUpgrade);
+    }
+    if !list_contains(values(&request.headers, "Connection"), "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    match request.single("Sec-WebSocket-Version")? {
+        None => return Err(HandshakeError::MissingVersion),
+        Some(b"13") => {}
+        Some(_) => return Err(HandshakeError::UnsupportedVersion),
+    }
+    let key = request.single("Sec-WebSocket-Key")?.ok_or(HandshakeError::MissingKey)?;
+    let mut decoded = [0u8; 18];
+    match BASE64.decode_slice(key, &mut decoded) {
+        Ok(16) => {}
+        _ => return Err(HandshakeError::InvalidKey),
+    }
+    if request.subprotocols.is_none() {
+        return Err(HandshakeError::InvalidSubprotocol);
+    }
+    if request.extensions.is_none() {
+        return Err(HandshakeError::InvalidExtensions);
+    }
+    Ok(())
+}
+
+/// How a server answers handshake requests: which origins it accepts and which subprotocols it
+/// speaks. Extension offers are all declined for now.
+///
+/// # Examples
+///
+/// ```
+/// use ferrule_core::handshake::{OriginPattern, OriginPolicy, ServerPolicy};
+///
+/// let policy = ServerPolicy::default()
+///     .origin(OriginPolicy::AllowList(vec![OriginPattern::new("https://*.example.com")]))
+///     .subprotocols(vec!["v2.chat".into(), "v1.chat".into()]);
+/// assert_eq!(policy.subprotocols[0], "v2.chat");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerPolicy {
+    /// Which `Origin`s are accepted. Default [`OriginPolicy::SameOrigin`].
+    pub origin: OriginPolicy,
+    /// The subprotocols this server speaks, most preferred first. Default none.
+    pub subprotocols: Vec<String>,
+}
+
+impl ServerPolicy {
+    /// Sets [`origin`](Self::origin).
+    pub fn origin(mut self, origin: OriginPolicy) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// Sets [`subprotocols`](Self::subprotocols).
+    pub fn subprotocols(mut self, subprotocols: Vec<String>) -> Self {
+        self.subprotocols = subprotocols;
+        self
+    }
+
+    /// Validates `request` ([`validate`], then the origin: 403 when refused) and builds the
+    /// `101 Switching Protocols` (RFC 6455 section 4.2.2): `Upgrade: websocket`,
+    /// `Connection: Upgrade`, `Sec-WebSocket-Accept`, and `Sec-WebSocket-Protocol` with the
+    /// first of this server's subprotocols that the client offered (none when there is no
+    /// overlap, which is not an error). Extension offers are declined by leaving them out.
+    ///
+    /// On failure, the error's [`response`](HandshakeError::response) is the rejection to send.
+    pub fn accept(&self, request: &Request) -> Result<Response, HandshakeError> {
+        validate(request)?;
+        let host = request.host().unwrap_or_default();
+        let origin = match request.single("Origin")? {
+            None => None,
+            Some(origin) => Some(std::str::from_utf8(origin).map_err(|_| HandshakeError::OriginNotAllowed)?),
+        };
+        if !self.origin.allows(origin, host) {
+            return Err(HandshakeError::OriginNotAllowed);
+        }
+        let key = request.key().unwrap_or_default();
+        Ok(Response::switching_protocols(&accept_key(key.as_bytes()), self.select_subprotocol(request)))
+    }
+
+    /// Like [`accept`](Self::accept), but always a response to send: the 101, or the rejection.
+    pub fn respond(&self, request: &Request) -> Response {
+        self.accept(request).unwrap_or_else(|error| {
+            error.response().unwrap_or_else(|| Response::rejection(400, "WebSocket handshake failed"))
+        })
+    }
+
+    /// The first of this server's subprotocols that the client offered.
+    pub fn select_subprotocol<'a>(&'a self, request: &Request) -> Option<&'a str> {
+        self.subprotocols
+            .iter()
+            .find(|ours| request.subprotocols().iter().any(|theirs| theirs == *ours))
+            .map(String::as_str)
+    }
+}
+
+/// Splits every `Sec-WebSocket-Protocol` value into its tokens, in order; `None` when an element
+/// is not a token. Empty elements are skipped (RFC 7230 section 7).
+fn parse_subprotocols<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for item in values.flat_map(|v| v.split(|&b| b == b',')) {
+        let item = trim_ows(item);
+        if item.is_empty() {
+            continue;
+        }
+        if !is_token(item) {
+            return None;
+        }
+        names.push(String::from_utf8(item.to_vec()).ok()?);
+    }
+    Some(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Request {
+        let mut hs = ServerHandshake::new(Limits::default(), Instant::now());
+        hs.handle_input(head.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn request_splits_path_and_query() {
+        let r = parse("GET /a/b?x=1?y HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.method(), "GET");
+        assert_eq!(r.target(), "/a/b?x=1?y");
+        assert_eq!(r.path(), "/a/b");
+        assert_eq!(r.query(), Some("x=1?y"));
+        assert_eq!(r.version(), 1);
+        let r = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.query(), None);
+    }
+
+    #[test]
+    fn request_subprotocols_are_collected_across_headers_in_order() {
+        let r = parse("GET / HTTP/1.1\r\nSec-WebSocket-Protocol: a, b\r\nsec-websocket-protocol:  c ,,\r\n\r\n");
+        assert_eq!(r.subprotocols(), ["a", "b", "c"]);
+        let r = parse("GET / HTTP/1.1\r\nSec-WebSocket-Protocol: a b\r\n\r\n");
+        assert!(r.subprotocols().is_empty());
+        assert!(r.subprotocols.is_none());
+    }
+
+    #[test]
+    fn request_header_values_are_trimmed_and_non_utf8_kept_as_bytes() {
+        let mut hs = ServerHandshake::new(Limits::default(), Instant::now());
+        let r = hs.handle_input(b"GET / HTTP/1.1\r\nX-A:   v  \r\nX-B: \xff\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r.header("x-a"), Some("v"));
+        assert_eq!(r.header("X-B"), None);
+        assert!(r.headers().any(|(n, v)| n == "X-B" && v == b"\xff"));
+    }
+
+    #[test]
+    fn select_subprotocol_follows_server_preference() {
+        let r = parse("GET / HTTP/1.1\r\nSec-WebSocket-Protocol: a, b, c\r\n\r\n");
+        let policy = ServerPolicy::default().subprotocols(vec!["z".into(), "c".into(), "a".into()]);
+        assert_eq!(policy.select_subprotocol(&r), Some("c"));
+        let policy = ServerPolicy::default().subprotocols(vec!["A".into()]);
+        assert_eq!(policy.select_subprotocol(&r), None);
+    }
+}
