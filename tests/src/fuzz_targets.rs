@@ -1,0 +1,265 @@
+//! Bodies of the cargo-fuzz targets in `fuzz/`, kept here so that `cargo test` replays the
+//! committed seed corpora through exactly the same code.
+//!
+//! Each target's invariant: accept the input or fail with a documented, typed error, never
+//! panic, never buffer without bound, and keep the connection's lifecycle rules.
+
+use std::time::{Duration, Instant};
+
+use ferrule_core::handshake::{
+    ClientHandshake, ClientRequest, Limits, OriginPattern, OriginPolicy, ServerHandshake, ServerPolicy,
+};
+use ferrule_core::{
+    CloseCode, Config, Connection, Entropy, Event, FrameHeader, MessageKind, OpCode, Role, State, apply_mask,
+};
+
+/// The header-bytes cap the handshake targets use, small so the fuzzer reaches it.
+const FUZZ_HEADER_BYTES: usize = 1024;
+
+/// The server's handshake request parser and validator: arbitrary bytes in two pieces.
+pub fn handshake_request(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else { return };
+    let split = usize::from(split).min(rest.len());
+    let now = Instant::now();
+    let limits = Limits::default().max_header_bytes(FUZZ_HEADER_BYTES).max_headers(16);
+    let mut hs = ServerHandshake::new(limits, now);
+    let mut request = None;
+    for piece in [&rest[..split], &rest[split..]] {
+        match hs.handle_input(piece) {
+            Ok(Some(r)) => {
+                request = Some(r);
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let response = e.response().expect("a server-side error has a response");
+                assert!((400..600).contains(&response.status()), "{e}: {}", response.status());
+                return;
+            }
+        }
+        assert!(hs.buffered_len() <= FUZZ_HEADER_BYTES, "the head buffer stays bounded");
+    }
+    let Some(request) = request else { return };
+    let policies = [
+        ServerPolicy::default(),
+        ServerPolicy::default()
+            .origin(OriginPolicy::AllowList(vec![OriginPattern::new("http*://{{host}}"), OriginPattern::new("*")]))
+            .subprotocols(vec!["chat".into(), "superchat".into()]),
+        ServerPolicy::default().origin(OriginPolicy::InsecureAllowAny),
+    ];
+    for policy in &policies {
+        match policy.accept(&request) {
+            Ok(response) => {
+                assert_eq!(response.status(), 101);
+                let bytes = response.to_bytes();
+                assert!(bytes.ends_with(b"\r\n\r\n"));
+                if let Some(p) = response.subprotocol() {
+                    assert!(request.subprotocols().iter().any(|o| o == p));
+                }
+            }
+            Err(e) => {
+                let response = e.response().expect("a rejection has a response");
+                assert!(matches!(response.status(), 400 | 403 | 405 | 426 | 431), "{e}");
+            }
+        }
+    }
+    if let Ok((mut conn, leftover)) = hs.into_connection(Config::default(), now) {
+        let _ = conn.handle_input(&leftover, now);
+    }
+}
+
+/// The client's handshake response parser and validator: arbitrary bytes in two pieces, after a
+/// request with a fixed key and two offered subprotocols.
+pub fn handshake_response(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else { return };
+    let split = usize::from(split).min(rest.len());
+    let now = Instant::now();
+    let request = ClientRequest::new("ws://example.com:9001/chat?room=1")
+        .expect("valid url")
+        .subprotocols(vec!["chat".into(), "superchat".into()])
+        .expect("valid subprotocols");
+    let limits = Limits::default().max_header_bytes(FUZZ_HEADER_BYTES).max_headers(16);
+    let mut hs = ClientHandshake::new(request, &mut Entropy::from_seed([3; 32]), limits, now);
+    for piece in [&rest[..split], &rest[split..]] {
+        match hs.handle_input(piece) {
+            Ok(Some(response)) => {
+                assert_eq!(response.status(), 101);
+                if let Some(p) = response.subprotocol() {
+                    assert!(p == "chat" || p == "superchat");
+                }
+                if let Ok((mut conn, leftover)) = hs.into_connection(Config::default(), now) {
+                    let _ = conn.handle_input(&leftover, now);
+                }
+                return;
+            }
+            Ok(None) => assert!(hs.buffered_len() <= FUZZ_HEADER_BYTES, "the head buffer stays bounded"),
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                return;
+            }
+        }
+    }
+}
+
+/// The frame decoder: headers decoded from arbitrary bytes, then the bytes fed to a server and
+/// a client connection, split where the first byte says.
+pub fn frame_decoder(data: &[u8]) {
+    if let Ok(Some((header, len))) = FrameHeader::decode(data) {
+        assert!((2..=14).contains(&len) && len <= data.len());
+        // Re-encoding uses the shortest length form (a peer may have used a longer one).
+        let mut re = Vec::new();
+        header.encode(&mut re);
+        assert!(re.len() <= len && re.len() == header.encoded_len());
+        assert_eq!(FrameHeader::decode(&re), Ok(Some((header, re.len()))));
+    }
+    let Some((&split, rest)) = data.split_first() else { return };
+    let split = usize::from(split).min(rest.len());
+    for role in [Role::Server, Role::Client] {
+        let now = Instant::now();
+        let config = Config::default().max_frame_size(4096).max_message_size(8192);
+        let mut conn = Connection::new(role, config, now).expect("valid config");
+        let first = conn.handle_input(&rest[..split], now);
+        let second = conn.handle_input(&rest[split..], now);
+        if let Err(e) = &first {
+            assert_eq!(second.as_ref(), Err(e), "errors are sticky");
+        }
+        check_events(&mut conn, &mut false);
+        if first.is_err() || second.is_err() {
+            // Once the events before the violation are drained, the connection has failed.
+            assert_eq!(conn.state(), State::Closed);
+            assert!(conn.poll_transmit().is_some(), "a close frame is queued on failure");
+        }
+    }
+}
+
+/// Sequences of operations on one connection, including time passing and end of stream,
+/// decoded from the bytes.
+pub fn connection_ops(data: &[u8]) {
+    let mut input = Reader(data);
+    let role = if input.byte() % 2 == 0 { Role::Server } else { Role::Client };
+    let mut now = Instant::now();
+    let config = Config::default()
+        .max_frame_size(2048)
+        .max_message_size(4096)
+        .outgoing_frame_size(usize::from(input.byte()).max(1) * 16)
+        .ping_interval(Some(Duration::from_secs(10)))
+        .pong_timeout(Duration::from_secs(15))
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .rng_seed(Some([7; 32]));
+    let mut conn = Connection::new(role, config, now).expect("valid config");
+    let mut written = Vec::new();
+    let mut closed_seen = false;
+    let mut closed_event_seen = false;
+    let mut closed_out_len = 0;
+    while let Some(op) = input.next() {
+        match op % 10 {
+            0 => {
+                let chunk = input.take_len();
+                let _ = conn.handle_input(chunk, now);
+            }
+            1 => {
+                let text = String::from_utf8_lossy(input.take_len()).into_owned();
+                let _ = conn.send_text(&text);
+            }
+            2 => {
+                let _ = conn.send_binary(input.take_len());
+            }
+            3 => {
+                let _ = conn.ping(input.take_len());
+            }
+            4 => {
+                let _ = conn.pong(input.take_len());
+            }
+            5 => {
+                let code = u16::from_be_bytes([input.byte(), input.byte()]);
+                let reason = String::from_utf8_lossy(input.take_len()).into_owned();
+                let _ = conn.close(CloseCode::new(code), &reason, now);
+            }
+            6 => {
+                now += Duration::from_millis(u64::from(input.byte()) * 250);
+                conn.handle_timeout(now);
+                assert!(conn.poll_timeout().is_none_or(|d| d > now), "every expired deadline was handled");
+            }
+            7 => {
+                let n = usize::from(input.byte()) * 8;
+                if let Some(out) = conn.poll_transmit() {
+                    let n = n.min(out.len());
+                    written.extend_from_slice(&out[..n]);
+                    conn.advance_transmit(n);
+                }
+            }
+            8 => conn.handle_eof(now),
+            _ => {
+                let kind = if input.byte() % 2 == 0 { MessageKind::Text } else { MessageKind::Binary };
+                let fin = input.byte() % 2 == 0;
+                let _ = conn.send_fragment(kind, input.take_len(), fin);
+            }
+        }
+        if conn.state() == State::Closed {
+            if !closed_seen {
+                closed_seen = true;
+                closed_out_len = written.len() + conn.buffered_amount();
+            }
+            assert!(written.len() + conn.buffered_amount() <= closed_out_len, "nothing is queued after Closed");
+        }
+        check_events(&mut conn, &mut closed_event_seen);
+    }
+    written.extend_from_slice(&conn.take_transmit());
+    check_nothing_after_close(&written);
+}
+
+/// Events are well ordered: at most one `Closed`, and nothing after it. `closed` carries whether
+/// `Closed` was already seen across calls.
+fn check_events(conn: &mut Connection, closed: &mut bool) {
+    while let Some(event) = conn.poll_event() {
+        assert!(!*closed, "no event after Closed");
+        if let Event::Closed(c) = &event {
+            *closed = true;
+            assert_eq!(conn.state(), State::Closed);
+            if c.clean {
+                assert!(c.failure.is_none());
+            }
+        }
+    }
+}
+
+/// The written stream parses as whole frames and no frame follows a close frame.
+fn check_nothing_after_close(mut written: &[u8]) {
+    let mut seen_close = false;
+    while !written.is_empty() {
+        let (header, len) = FrameHeader::decode(written).expect("own output decodes").expect("whole header");
+        let end = len + usize::try_from(header.payload_len).expect("small frame");
+        assert!(end <= written.len(), "own output holds whole frames");
+        assert!(!seen_close, "no frame after a close frame");
+        if header.opcode == OpCode::Close {
+            seen_close = true;
+            let mut payload = written[len..end].to_vec();
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key);
+            }
+            assert!(payload.len() != 1 && payload.len() <= 125);
+        }
+        written = &written[end..];
+    }
+}
+
+/// A cursor over fuzzer bytes that yields zeros once exhausted.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn byte(&mut self) -> u8 {
+        self.next().unwrap_or(0)
+    }
+    /// A length byte, then that many bytes (fewer at the end of the input).
+    fn take_len(&mut self) -> &'a [u8] {
+        let n = usize::from(self.byte()).min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+}
