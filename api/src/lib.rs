@@ -1,11 +1,46 @@
 //! # ferrule
 //!
-//! The async layer of the ferrule WebSocket library: one per-connection driver over the
-//! [`ferrule_core`] protocol machine, with a channel API, a callback API and a hub, generic over
-//! a small runtime trait so that the tokio, async-std and smol adapters share all of it.
+//! The async layer of the ferrule WebSocket library ([RFC 6455]). One driver per connection
+//! moves bytes between the transport and the sans-IO [`ferrule_core`] protocol machine; two
+//! front-ends sit on that one driver, so they cannot drift apart:
 //!
-//! **Status:** the driver and the front-ends are not written yet. Today this crate only
-//! re-exports the sans-IO core, which is complete and usable on its own; see
-//! [`ferrule_core::Connection`] for how to drive a connection by hand.
+//! - the **callback API** ([`Handler`], [`HandlerFactory`]): `on_connect` may accept or reject
+//!   the upgrade, then `on_open`, `on_message` and `on_close(was_clean, code, reason)` run inside
+//!   the driver, with sends going straight into the protocol core;
+//! - the **channel API** ([`Channels`]): a receiver, a sender, a done signal, a disconnect
+//!   handle and an error stream, typed as text, binary or JSON, usable from one `select!` loop.
+//!
+//! Everything is generic over the futures-io traits and a small [`Runtime`] trait; the crates
+//! `ferrule-tokio`, `ferrule-async-std` and `ferrule-smol` supply the runtime, a listener and a
+//! connector.
+//!
+//! Logging goes through `tracing` and prints nothing unless the application installs a
+//! subscriber. The levels map those of the Go socket libraries: `error` (failures of the
+//! server itself), `warn` (peers that violate the protocol), `info` (refused upgrades), `debug`
+//! (upgrades, closes, transport errors).
+//!
+//! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 
+mod callback;
+mod channel;
+mod driver;
+mod error;
+mod handle;
+mod message;
+mod options;
+mod runtime;
+mod shared;
+mod upgrade;
+
+pub use callback::{Acceptance, Handler, HandlerFactory, Rejection};
+pub use channel::{Channels, Disconnect, Errors, Receiver, Sender};
+pub use driver::Ctx;
+pub use error::{CloseInfo, Error, HandlerError};
 pub use ferrule_core as core;
+pub use ferrule_core::handshake::{ClientRequest, OriginPattern, OriginPolicy, Request};
+pub use ferrule_core::{CloseCode, Utf8Bytes};
+pub use handle::{Done, Handle, TrySendError};
+pub use message::{Codec, DecodeError, Json, Message};
+pub use options::{Bound, Options, OptionsBuilder, OptionsError};
+pub use runtime::Runtime;
+pub use upgrade::{Upgraded, accept, connect_stream, serve_connection};

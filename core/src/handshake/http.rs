@@ -48,6 +48,13 @@ impl Response {
         Ok(Self::rejection(status, message))
     }
 
+    /// Like [`reject`](Self::reject), but a status outside `400..=599` becomes 500 rather than an
+    /// error, for callers that must always have a response to send.
+    pub fn reject_or_500(status: u16, message: &str) -> Self {
+        let status = if (400..=599).contains(&status) { status } else { 500 };
+        Self::rejection(status, message)
+    }
+
     /// The status code, e.g. 101 or 400.
     pub fn status(&self) -> u16 {
         self.status

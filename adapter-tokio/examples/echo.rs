@@ -1,0 +1,34 @@
+//! An echo server: every message comes back as it came. The Autobahn TestSuite's testee.
+//!
+//! ```text
+//! cargo run --release -p ferrule-tokio --example echo [ADDR]   # default 127.0.0.1:9001
+//! ```
+
+use ferrule_tokio::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+
+/// Sends each message back.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // The test suite sends 16 MiB messages and no browser Origin.
+    let options = Options::builder()
+        .max_message_size(64 << 20)
+        .max_frame_size(64 << 20)
+        .allowed_origin(OriginPolicy::InsecureAllowAny)
+        .build()?;
+    let server = ferrule_tokio::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+    eprintln!("echo server listening on ws://{}", server.local_addr()?);
+    tokio::signal::ctrl_c().await?;
+    server.shutdown(std::time::Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The channel API, after Go's martini-sockets and macaron sockets: per connection a receiver,
+//! a sender, a done signal, a disconnect handle and an error stream, all usable from one
+//! `select!` loop.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ferrule_core::CloseCode;
+
+use crate::driver::{Ctx, FrontEnd};
+use crate::error::{CloseInfo, Error, HandlerError};
+use crate::handle::{Done, Handle};
+use crate::message::{Codec, Message};
+use crate::shared::Shared;
+
+/// The channels of one connection, typed by the message flavour `M`: [`String`] (text),
+/// [`Bytes`](bytes::Bytes) (binary), [`Json<T>`](crate::Json) or [`Message`] (either).
+///
+/// Dropping the [`Receiver`] closes the connection with 1001 Going Away (nobody is left to read
+/// it), as does returning from the per-connection task that owns these channels.
+#[derive(Debug)]
+pub struct Channels<M: Codec = Message> {
+    /// Incoming messages.
+    pub receiver: Receiver<M>,
+    /// Outgoing messages.
+    pub sender: Sender<M>,
+    /// Completes when the connection has finished.
+    pub done: Done,
+    /// Closes the connection with a code and reason.
+    pub disconnect: Disconnect,
+    /// Errors: protocol violations by the peer, transport failures, messages that did not
+    /// decode as `M` (the connection stays up for those).
+    pub errors: Errors,
+}
+
+impl<M: Codec> Channels<M> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let handle = Handle::new(shared.clone());
+        Self {
+            receiver: Receiver { shared: shared.clone(), _m: PhantomData },
+            sender: Sender { handle: handle.clone(), _m: PhantomData },
+            done: handle.done(),
+            disconnect: Disconnect { handle: handle.clone() },
+            errors: Errors { shared },
+        }
+    }
+}
+
+/// Receives a connection's messages, decoded as `M`.
+pub struct Receiver<M> {
+    shared: Arc<Shared>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<M> fmt::Debug for Receiver<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}
+
+impl<M: Codec> Receiver<M> {
+    /// The next message; `None` once the connection has finished and every received message
+    /// was taken. A message that does not decode as `M` goes to the error stream and is skipped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is taken from the queue only in the poll that returns it, so
+    /// dropping the future never loses one.
+    pub async fn recv(&mut self) -> Option<M> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message (see [`recv`](Self::recv)).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<M>> {
+        loop {
+            let message = {
+                let mut inner = self.shared.lock();
+                match inner.inbox.pop_front() {
+                    Some(m) => {
+                        inner.inbox_bytes -= m.len();
+                        if inner.driver_waits_for_inbox {
+                            inner.driver_waits_for_inbox = false;
+                            if let Some(w) = inner.driver.take() {
+                                w.wake();
+                            }
+                        }
+                        m
+                    }
+                    None if inner.closed.is_some() => return Poll::Ready(None),
+                    None => {
+                        match &inner.receiver {
+                            Some(w) if w.will_wake(cx.waker()) => {}
+                            _ => inner.receiver = Some(cx.waker().clone()),
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            };
+            match M::decode(message) {
+                Ok(m) => return Poll::Ready(Some(m)),
+                Err(e) => self.shared.push_error(Error::Decode(e)),
+            }
+        }
+    }
+}
+
+impl<M> Drop for Receiver<M> {
+    fn drop(&mut self) {
+        // Nobody reads this connection any more: close it (an error only means it is already
+        // closing).
+        let _ = Handle::new(self.shared.clone()).close(CloseCode::GOING_AWAY, "");
+    }
+}
+
+/// Sends messages of type `M` on a connection. Cloneable.
+pub struct Sender<M> {
+    handle: Handle,
+    _m: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for Sender<M> {
+    fn clone(&self) -> Self {
+        Self { handle: self.handle.clone(), _m: PhantomData }
+    }
+}
+
+impl<M> fmt::Debug for Sender<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("handle", &self.handle).finish()
+    }
+}
+
+impl<M: Codec> Sender<M> {
+    /// Queues a message, waiting while the send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when encoding fails; [`Error::Closed`] once the connection is closing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued only when the future completes with `Ok`.
+    pub async fn send(&self, message: M) -> Result<(), Error> {
+        self.handle.send_as(message).await
+    }
+
+    /// The untyped handle behind this sender.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+/// Closes a connection with a close code and reason (the martini `disconnect` channel).
+#[derive(Clone, Debug)]
+pub struct Disconnect {
+    handle: Handle,
+}
+
+impl Disconnect {
+    /// Starts the closing handshake with `code` and `reason`; messages queued before are sent
+    /// first. See [`Handle::close`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the connection is already closing.
+    pub fn disconnect(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.handle.close(code, reason)
+    }
+}
+
+/// A connection's error stream.
+pub struct Errors {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Errors").finish_non_exhaustive()
+    }
+}
+
+impl Errors {
+    /// The next error; `None` once the connection has finished and every error was taken. At
+    /// most 64 errors wait; older ones are dropped first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`Receiver::recv`].
+    pub async fn recv(&mut self) -> Option<Error> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if let Some(e) = inner.errors.pop_front() {
+                return Poll::Ready(Some(e));
+            }
+            if inner.closed.is_some() {
+                return Poll::Ready(None);
+            }
+            inner.errors_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// Delivers messages into the shared inbox for a [`Receiver`].
+pub(crate) struct ChannelFront {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl FrontEnd for ChannelFront {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut inner = self.shared.lock();
+        if inner.inbox.len() < inner.recv_bound.messages && inner.inbox_bytes < inner.recv_bound.bytes {
+            return true;
+        }
+        inner.driver_waits_for_inbox = true;
+        inner.driver = Some(cx.waker().clone());
+        false
+    }
+
+    fn on_open(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        let mut inner = self.shared.lock();
+        inner.inbox_bytes += message.len();
+        inner.inbox.push_back(message);
+        if let Some(w) = inner.receiver.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn on_close(&mut self, _info: &CloseInfo) {}
+}

@@ -1,0 +1,419 @@
+//! The per-connection driver: one future that moves bytes between the transport and the protocol
+//! core, runs the core's deadlines, and hands events to a front-end (callbacks or channels).
+//!
+//! Each turn of its loop: take commands from handles, read once, deliver the events (a callback
+//! front-end may queue replies right there), write everything the core queued as one buffer,
+//! shut the transport down when the core says so, and re-arm the timer. It parks only when no
+//! step made progress. Replies to every message of one read leave in one write: write
+//! coalescing is the driver's job.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use ferrule_core::{CloseCode, Connection, Event, State};
+use futures_io::{AsyncRead, AsyncWrite};
+use serde::Serialize;
+
+use crate::error::{CloseInfo, Error, HandlerError};
+use crate::handle::{Handle, truncate_reason};
+use crate::message::Message;
+use crate::runtime::Runtime;
+use crate::shared::{Command, Shared};
+
+/// Bytes read from the transport per read call.
+const READ_CHUNK: usize = 64 * 1024;
+/// While more output than this waits to be written, the driver neither reads nor takes commands:
+/// a peer that does not read cannot make the output grow.
+const HIGH_WATER: usize = 256 * 1024;
+/// Loop turns per poll before the driver yields to other tasks.
+const TURNS_PER_POLL: usize = 32;
+
+/// What the driver hands events to.
+pub(crate) trait FrontEnd: Send + Unpin + 'static {
+    /// Whether the driver may read more now; when not, the front-end arranges for the driver to
+    /// be woken once it may.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool;
+    /// The connection is open.
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError>;
+    /// A message arrived.
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError>;
+    /// The connection finished.
+    fn on_close(&mut self, info: &CloseInfo);
+}
+
+/// What a handler can do with its connection while it runs inside the driver: send (queued
+/// directly in the protocol core, no channel hop), ping, close, change limits, or take a
+/// [`Handle`] to send from elsewhere.
+pub struct Ctx<'a> {
+    conn: &'a mut Connection,
+    handle: &'a Handle,
+    now: Instant,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("state", &self.conn.state()).finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// Sends a message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once a close frame was sent.
+    pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        let sent = match message {
+            Message::Text(t) => self.conn.send_text(t),
+            Message::Binary(b) => self.conn.send_binary(b),
+        };
+        sent.map_err(|_| Error::Closed)
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once a close frame was sent.
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        self.conn.send_text(text).map_err(|_| Error::Closed)
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once a close frame was sent.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.conn.send_binary(data).map_err(|_| Error::Closed)
+    }
+
+    /// Serializes `value` as JSON and sends it as text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when serialization fails, [`Error::Closed`] once closing.
+    pub fn send_json<T: Serialize>(&mut self, value: &T) -> Result<(), Error> {
+        let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
+        self.send_text(&text)
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.ping(&payload[..payload.len().min(125)]).map_err(|_| Error::Closed)
+    }
+
+    /// Starts the closing handshake (an unsendable code becomes 1000; the reason is cut to 123
+    /// bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when a close frame was already sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let code = if code.is_sendable() { code } else { CloseCode::NORMAL };
+        self.handle.shared.lock().closing = true;
+        self.conn.close(code, &truncate_reason(reason), self.now).map_err(|_| Error::Closed)
+    }
+
+    /// Changes this connection's incoming limits (from `on_open`, for example).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] when a limit is zero.
+    pub fn set_limits(&mut self, max_frame_size: usize, max_message_size: usize) -> Result<(), Error> {
+        self.conn
+            .set_limits(max_frame_size, max_message_size)
+            .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))
+    }
+
+    /// Bytes queued for the transport and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// A handle that sends on this connection from any task.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+/// One connection's driver future; completes when the transport has been shut down.
+pub(crate) struct Driver<S, R: Runtime, F> {
+    io: S,
+    runtime: R,
+    conn: Connection,
+    front: F,
+    handle: Handle,
+    sleep: Option<Pin<Box<R::Sleep>>>,
+    armed: Option<Instant>,
+    write_wait: Option<Duration>,
+    write_deadline: Option<Instant>,
+    read_closed: bool,
+    write_broken: bool,
+    opened: bool,
+    closed: Option<CloseInfo>,
+    shutting_down: bool,
+}
+
+// The driver never pins its fields in place (the timer is pinned in its own box), so it may
+// move freely whatever the runtime type is.
+impl<S: Unpin, R: Runtime, F: Unpin> Unpin for Driver<S, R, F> {}
+
+impl<S, R, F> Driver<S, R, F>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+    F: FrontEnd,
+{
+    pub(crate) fn new(
+        io: S,
+        runtime: R,
+        conn: Connection,
+        front: F,
+        shared: Arc<Shared>,
+        write_wait: Option<Duration>,
+    ) -> Self {
+        Self {
+            io,
+            runtime,
+            conn,
+            front,
+            handle: Handle::new(shared),
+            sleep: None,
+            armed: None,
+            write_wait,
+            write_deadline: None,
+            read_closed: false,
+            write_broken: false,
+            opened: false,
+            closed: None,
+            shutting_down: false,
+        }
+    }
+
+    /// Feeds bytes that arrived with the handshake.
+    pub(crate) fn feed(&mut self, leftover: &[u8]) {
+        if !leftover.is_empty() {
+            let now = self.runtime.now();
+            if let Err(e) = self.conn.handle_input(leftover, now) {
+                self.handle.shared.push_error(Error::Protocol(e));
+            }
+        }
+    }
+
+    fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut F) {
+        (Ctx { conn: &mut self.conn, handle: &self.handle, now }, &mut self.front)
+    }
+
+    fn handler_failed(&mut self, err: HandlerError, now: Instant) {
+        tracing::debug!(code = %err.code, reason = %err.reason, "handler closed the connection");
+        let code = if err.code.is_sendable() { err.code } else { CloseCode::INTERNAL_ERROR };
+        self.handle.shared.lock().closing = true;
+        let _ = self.conn.close(code, &truncate_reason(&err.reason), now);
+    }
+
+    fn take_commands(&mut self, now: Instant) {
+        for command in self.handle.shared.take_commands() {
+            let result = match command {
+                Command::Message(Message::Text(t)) => self.conn.send_text(&t),
+                Command::Message(Message::Binary(b)) => self.conn.send_binary(&b),
+                Command::Ping(p) => self.conn.ping(&p),
+                Command::Close(code, reason) => self.conn.close(code, &reason, now),
+            };
+            if result.is_err() {
+                // The connection closed under the command (the peer closed first): the
+                // handle already reports Closed for later sends.
+                tracing::debug!("command dropped: the connection is closing");
+            }
+        }
+    }
+
+    fn deliver_events(&mut self, now: Instant) {
+        while let Some(event) = self.conn.poll_event() {
+            let message = match event {
+                Event::Text(t) => Message::Text(t),
+                Event::Binary(b) => Message::Binary(b),
+                Event::Closed(closed) => {
+                    if let Some(ferrule_core::Failure::Protocol(e)) = &closed.failure {
+                        tracing::warn!(error = %e, "peer violated the protocol");
+                    }
+                    self.handle.shared.lock().closing = true;
+                    self.closed = Some(CloseInfo::from_core(&closed));
+                    continue;
+                }
+                _ => continue,
+            };
+            let (mut ctx, front) = self.ctx(now);
+            if let Err(err) = front.on_message(&mut ctx, message) {
+                self.handler_failed(err, now);
+            }
+        }
+    }
+
+    /// Writes queued output; returns whether any byte was written.
+    fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut progress = false;
+        while !self.write_broken {
+            let Some(bytes) = self.conn.poll_transmit() else {
+                self.write_deadline = None;
+                break;
+            };
+            match Pin::new(&mut self.io).poll_write(cx, bytes) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.conn.advance_transmit(n);
+                    self.write_deadline = None;
+                    progress = true;
+                }
+                Poll::Ready(Ok(_)) => self.break_write(Error::Io(std::io::ErrorKind::WriteZero.into()), now),
+                Poll::Ready(Err(e)) => self.break_write(Error::Io(e), now),
+                Poll::Pending => {
+                    if self.write_deadline.is_none() {
+                        self.write_deadline = self.write_wait.map(|w| now + w);
+                    }
+                    break;
+                }
+            }
+        }
+        progress
+    }
+
+    fn break_write(&mut self, error: Error, now: Instant) {
+        tracing::debug!(%error, "transport write failed");
+        self.write_broken = true;
+        self.write_deadline = None;
+        self.handle.shared.push_error(error);
+        self.conn.handle_eof(now);
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut buf = [0u8; READ_CHUNK];
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(0)) => {
+                self.read_closed = true;
+                self.conn.handle_eof(now);
+            }
+            Poll::Ready(Ok(n)) => {
+                if let Err(e) = self.conn.handle_input(&buf[..n], now) {
+                    self.handle.shared.push_error(Error::Protocol(e));
+                }
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(error = %e, "transport read failed");
+                self.read_closed = true;
+                self.handle.shared.push_error(Error::Io(e));
+                self.conn.handle_eof(now);
+            }
+            Poll::Pending => return false,
+        }
+        true
+    }
+
+    /// Arms the timer for the next deadline and polls it; returns whether a deadline passed.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let deadline = match (self.conn.poll_timeout(), self.write_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(deadline) = deadline else { return false };
+        if deadline <= now {
+            if self.write_deadline.is_some_and(|d| d <= now) {
+                self.break_write(Error::WriteTimeout, now);
+            }
+            self.conn.handle_timeout(now);
+            return true;
+        }
+        let runtime = &self.runtime;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(runtime.sleep_until(deadline)));
+        if self.armed != Some(deadline) {
+            runtime.reset(sleep.as_mut(), deadline);
+            self.armed = Some(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.armed = None;
+            let now = self.runtime.now();
+            self.conn.handle_timeout(now);
+            if self.write_deadline.is_some_and(|d| d <= now) {
+                self.break_write(Error::WriteTimeout, now);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn finished(&self) -> bool {
+        self.conn.should_shutdown() || (self.write_broken && self.conn.state() == State::Closed)
+    }
+
+    fn finish(&mut self) -> CloseInfo {
+        let info = self.closed.take().unwrap_or_else(CloseInfo::abnormal);
+        tracing::debug!(clean = info.was_clean, code = %info.code, "connection closed");
+        self.front.on_close(&info);
+        self.handle.shared.finish(info.clone());
+        info
+    }
+}
+
+impl<S, R, F> Future for Driver<S, R, F>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+    F: FrontEnd,
+{
+    type Output = CloseInfo;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        let this = self.get_mut();
+        if this.shutting_down {
+            return match Pin::new(&mut this.io).poll_close(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(_) => Poll::Ready(this.finish()),
+            };
+        }
+        if !this.opened {
+            this.opened = true;
+            let now = this.runtime.now();
+            let (mut ctx, front) = this.ctx(now);
+            if let Err(err) = front.on_open(&mut ctx) {
+                this.handler_failed(err, now);
+            }
+        }
+        for _ in 0..TURNS_PER_POLL {
+            let now = this.runtime.now();
+            let mut progress = false;
+            if this.handle.shared.has_commands() && this.conn.buffered_amount() < HIGH_WATER {
+                this.take_commands(now);
+            }
+            if !this.read_closed && this.conn.buffered_amount() < HIGH_WATER && this.front.poll_ready(cx) {
+                progress |= this.read(cx, now);
+            }
+            this.deliver_events(now);
+            progress |= this.write(cx, now);
+            if this.finished() {
+                this.shutting_down = true;
+                return match Pin::new(&mut this.io).poll_close(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => Poll::Ready(this.finish()),
+                };
+            }
+            progress |= this.poll_timer(cx, now);
+            if !progress {
+                if this.handle.shared.park_driver(cx.waker()) {
+                    continue;
+                }
+                if this.conn.buffered_amount() == 0 {
+                    this.conn.release_buffers();
+                }
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

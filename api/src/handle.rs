@@ -1,0 +1,220 @@
+//! A cloneable handle that sends on a connection from any task, and the done signal.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ferrule_core::CloseCode;
+use serde::Serialize;
+
+use crate::error::{CloseInfo, Error};
+use crate::message::{Codec, Message};
+use crate::shared::{Command, Shared, register};
+
+/// Sends on one connection from any task. Cheap to clone; every clone talks to the same
+/// connection. Sending after the connection closed gives [`Error::Closed`].
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("closed", &self.is_closed()).finish()
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Queues a message, waiting while the send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is queued only when the future completes with `Ok`; dropping
+    /// the future earlier sends nothing.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let mut message = Some(message.into());
+        std::future::poll_fn(|cx| self.poll_send(cx, &mut message)).await
+    }
+
+    /// Encodes and queues a typed message ([`Codec`]), waiting while the send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when encoding fails, [`Error::Closed`] once closing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`send`](Self::send).
+    pub async fn send_as<M: Codec>(&self, value: M) -> Result<(), Error> {
+        let message = value.encode().map_err(Error::Decode)?;
+        self.send(message).await
+    }
+
+    /// Serializes `value` as JSON and queues it as a text message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when serialization fails, [`Error::Closed`] once closing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`send`](Self::send).
+    pub async fn send_json<T: Serialize>(&self, value: &T) -> Result<(), Error> {
+        let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
+        self.send(Message::from(text)).await
+    }
+
+    /// Queues a message without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] (with the message back) when the send buffer is full,
+    /// [`TrySendError::Closed`] once closing.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        let message = message.into();
+        let mut inner = self.shared.lock();
+        if inner.closing {
+            return Err(TrySendError::Closed(message));
+        }
+        if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
+            return Err(TrySendError::Full(message));
+        }
+        self.shared.push_command(&mut inner, Command::Message(message));
+        Ok(())
+    }
+
+    pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<(), Error>> {
+        let mut inner = self.shared.lock();
+        if inner.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let len = message.as_ref().map_or(0, Message::len);
+        if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
+            register(&mut inner.send_waiters, cx.waker());
+            return Poll::Pending;
+        }
+        match message.take() {
+            Some(m) => {
+                self.shared.push_command(&mut inner, Command::Message(m));
+                Poll::Ready(Ok(()))
+            }
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// Queues a ping with `payload` (at most 125 bytes; longer payloads are cut).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing.
+    pub fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let mut payload = payload.into();
+        payload.truncate(125);
+        let mut inner = self.shared.lock();
+        if inner.closing {
+            return Err(Error::Closed);
+        }
+        self.shared.push_command(&mut inner, Command::Ping(payload));
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (RFC 6455 section 7.1.2). Messages
+    /// queued before are sent first. Never waits; later sends fail with [`Error::Closed`].
+    ///
+    /// An invalid code (one that may not be sent, section 7.4) is replaced by 1000, and a reason
+    /// longer than 123 bytes is cut at a character boundary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when a close was already requested or the connection is closed.
+    pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let code = if code.is_sendable() { code } else { CloseCode::NORMAL };
+        let mut inner = self.shared.lock();
+        if inner.closing {
+            return Err(Error::Closed);
+        }
+        inner.closing = true;
+        self.shared.push_command(&mut inner, Command::Close(code, truncate_reason(reason)));
+        Ok(())
+    }
+
+    /// Whether the connection has finished.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some()
+    }
+
+    /// A future that completes when the connection has finished, with how it ended.
+    pub fn done(&self) -> Done {
+        Done { shared: self.shared.clone() }
+    }
+}
+
+/// Cuts a close reason to the 123 bytes a close frame can carry, at a character boundary.
+pub(crate) fn truncate_reason(reason: &str) -> String {
+    let mut end = reason.len().min(ferrule_core::MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+/// The done signal: completes with the [`CloseInfo`] once the connection has finished. Can be
+/// polled from several tasks (clone it) and after completion.
+///
+/// # Cancel safety
+///
+/// Cancel safe: it only observes.
+#[derive(Clone)]
+pub struct Done {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Done").finish_non_exhaustive()
+    }
+}
+
+impl Future for Done {
+    type Output = CloseInfo;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        let mut inner = self.shared.lock();
+        if let Some(info) = &inner.closed {
+            return Poll::Ready(info.clone());
+        }
+        register(&mut inner.done_waiters, cx.waker());
+        Poll::Pending
+    }
+}
+
+/// Why [`Handle::try_send`] did not queue a message; the message is given back.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// The send buffer is full.
+    Full(Message),
+    /// The connection is closing or closed.
+    Closed(Message),
+}
+
+impl fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("the send buffer is full"),
+            Self::Closed(_) => f.write_str("the connection is closing or closed"),
+        }
+    }
+}
+
+impl std::error::Error for TrySendError {}

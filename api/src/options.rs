@@ -1,0 +1,331 @@
+//! Connection options, validated at construction, with the defaults users of Go's martini and
+//! macaron sockets, iris and eyesore/ws know.
+
+use std::fmt;
+use std::time::Duration;
+
+use ferrule_core::handshake::OriginPolicy;
+use ferrule_core::{Config, ConfigError};
+
+/// Options for server and client connections.
+///
+/// Build with [`Options::builder`]; [`OptionsBuilder::build`] validates every value together.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `write_wait` | 60 s | a write that makes no progress for this long fails the connection; zero = never |
+/// | `pong_wait` | 60 s | after a keepalive ping, the peer must send something within this |
+/// | `ping_period` | 48 s | interval between keepalive pings; must be shorter than `pong_wait`; `None` = no pings |
+/// | `max_message_size` | 16 MiB | larger incoming messages close the connection with 1009 |
+/// | `max_frame_size` | 16 MiB | larger incoming frames close the connection with 1009 |
+/// | `send_buffer` | 64 messages, 4 MiB | outgoing queue bound; a full queue makes senders wait |
+/// | `recv_buffer` | 64 messages, 4 MiB | incoming queue bound; a full queue stops reading from the socket |
+/// | `handshake_timeout` | 10 s | the opening handshake must complete within this |
+/// | `read_timeout` | none | fail a connection on which nothing arrives for this long |
+/// | `close_timeout` | 5 s | how long to wait for the peer's close frame |
+/// | `allowed_origin` | same origin | [`OriginPolicy`]: same-origin, `{{host}}` patterns, or insecure allow-any |
+/// | `subprotocols` | none | offered (client) or accepted (server, in preference order) |
+/// | `compression` | off | permessage-deflate (RFC 7692) is not implemented yet: offers are declined either way |
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub(crate) write_wait: Option<Duration>,
+    pub(crate) pong_wait: Duration,
+    pub(crate) ping_period: Option<Duration>,
+    pub(crate) max_message_size: usize,
+    pub(crate) max_frame_size: usize,
+    pub(crate) send_buffer: Bound,
+    pub(crate) recv_buffer: Bound,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) allowed_origin: OriginPolicy,
+    pub(crate) subprotocols: Vec<String>,
+    pub(crate) compression: bool,
+}
+
+/// A queue bound, in messages and in bytes. A single message larger than the byte bound is still
+/// admitted when the queue is empty, so it cannot wedge the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The most messages queued.
+    pub messages: usize,
+    /// The most payload bytes queued.
+    pub bytes: usize,
+}
+
+impl Bound {
+    /// A bound of `messages` messages and `bytes` bytes.
+    pub const fn new(messages: usize, bytes: usize) -> Self {
+        Self { messages, bytes }
+    }
+
+    /// Whether a queue holding `messages` messages of `bytes` bytes may take one of `extra` bytes.
+    pub(crate) fn admits(&self, messages: usize, bytes: usize, extra: usize) -> bool {
+        messages == 0 || (messages < self.messages && bytes.saturating_add(extra) <= self.bytes)
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            write_wait: Some(Duration::from_secs(60)),
+            pong_wait: Duration::from_secs(60),
+            ping_period: Some(Duration::from_secs(48)),
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            send_buffer: Bound::new(64, 4 << 20),
+            recv_buffer: Bound::new(64, 4 << 20),
+            handshake_timeout: Duration::from_secs(10),
+            read_timeout: None,
+            close_timeout: Duration::from_secs(5),
+            allowed_origin: OriginPolicy::SameOrigin,
+            subprotocols: Vec::new(),
+            compression: false,
+        }
+    }
+}
+
+impl Options {
+    /// A builder starting from the defaults.
+    pub fn builder() -> OptionsBuilder {
+        OptionsBuilder { options: Self::default() }
+    }
+
+    /// The per-write timeout; `None` when writes never time out.
+    pub fn write_wait(&self) -> Option<Duration> {
+        self.write_wait
+    }
+    /// How long the peer has to show life after a keepalive ping.
+    pub fn pong_wait(&self) -> Duration {
+        self.pong_wait
+    }
+    /// The keepalive ping interval.
+    pub fn ping_period(&self) -> Option<Duration> {
+        self.ping_period
+    }
+    /// The incoming message size limit.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+    /// The incoming frame size limit.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+    /// The outgoing queue bound.
+    pub fn send_buffer(&self) -> Bound {
+        self.send_buffer
+    }
+    /// The incoming queue bound.
+    pub fn recv_buffer(&self) -> Bound {
+        self.recv_buffer
+    }
+    /// The opening handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+    /// The idle read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+    /// The closing handshake timeout.
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+    /// The origin policy.
+    pub fn allowed_origin(&self) -> &OriginPolicy {
+        &self.allowed_origin
+    }
+    /// The subprotocols.
+    pub fn subprotocols(&self) -> &[String] {
+        &self.subprotocols
+    }
+    /// Whether compression was asked for (not implemented yet; see the type's docs).
+    pub fn compression(&self) -> bool {
+        self.compression
+    }
+
+    /// The protocol core's configuration for these options.
+    pub(crate) fn core_config(&self) -> Config {
+        Config::default()
+            .max_frame_size(self.max_frame_size)
+            .max_message_size(self.max_message_size)
+            .ping_interval(self.ping_period)
+            .pong_timeout(self.pong_wait)
+            .idle_timeout(self.read_timeout)
+            .close_timeout(self.close_timeout)
+    }
+}
+
+/// Builds validated [`Options`].
+#[derive(Clone, Debug)]
+pub struct OptionsBuilder {
+    options: Options,
+}
+
+impl OptionsBuilder {
+    /// Per-write timeout; `Duration::ZERO` means writes never time out. Default 60 s.
+    pub fn write_wait(mut self, wait: Duration) -> Self {
+        self.options.write_wait = (!wait.is_zero()).then_some(wait);
+        self
+    }
+    /// Time allowed for the peer to show life after a ping. Default 60 s.
+    pub fn pong_wait(mut self, wait: Duration) -> Self {
+        self.options.pong_wait = wait;
+        self
+    }
+    /// Keepalive ping interval (must be shorter than `pong_wait`); `None` disables pings.
+    /// Default 48 s.
+    pub fn ping_period(mut self, period: Option<Duration>) -> Self {
+        self.options.ping_period = period;
+        self
+    }
+    /// Largest incoming message in bytes. Default 16 MiB.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.max_message_size = bytes;
+        self
+    }
+    /// Largest incoming frame in bytes. Default 16 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.max_frame_size = bytes;
+        self
+    }
+    /// Outgoing queue bound. Default 64 messages, 4 MiB.
+    pub fn send_buffer(mut self, bound: Bound) -> Self {
+        self.options.send_buffer = bound;
+        self
+    }
+    /// Incoming queue bound. Default 64 messages, 4 MiB.
+    pub fn recv_buffer(mut self, bound: Bound) -> Self {
+        self.options.recv_buffer = bound;
+        self
+    }
+    /// Opening handshake timeout. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.options.handshake_timeout = timeout;
+        self
+    }
+    /// Idle read timeout; `None` disables it. Default none.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.options.read_timeout = timeout;
+        self
+    }
+    /// Closing handshake timeout. Default 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.close_timeout = timeout;
+        self
+    }
+    /// Which origins a server accepts. Default same-origin.
+    pub fn allowed_origin(mut self, policy: OriginPolicy) -> Self {
+        self.options.allowed_origin = policy;
+        self
+    }
+    /// Subprotocols: offered by a client, accepted in this preference order by a server.
+    pub fn subprotocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.options.subprotocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Asks for permessage-deflate. Not implemented yet: offers are declined, so this changes
+    /// nothing on the wire today.
+    pub fn compression(mut self, on: bool) -> Self {
+        self.options.compression = on;
+        self
+    }
+
+    /// Validates and returns the options.
+    ///
+    /// # Errors
+    ///
+    /// [`OptionsError`] naming the first value that does not fit.
+    pub fn build(self) -> Result<Options, OptionsError> {
+        let o = &self.options;
+        for (name, bound) in [("send_buffer", o.send_buffer), ("recv_buffer", o.recv_buffer)] {
+            if bound.messages == 0 || bound.bytes == 0 {
+                return Err(OptionsError::EmptyBuffer(name));
+            }
+        }
+        if o.handshake_timeout.is_zero() {
+            return Err(OptionsError::ZeroTimeout("handshake_timeout"));
+        }
+        if o.close_timeout.is_zero() {
+            return Err(OptionsError::ZeroTimeout("close_timeout"));
+        }
+        o.core_config().validate().map_err(OptionsError::Protocol)?;
+        Ok(self.options)
+    }
+}
+
+/// Options whose values do not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// A buffer bound of zero messages or zero bytes; the option is named.
+    EmptyBuffer(&'static str),
+    /// A timeout that must be positive was zero; the option is named.
+    ZeroTimeout(&'static str),
+    /// A protocol setting is invalid, e.g. `ping_period` not shorter than `pong_wait`.
+    Protocol(ConfigError),
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyBuffer(name) => write!(f, "`{name}` must allow at least one message and one byte"),
+            Self::ZeroTimeout(name) => write!(f, "`{name}` must be longer than zero"),
+            Self::Protocol(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OptionsError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Options::builder().build().unwrap();
+    }
+
+    #[test]
+    fn ping_period_not_below_pong_wait_is_refused() {
+        let e = Options::builder()
+            .ping_period(Some(Duration::from_secs(60)))
+            .pong_wait(Duration::from_secs(60))
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, OptionsError::Protocol(ConfigError::PingIntervalNotBelowPongTimeout { .. })));
+        assert!(e.to_string().contains("shorter than pong timeout"));
+    }
+
+    #[test]
+    fn empty_buffers_and_zero_timeouts_are_refused() {
+        let e = Options::builder().send_buffer(Bound::new(0, 10)).build().unwrap_err();
+        assert_eq!(e, OptionsError::EmptyBuffer("send_buffer"));
+        let e = Options::builder().recv_buffer(Bound::new(1, 0)).build().unwrap_err();
+        assert_eq!(e, OptionsError::EmptyBuffer("recv_buffer"));
+        let e = Options::builder().handshake_timeout(Duration::ZERO).build().unwrap_err();
+        assert_eq!(e, OptionsError::ZeroTimeout("handshake_timeout"));
+        let e = Options::builder().max_message_size(0).build().unwrap_err();
+        assert!(matches!(e, OptionsError::Protocol(ConfigError::ZeroLimit("max_message_size"))));
+    }
+
+    #[test]
+    fn zero_write_wait_means_never() {
+        let o = Options::builder().write_wait(Duration::ZERO).build().unwrap();
+        assert_eq!(o.write_wait(), None);
+    }
+
+    #[test]
+    fn bound_admits_one_oversized_message_into_an_empty_queue() {
+        let b = Bound::new(2, 10);
+        assert!(b.admits(0, 0, 100));
+        assert!(!b.admits(1, 5, 6));
+        assert!(b.admits(1, 5, 5));
+        assert!(!b.admits(2, 0, 0));
+    }
+}

@@ -1,0 +1,155 @@
+//! State shared between a connection's driver and its handles and channels.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::Waker;
+
+use bytes::Bytes;
+use ferrule_core::CloseCode;
+
+use crate::error::{CloseInfo, Error};
+use crate::message::Message;
+use crate::options::Bound;
+
+/// At most this many errors wait on the error stream; older ones are dropped first.
+const MAX_QUEUED_ERRORS: usize = 64;
+
+/// A command from a handle to the driver.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Message(Message),
+    Ping(Bytes),
+    Close(CloseCode, String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    /// Set when the outbox may hold commands, so an idle driver skips the lock.
+    has_commands: AtomicBool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) outbox: VecDeque<Command>,
+    pub(crate) outbox_bytes: usize,
+    pub(crate) send_bound: Bound,
+    pub(crate) send_waiters: Vec<Waker>,
+    pub(crate) driver: Option<Waker>,
+    pub(crate) inbox: VecDeque<Message>,
+    pub(crate) inbox_bytes: usize,
+    pub(crate) recv_bound: Bound,
+    pub(crate) receiver: Option<Waker>,
+    /// The driver stopped reading because the inbox was full.
+    pub(crate) driver_waits_for_inbox: bool,
+    pub(crate) errors: VecDeque<Error>,
+    pub(crate) errors_waker: Option<Waker>,
+    /// Set once, when the driver finished.
+    pub(crate) closed: Option<CloseInfo>,
+    /// A close was requested or the connection is closing: sends are refused.
+    pub(crate) closing: bool,
+    pub(crate) done_waiters: Vec<Waker>,
+}
+
+/// Adds `waker` to `list` unless an equivalent one is there already.
+pub(crate) fn register(list: &mut Vec<Waker>, waker: &Waker) {
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
+fn wake_all(list: &mut Vec<Waker>) {
+    for w in list.drain(..) {
+        w.wake();
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(send_bound: Bound, recv_bound: Bound) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                outbox: VecDeque::new(),
+                outbox_bytes: 0,
+                send_bound,
+                send_waiters: Vec::new(),
+                driver: None,
+                inbox: VecDeque::new(),
+                inbox_bytes: 0,
+                recv_bound,
+                receiver: None,
+                driver_waits_for_inbox: false,
+                errors: VecDeque::new(),
+                errors_waker: None,
+                closed: None,
+                closing: false,
+                done_waiters: Vec::new(),
+            }),
+            has_commands: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the queues inconsistent (each update is a
+        // single push or pop), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn has_commands(&self) -> bool {
+        self.has_commands.load(Ordering::Acquire)
+    }
+
+    /// Queues a command for the driver and wakes it. `force` skips the bound (close, ping).
+    pub(crate) fn push_command(&self, inner: &mut Inner, command: Command) {
+        if let Command::Message(m) = &command {
+            inner.outbox_bytes += m.len();
+        }
+        inner.outbox.push_back(command);
+        self.has_commands.store(true, Ordering::Release);
+        if let Some(w) = inner.driver.take() {
+            w.wake();
+        }
+    }
+
+    /// Takes every queued command; wakes senders that waited for room.
+    pub(crate) fn take_commands(&self) -> VecDeque<Command> {
+        let mut inner = self.lock();
+        self.has_commands.store(false, Ordering::Release);
+        inner.outbox_bytes = 0;
+        wake_all(&mut inner.send_waiters);
+        std::mem::take(&mut inner.outbox)
+    }
+
+    /// Stores the driver's waker before it parks; returns whether commands arrived meanwhile.
+    pub(crate) fn park_driver(&self, waker: &Waker) -> bool {
+        let mut inner = self.lock();
+        match &inner.driver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => inner.driver = Some(waker.clone()),
+        }
+        !inner.outbox.is_empty()
+    }
+
+    pub(crate) fn push_error(&self, error: Error) {
+        let mut inner = self.lock();
+        if inner.errors.len() == MAX_QUEUED_ERRORS {
+            inner.errors.pop_front();
+        }
+        inner.errors.push_back(error);
+        if let Some(w) = inner.errors_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Records the end of the connection and wakes everything that waits on it.
+    pub(crate) fn finish(&self, info: CloseInfo) {
+        let mut inner = self.lock();
+        inner.closing = true;
+        inner.closed = Some(info);
+        wake_all(&mut inner.done_waiters);
+        wake_all(&mut inner.send_waiters);
+        for w in [inner.receiver.take(), inner.errors_waker.take()].into_iter().flatten() {
+            w.wake();
+        }
+    }
+}

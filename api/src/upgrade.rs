@@ -1,0 +1,315 @@
+//! The opening handshake over an async stream, for both ends, and the upgraded connection it
+//! yields: run it with a [`Handler`] or turn it into [`Channels`].
+
+use std::fmt;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferrule_core::handshake::{
+    ClientHandshake, ClientRequest, HandshakeError, Limits, Request, ServerHandshake, ServerPolicy,
+};
+use ferrule_core::{Connection, Entropy};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::callback::{Acceptance, CallbackFront, Handler, HandlerFactory, Rejection};
+use crate::channel::{ChannelFront, Channels};
+use crate::driver::Driver;
+use crate::error::{CloseInfo, Error};
+use crate::handle::Handle;
+use crate::message::Codec;
+use crate::options::Options;
+use crate::runtime::Runtime;
+use crate::shared::Shared;
+
+/// Bytes read per call during the handshake.
+const HANDSHAKE_READ: usize = 4096;
+
+/// A connection whose opening handshake succeeded, not yet running.
+pub struct Upgraded<S, R> {
+    io: S,
+    runtime: R,
+    conn: Connection,
+    leftover: Bytes,
+    options: Options,
+    subprotocol: Option<String>,
+    shared: Arc<Shared>,
+}
+
+impl<S, R> fmt::Debug for Upgraded<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgraded").field("subprotocol", &self.subprotocol).finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Upgraded<S, R>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    /// The negotiated subprotocol, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// A handle to the connection, usable before and while it runs.
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.shared.clone())
+    }
+
+    fn new(
+        io: S,
+        runtime: R,
+        conn: Connection,
+        leftover: Bytes,
+        options: &Options,
+        subprotocol: Option<String>,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(options.send_buffer, options.recv_buffer));
+        Self { io, runtime, conn, leftover, options: options.clone(), subprotocol, shared }
+    }
+
+    /// Runs the connection with `handler` until it finishes, in the calling task.
+    pub async fn run<H: Handler>(self, handler: H) -> CloseInfo {
+        let shared = self.shared.clone();
+        self.into_driver(CallbackFront(handler), shared).await
+    }
+
+    /// Spawns the connection with `handler` on the runtime; the handle sends from anywhere and
+    /// [`Handle::done`] tells when it finished.
+    pub fn spawn<H: Handler>(self, handler: H) -> Handle {
+        let shared = self.shared.clone();
+        let handle = Handle::new(shared.clone());
+        let runtime = self.runtime.clone();
+        let driver = self.into_driver(CallbackFront(handler), shared);
+        runtime.spawn(async move {
+            driver.await;
+        });
+        handle
+    }
+
+    /// Spawns the connection on the runtime and returns its channels, typed as `M`.
+    pub fn channels<M: Codec>(self) -> Channels<M> {
+        let shared = self.shared.clone();
+        let channels = Channels::new(shared.clone());
+        let runtime = self.runtime.clone();
+        let driver = self.into_driver(ChannelFront { shared: shared.clone() }, shared);
+        runtime.spawn(async move {
+            driver.await;
+        });
+        channels
+    }
+
+    fn into_driver<F: crate::driver::FrontEnd>(self, front: F, shared: Arc<Shared>) -> Driver<S, R, F> {
+        let mut driver = Driver::new(self.io, self.runtime, self.conn, front, shared, self.options.write_wait);
+        driver.feed(&self.leftover);
+        driver
+    }
+}
+
+/// Performs the server side of the opening handshake on `io` (RFC 6455 section 4.2): reads the
+/// request within `handshake_timeout`, checks it against the options (method, version, origin,
+/// subprotocols), lets `on_connect` accept or reject it, and writes the response.
+///
+/// Every refusal is answered with the right HTTP status before the error is returned.
+///
+/// # Errors
+///
+/// [`Error::Handshake`] for a refused or timed-out request, [`Error::Rejected`] when `on_connect`
+/// said no, [`Error::Io`] when the transport failed.
+pub async fn accept<S, R, T>(
+    runtime: R,
+    mut io: S,
+    options: &Options,
+    on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
+) -> Result<(Upgraded<S, R>, T), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let limits = Limits::default().timeout(Some(options.handshake_timeout));
+    let mut handshake = ServerHandshake::new(limits, runtime.now());
+    let request = loop {
+        let deadline = handshake.poll_timeout();
+        let mut buf = [0u8; HANDSHAKE_READ];
+        let read = read_until(&runtime, &mut io, &mut buf, deadline).await;
+        let result = match read {
+            Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Some(n)) => handshake.handle_input(&buf[..n]),
+            Ok(None) => handshake.handle_timeout(runtime.now()).map(|()| None),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        match result {
+            Ok(Some(request)) => break request,
+            Ok(None) => {}
+            Err(e) => return Err(refuse(&runtime, &mut io, options, e).await),
+        }
+    };
+    let policy =
+        ServerPolicy::default().origin(options.allowed_origin.clone()).subprotocols(options.subprotocols.clone());
+    let response = match policy.accept(&request) {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::info!(error = %e, path = request.path(), "upgrade refused");
+            return Err(refuse(&runtime, &mut io, options, e).await);
+        }
+    };
+    let mut acceptance = Acceptance { response };
+    let value = match on_connect(&request, &mut acceptance) {
+        Ok(value) => value,
+        Err(rejection) => {
+            tracing::info!(status = rejection.status, path = request.path(), "upgrade rejected by the application");
+            let bytes = rejection.response().to_bytes();
+            let _ = write_all(&runtime, &mut io, &bytes, options).await;
+            let _ = close(&mut io).await;
+            return Err(Error::Rejected(rejection.status));
+        }
+    };
+    write_all(&runtime, &mut io, &acceptance.response.to_bytes(), options).await?;
+    let subprotocol = acceptance.response.subprotocol().map(str::to_owned);
+    let (conn, leftover) = handshake
+        .into_connection(options.core_config(), runtime.now())
+        .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
+    tracing::debug!(path = request.path(), ?subprotocol, "connection upgraded");
+    Ok((Upgraded::new(io, runtime, conn, leftover, options, subprotocol), value))
+}
+
+/// Accepts an upgrade with a [`HandlerFactory`] and runs the handler to the end.
+///
+/// # Errors
+///
+/// As [`accept`].
+pub async fn serve_connection<S, R, F>(runtime: R, io: S, options: &Options, factory: &F) -> Result<CloseInfo, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+    F: HandlerFactory,
+{
+    let (upgraded, handler) =
+        accept(runtime, io, options, |request, acceptance| factory.on_connect(request, acceptance)).await?;
+    Ok(upgraded.run(handler).await)
+}
+
+/// Performs the client side of the opening handshake on `io` (RFC 6455 section 4.1) for `url`,
+/// offering the options' subprotocols, within `handshake_timeout`.
+///
+/// The stream must already be connected to the URL's host (and wrapped in TLS for `wss://`).
+///
+/// # Errors
+///
+/// [`Error::Handshake`] for an invalid URL, a refused or invalid response, or a timeout;
+/// [`Error::Io`] when the transport failed.
+pub async fn connect_stream<S, R>(
+    runtime: R,
+    mut io: S,
+    request: ClientRequest,
+    options: &Options,
+) -> Result<Upgraded<S, R>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let limits = Limits::default().timeout(Some(options.handshake_timeout));
+    let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), limits, runtime.now());
+    let bytes = handshake.request_bytes().to_vec();
+    write_all(&runtime, &mut io, &bytes, options).await?;
+    let response = loop {
+        let deadline = handshake.poll_timeout();
+        let mut buf = [0u8; HANDSHAKE_READ];
+        let result = match read_until(&runtime, &mut io, &mut buf, deadline).await {
+            Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(Some(n)) => handshake.handle_input(&buf[..n]),
+            Ok(None) => handshake.handle_timeout(runtime.now()).map(|()| None),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        match result {
+            Ok(Some(response)) => break response,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = close(&mut io).await;
+                return Err(Error::Handshake(e));
+            }
+        }
+    };
+    let subprotocol = response.subprotocol().map(str::to_owned);
+    let (conn, leftover) = handshake
+        .into_connection(options.core_config(), runtime.now())
+        .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
+    Ok(Upgraded::new(io, runtime, conn, leftover, options, subprotocol))
+}
+
+/// Sends the rejection response for `error` (if it has one), closes the transport, and returns
+/// the error.
+async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, error: HandshakeError) -> Error
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: Runtime,
+{
+    if let Some(response) = error.response() {
+        let _ = write_all(runtime, io, &response.to_bytes(), options).await;
+    }
+    let _ = close(io).await;
+    Error::Handshake(error)
+}
+
+/// Reads once, or returns `Ok(None)` when `deadline` passes first.
+async fn read_until<S, R>(
+    runtime: &R,
+    io: &mut S,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> std::io::Result<Option<usize>>
+where
+    S: AsyncRead + Unpin,
+    R: Runtime,
+{
+    let mut sleep = deadline.map(|d| Box::pin(runtime.sleep_until(d)));
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = Pin::new(&mut *io).poll_read(cx, buf) {
+            return Poll::Ready(r.map(Some));
+        }
+        if let Some(s) = sleep.as_mut() {
+            if s.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes all of `bytes`, failing with [`Error::WriteTimeout`] when a write makes no progress
+/// within the options' `write_wait`.
+async fn write_all<S, R>(runtime: &R, io: &mut S, mut bytes: &[u8], options: &Options) -> Result<(), Error>
+where
+    S: AsyncWrite + Unpin,
+    R: Runtime,
+{
+    while !bytes.is_empty() {
+        let mut sleep = options.write_wait.map(|w| Box::pin(runtime.sleep_until(runtime.now() + w)));
+        let n = poll_fn(|cx| {
+            if let Poll::Ready(r) = Pin::new(&mut *io).poll_write(cx, bytes) {
+                return Poll::Ready(r.map_err(Error::Io));
+            }
+            if let Some(s) = sleep.as_mut() {
+                if s.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(Error::WriteTimeout));
+                }
+            }
+            Poll::Pending
+        })
+        .await?;
+        if n == 0 {
+            return Err(Error::Io(std::io::ErrorKind::WriteZero.into()));
+        }
+        bytes = &bytes[n..];
+    }
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await.map_err(Error::Io)
+}
+
+async fn close<S: AsyncWrite + Unpin>(io: &mut S) -> std::io::Result<()> {
+    poll_fn(|cx| Pin::new(&mut *io).poll_close(cx)).await
+}
