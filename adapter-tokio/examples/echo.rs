@@ -16,7 +16,8 @@ impl Handler for Echo {
     }
 }
 
-#[tokio::main]
+// One thread, as the peer servers in the side-by-side benchmark run.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

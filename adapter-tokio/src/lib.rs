@@ -277,10 +277,11 @@ impl Registry {
 
 fn spawn_server<C, Fut>(listener: TcpListener, options: Options, per_connection: C) -> Server
 where
-    C: Fn(TcpStream, Options, Arc<Registry>) -> Fut + Send + Sync + 'static,
+    C: Fn(TcpStream, Arc<Options>, Arc<Registry>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<CloseInfo, Error>> + Send + 'static,
 {
     let registry = Arc::new(Registry::default());
+    let options = Arc::new(options);
     let local_addr = listener.local_addr();
     let accept_registry = registry.clone();
     tokio::spawn(async move {

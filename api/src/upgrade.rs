@@ -132,9 +132,11 @@ where
 {
     let limits = Limits::default().timeout(Some(options.handshake_timeout));
     let mut handshake = ServerHandshake::new(limits, runtime.now());
+    // On the heap: a buffer held across an await would sit in every connection's task for the
+    // connection's whole life.
+    let mut buf = vec![0u8; HANDSHAKE_READ];
     let request = loop {
         let deadline = handshake.poll_timeout();
-        let mut buf = [0u8; HANDSHAKE_READ];
         let read = read_until(&runtime, &mut io, &mut buf, deadline).await;
         let result = match read {
             Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
@@ -216,9 +218,9 @@ where
     let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), limits, runtime.now());
     let bytes = handshake.request_bytes().to_vec();
     write_all(&runtime, &mut io, &bytes, options).await?;
+    let mut buf = vec![0u8; HANDSHAKE_READ];
     let response = loop {
         let deadline = handshake.poll_timeout();
-        let mut buf = [0u8; HANDSHAKE_READ];
         let result = match read_until(&runtime, &mut io, &mut buf, deadline).await {
             Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
             Ok(Some(n)) => handshake.handle_input(&buf[..n]),

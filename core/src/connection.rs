@@ -67,7 +67,9 @@ impl MessageKind {
 pub struct Connection {
     role: Role,
     config: Config,
-    entropy: Entropy,
+    /// Masking keys for a client, made on first use: a server never needs them, and the
+    /// generator's state is most of an idle connection's size.
+    entropy: Option<Box<Entropy>>,
     now: Instant,
 
     /// Received bytes not yet consumed. Payload bytes of `frame` before `frame.processed` are
@@ -141,7 +143,7 @@ impl Connection {
         }
         Ok(Self {
             role,
-            entropy: Entropy::from_optional_seed(config.rng_seed),
+            entropy: None,
             config,
             now,
             inbuf: BytesMut::new(),
@@ -769,7 +771,10 @@ impl Connection {
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
         let mask = match self.role {
-            Role::Client => Some(self.entropy.mask_key()),
+            Role::Client => {
+                let seed = self.config.rng_seed;
+                Some(self.entropy.get_or_insert_with(|| Box::new(Entropy::from_optional_seed(seed))).mask_key())
+            }
             Role::Server => None,
         };
         let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };

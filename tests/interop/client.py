@@ -1,0 +1,185 @@
+"""A Python `websockets` client driving a ferrule server, for tests/tests/interop_python.rs.
+
+Usage:
+    client.py echo URL              exchange and check echoes, ping, close 1000; prints messages=N
+    client.py subprotocol URL P,Q   offer subprotocols P, Q; prints subprotocol=<negotiated or None>
+    client.py origin URL ORIGIN     connect with this Origin; prints status=<HTTP status> or open
+    client.py wait-close URL        wait for the server to close; prints close=CODE reason=REASON
+    client.py oversize URL N        send N bytes of binary, wait for the close; prints close=...
+    client.py invalid-utf8 URL      send a text frame that is not UTF-8, wait for the close; prints close=...
+    client.py deflate URL           offer permessage-deflate; prints extensions=..., checks an echo, closes 1000
+
+Exit status: 0 when every check passed, 1 on a mismatch (the reason on stderr), 2 on misuse.
+"""
+
+import asyncio
+import sys
+
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+# Fail rather than hang: the Rust side also kills this process after its own timeout.
+OVERALL_TIMEOUT = 30
+STEP_TIMEOUT = 10
+LARGE = 4 * 1024 * 1024
+MAX_SIZE = 16 * 1024 * 1024
+
+
+class Mismatch(Exception):
+    """An echo or close that differs from what was sent."""
+
+
+def options():
+    # proxy=None: never route loopback through a proxy from the environment.
+    # compression=None: keep frames as sent (ferrule declines permessage-deflate anyway).
+    # ping_interval=None: the test sends its own ping.
+    return dict(proxy=None, compression=None, ping_interval=None, max_size=MAX_SIZE, open_timeout=STEP_TIMEOUT)
+
+
+def describe(data):
+    if isinstance(data, list):
+        return f"{len(data)} fragments: {[describe(part) for part in data]}"
+    if isinstance(data, str):
+        return f"text of {len(data)} chars: {data[:40]!r}..."
+    return f"binary of {len(data)} bytes: {data[:40]!r}..."
+
+
+async def expect_echo(ws, sent, expected):
+    got = await asyncio.wait_for(ws.recv(), STEP_TIMEOUT)
+    if type(got) is not type(expected) or got != expected:
+        raise Mismatch(f"sent {describe(sent)}\n  expected echo {describe(expected)}\n  got {describe(got)}")
+
+
+async def echo(url):
+    sent = 0
+    async with connect(url, **options()) as ws:
+        # Whole messages: text (multi-byte UTF-8 included), binary, empty ones.
+        for message in ["hello, ferrule", "grüße ✓ 🦀", "", b"\x00\x01\x02\xff\xfe", b""]:
+            await ws.send(message)
+            sent += 1
+            await expect_echo(ws, message, message)
+
+        # Fragmented text: three str fragments, then a final empty continuation frame.
+        fragments = ["frag", "mented ", "text ✓"]
+        await ws.send(fragments)
+        sent += 1
+        await expect_echo(ws, fragments, "".join(fragments))
+
+        # Fragmented text whose fragments split multi-byte UTF-8 characters (sent as bytes with text=True).
+        encoded = "é✓🦀 split across frames".encode()
+        chunks = [encoded[:1], encoded[1:4], encoded[4:6], encoded[6:]]
+        await ws.send(chunks, text=True)
+        sent += 1
+        await expect_echo(ws, chunks, encoded.decode())
+
+        # Fragmented binary, with an empty fragment in the middle.
+        parts = [b"\x00" * 10, b"", bytes(range(256)) * 100, b"\xff"]
+        await ws.send(parts)
+        sent += 1
+        await expect_echo(ws, parts, b"".join(parts))
+
+        # Large messages: 4 MiB of binary and about 4 MiB of text, checked byte for byte.
+        big_binary = (bytes(range(251)) * (LARGE // 251 + 1))[:LARGE]
+        await ws.send(big_binary)
+        sent += 1
+        await expect_echo(ws, big_binary, big_binary)
+        big_text = "ferrule ✓ " * (LARGE // 12)  # 12 bytes of UTF-8 each: just under 4 MiB
+        await ws.send(big_text)
+        sent += 1
+        await expect_echo(ws, big_text, big_text)
+
+        # A ping with a payload; websockets matches the pong's payload to it.
+        pong = await ws.ping(b"interop-ping")
+        await asyncio.wait_for(pong, STEP_TIMEOUT)
+
+        # Close 1000 with a reason; the server echoes the close code.
+        await asyncio.wait_for(ws.close(1000, "interop done"), STEP_TIMEOUT)
+        if ws.close_code != 1000:
+            raise Mismatch(f"server answered the close with code {ws.close_code}, reason {ws.close_reason!r}")
+    print(f"messages={sent}", flush=True)
+
+
+async def subprotocol(url, offered):
+    async with connect(url, subprotocols=offered, **options()) as ws:
+        print(f"subprotocol={ws.subprotocol}", flush=True)
+        await asyncio.wait_for(ws.close(1000, "subprotocol checked"), STEP_TIMEOUT)
+
+
+async def origin(url, value):
+    try:
+        async with connect(url, origin=value, **options()) as ws:
+            print("open", flush=True)
+            await asyncio.wait_for(ws.close(1000, "origin checked"), STEP_TIMEOUT)
+    except InvalidStatus as e:
+        print(f"status={e.response.status_code}", flush=True)
+
+
+def print_close(ws):
+    """The close frame the server sent: code and reason (close=None when none arrived)."""
+    rcvd = ws.protocol.close_rcvd
+    if rcvd is None:
+        print("close=None", flush=True)
+    else:
+        print(f"close={rcvd.code} reason={rcvd.reason}", flush=True)
+
+
+async def wait_close(url):
+    async with connect(url, **options()) as ws:
+        print("open", flush=True)
+        await asyncio.wait_for(ws.wait_closed(), STEP_TIMEOUT)
+        print_close(ws)
+
+
+async def violate(url, payload, text):
+    async with connect(url, **options()) as ws:
+        try:
+            await ws.send(payload, text=text)
+            # The server's close frame ends the iteration (or raises ConnectionClosedError).
+            async for message in ws:
+                raise Mismatch(f"the server answered with {describe(message)} instead of closing")
+        except ConnectionClosed:
+            pass
+        await asyncio.wait_for(ws.wait_closed(), STEP_TIMEOUT)
+        print_close(ws)
+
+
+async def deflate(url):
+    opts = options()
+    opts["compression"] = "deflate"
+    async with connect(url, **opts) as ws:
+        print(f"extensions={','.join(e.name for e in ws.protocol.extensions)}", flush=True)
+        message = "compress me " * 1000
+        await ws.send(message)
+        await expect_echo(ws, message, message)
+        await asyncio.wait_for(ws.close(1000, "deflate checked"), STEP_TIMEOUT)
+
+
+async def main(argv):
+    if len(argv) >= 3 and argv[1] == "echo":
+        await echo(argv[2])
+    elif len(argv) >= 4 and argv[1] == "subprotocol":
+        await subprotocol(argv[2], argv[3].split(","))
+    elif len(argv) >= 4 and argv[1] == "origin":
+        await origin(argv[2], argv[3])
+    elif len(argv) >= 3 and argv[1] == "wait-close":
+        await wait_close(argv[2])
+    elif len(argv) >= 4 and argv[1] == "oversize":
+        await violate(argv[2], b"\x00" * int(argv[3]), False)
+    elif len(argv) >= 3 and argv[1] == "invalid-utf8":
+        await violate(argv[2], b"valid, then \xff\xfe not", True)
+    elif len(argv) >= 3 and argv[1] == "deflate":
+        await deflate(argv[2])
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    print(f"websockets {websockets.__version__}", file=sys.stderr)
+    try:
+        sys.exit(asyncio.run(asyncio.wait_for(main(sys.argv), OVERALL_TIMEOUT)))
+    except Mismatch as e:
+        print(f"MISMATCH: {e}", file=sys.stderr)
+        sys.exit(1)

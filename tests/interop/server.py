@@ -1,0 +1,79 @@
+"""A Python `websockets` echo server for a ferrule client, for tests/tests/interop_python.rs.
+
+Usage:
+    server.py [EXPECTED_CLOSE_CODE]     (default 1000)
+
+Listens on 127.0.0.1 on an ephemeral port and prints `port=N` on stdout. Serves one connection:
+echoes every message, except two commands sent as text:
+
+    please-fragment   answers with fragmented text "fragmented ✓ from python" (a fragment boundary
+                      inside a multi-byte character) and fragmented binary bytes(range(256)) * 3
+    please-ping       pings the client, waits for its pong, answers "pong received"
+    please-close      closes the connection with 4000 "bye from python"
+
+When that connection ends, prints `close=CODE reason=REASON` (what the client's close frame said)
+and exits: 0 when its code is EXPECTED_CLOSE_CODE, 1 otherwise (the reason on stderr).
+"""
+
+import asyncio
+import sys
+
+import websockets
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+
+OVERALL_TIMEOUT = 30
+STEP_TIMEOUT = 10
+MAX_SIZE = 16 * 1024 * 1024
+
+FRAGMENTED_TEXT = "fragmented ✓ from python".encode()
+FRAGMENTED_BINARY = bytes(range(256)) * 3
+
+
+async def handler(ws, finished):
+    try:
+        async for message in ws:
+            if message == "please-fragment":
+                cut = FRAGMENTED_TEXT.index("✓".encode()) + 1  # inside the 3-byte character
+                await ws.send([FRAGMENTED_TEXT[:cut], FRAGMENTED_TEXT[cut:]], text=True)
+                await ws.send([FRAGMENTED_BINARY[:1], FRAGMENTED_BINARY[1:500], FRAGMENTED_BINARY[500:]])
+            elif message == "please-ping":
+                pong = await ws.ping(b"server-ping")
+                await asyncio.wait_for(pong, STEP_TIMEOUT)
+                await ws.send("pong received")
+            elif message == "please-close":
+                await ws.close(4000, "bye from python")
+            else:
+                await ws.send(message)
+    except ConnectionClosed:
+        pass
+    finally:
+        # The code and reason of the close frame the client sent, if any.
+        rcvd = ws.protocol.close_rcvd
+        finished.set_result((rcvd.code, rcvd.reason) if rcvd else (None, None))
+
+
+async def main(expected):
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    async with serve(
+        lambda ws: handler(ws, finished),
+        "127.0.0.1",
+        0,
+        compression=None,
+        ping_interval=None,
+        max_size=MAX_SIZE,
+    ) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"port={port}", flush=True)
+        code, reason = await finished
+    print(f"close={code} reason={reason}", flush=True)
+    if code != expected:
+        print(f"MISMATCH: the client's close frame had {code} {reason!r}, expected {expected}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    print(f"websockets {websockets.__version__}", file=sys.stderr)
+    sys.exit(asyncio.run(asyncio.wait_for(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000), OVERALL_TIMEOUT)))
