@@ -107,6 +107,11 @@ pub type Connection<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
 /// # Errors
 ///
 /// As [`ferrule::accept`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake drops the stream with the handshake half done.
+/// Bound it with `Options::handshake_timeout` rather than by cancelling.
 pub async fn accept<S, T>(
     stream: S,
     options: &Options,
@@ -125,6 +130,11 @@ where
 ///
 /// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
 /// connection fails.
+///
+/// # Cancel safety
+///
+/// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
+/// leaves nothing behind.
 pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
     let request = ClientRequest::new(url)?
         .subprotocols(options.subprotocols().to_vec())
@@ -145,6 +155,10 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// # Errors
 ///
 /// As [`ferrule::connect_stream`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
 pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -196,6 +210,11 @@ impl Server {
     /// Graceful shutdown: stops accepting, closes every open connection with 1001 Going Away,
     /// and waits up to `deadline` for them to finish. Returns how many were still open then
     /// (their tasks end on their own close timeout).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: accepting has stopped and the close frames are queued by the first poll;
+    /// dropping the future only stops the waiting.
     pub async fn shutdown(self, deadline: Duration) -> usize {
         self.registry.stopping.store(true, Ordering::SeqCst);
         self.registry.stop.notify_waiters();
@@ -237,6 +256,51 @@ pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory
 /// Serves WebSocket upgrades on `listener` with the channel API: for each accepted connection,
 /// `task(request, channels)` runs in its own task. When it returns, the connection is closed
 /// with 1001 (its receiver is dropped).
+///
+/// # Example: a JSON echo with a 30-minute cap, as one `select!` loop
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ferrule_tokio::{Channels, CloseCode, Json, Options, Request};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Chat {
+///     user: String,
+///     text: String,
+/// }
+///
+/// async fn connection(_request: Request, mut ws: Channels<Json<Chat>>) {
+///     let cap = tokio::time::sleep(Duration::from_secs(30 * 60));
+///     tokio::pin!(cap);
+///     loop {
+///         tokio::select! {
+///             // A message that is not valid JSON for `Chat` goes to `errors`, not here.
+///             Some(message) = ws.receiver.recv() => {
+///                 if ws.sender.send(message).await.is_err() {
+///                     return; // closing
+///                 }
+///             }
+///             () = &mut cap => {
+///                 // Close after 30 minutes, whatever happens.
+///                 let _ = ws.disconnect.disconnect(CloseCode::NORMAL, "time is up");
+///             }
+///             info = ws.done.clone() => {
+///                 println!("closed: clean={} code={}", info.was_clean, info.code);
+///                 return;
+///             }
+///             Some(error) = ws.errors.recv() => {
+///                 println!("error: {error}");
+///             }
+///         }
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let server = ferrule_tokio::serve_channels(listener, Options::default(), connection);
+/// # Ok(())
+/// # }
+/// ```
 pub fn serve_channels<M, T, Fut>(listener: TcpListener, options: Options, task: T) -> Server
 where
     M: Codec,

@@ -160,6 +160,7 @@ pub(crate) struct Driver<S, R: Runtime, F> {
     opened: bool,
     closed: Option<CloseInfo>,
     shutting_down: bool,
+    done: bool,
 }
 
 // The driver never pins its fields in place (the timer is pinned in its own box), so it may
@@ -195,6 +196,7 @@ where
             opened: false,
             closed: None,
             shutting_down: false,
+            done: false,
         }
     }
 
@@ -297,6 +299,10 @@ where
         match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(0)) => {
                 self.read_closed = true;
+                if self.conn.state() != State::Closed {
+                    // The peer vanished without a closing handshake.
+                    self.handle.shared.push_error(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
                 self.conn.handle_eof(now);
             }
             Poll::Ready(Ok(n)) => {
@@ -352,11 +358,22 @@ where
     }
 
     fn finish(&mut self) -> CloseInfo {
+        self.done = true;
         let info = self.closed.take().unwrap_or_else(CloseInfo::abnormal);
         tracing::debug!(clean = info.was_clean, code = %info.code, "connection closed");
         self.front.on_close(&info);
         self.handle.shared.finish(info.clone());
         info
+    }
+}
+
+impl<S, R: Runtime, F> Drop for Driver<S, R, F> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Dropped before the end (cancelled, or the runtime shut down): whoever waits on
+            // the done signal learns that the connection ended abnormally.
+            self.handle.shared.finish(CloseInfo::abnormal());
+        }
     }
 }
 

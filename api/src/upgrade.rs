@@ -73,6 +73,12 @@ where
     }
 
     /// Runs the connection with `handler` until it finishes, in the calling task.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the connection abruptly: no close frame is sent (the peer sees
+    /// 1006) and the done signal completes with 1006. Prefer [`Handle::close`] to end a
+    /// connection.
     pub async fn run<H: Handler>(self, handler: H) -> CloseInfo {
         let shared = self.shared.clone();
         self.into_driver(CallbackFront(handler), shared).await
@@ -120,6 +126,11 @@ where
 ///
 /// [`Error::Handshake`] for a refused or timed-out request, [`Error::Rejected`] when `on_connect`
 /// said no, [`Error::Io`] when the transport failed.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake drops the stream with the handshake half done.
+/// It bounds itself with `handshake_timeout`.
 pub async fn accept<S, R, T>(
     runtime: R,
     mut io: S,
@@ -184,6 +195,10 @@ where
 /// # Errors
 ///
 /// As [`accept`].
+///
+/// # Cancel safety
+///
+/// As [`accept`], then as [`Upgraded::run`].
 pub async fn serve_connection<S, R, F>(runtime: R, io: S, options: &Options, factory: &F) -> Result<CloseInfo, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -204,6 +219,11 @@ where
 ///
 /// [`Error::Handshake`] for an invalid URL, a refused or invalid response, or a timeout;
 /// [`Error::Io`] when the transport failed.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
+/// It bounds itself with `handshake_timeout`.
 pub async fn connect_stream<S, R>(
     runtime: R,
     mut io: S,

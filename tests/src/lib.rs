@@ -5,3 +5,4 @@
 
 pub mod fuzz_targets;
 pub mod harness;
+pub mod suite;

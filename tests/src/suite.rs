@@ -1,0 +1,1653 @@
+//! The integration suite, written once over [`TestRuntime`] and instantiated per runtime with
+//! identical test names by [`runtime_suite!`](crate::runtime_suite).
+//!
+//! Every test runs over real loopback TCP. A runtime adapter plugs in by implementing
+//! [`TestRuntime`] (and [`TestServer`] for its standalone server) in `tests/tests/<runtime>.rs`
+//! and calling `ferrule_tests::runtime_suite!(ThatType);`.
+//!
+//! Tests marked `paused` in the macro run on a paused clock where the runtime has one
+//! ([`TestRuntime::CAN_PAUSE`]): deadlines of tens of seconds pass in no real time because the
+//! runtime jumps its clock to the next timer whenever every task is idle. Without a pausable clock
+//! they scale their durations down and run in real time. Every test body runs under a guard
+//! timeout, so a bug fails the test instead of hanging it.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrule::core::handshake::HandshakeError;
+use ferrule::{
+    Bound, Channels, CloseCode, CloseInfo, Codec, Ctx, Error, Handle, Handler, HandlerError, HandlerFactory, Json,
+    Message, Options, Rejection, Request, Runtime, TrySendError, Upgraded,
+};
+use futures_io::{AsyncRead, AsyncWrite};
+use serde::{Deserialize, Serialize};
+
+// ---- the runtime interface ---------------------------------------------------------------------
+
+/// What the suite needs from a runtime adapter: a way to run a test, its [`Runtime`], its
+/// standalone server, its connector, and raw TCP for hand-written (malformed, slow, silent)
+/// peers.
+pub trait TestRuntime: Sized + 'static {
+    /// The adapter's runtime.
+    type Runtime: Runtime;
+    /// A connected TCP stream, as the adapter's `connect` wraps it.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The adapter's standalone server.
+    type Server: TestServer;
+
+    /// Whether [`block_on`](Self::block_on) can run on a paused clock that jumps to the next
+    /// timer when every task is idle.
+    const CAN_PAUSE: bool;
+
+    /// Runs `future` to completion on a fresh runtime, on a paused clock when `paused` (only
+    /// asked when [`CAN_PAUSE`](Self::CAN_PAUSE)).
+    fn block_on<F: Future>(paused: bool, future: F) -> F::Output;
+
+    /// The runtime handle the library uses (clock, timers, spawn).
+    fn runtime() -> Self::Runtime;
+
+    /// Binds a listener on `127.0.0.1:0` and serves it with the callback API.
+    fn serve<F: HandlerFactory>(options: Options, factory: F) -> impl Future<Output = Self::Server>;
+
+    /// Binds a listener on `127.0.0.1:0` and serves it with the channel API.
+    fn serve_channels<M, F, Fut>(options: Options, task: F) -> impl Future<Output = Self::Server>
+    where
+        M: Codec,
+        F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static;
+
+    /// The adapter's client: TCP connect to a `ws://` URL and the opening handshake.
+    fn connect(
+        url: &str,
+        options: &Options,
+    ) -> impl Future<Output = Result<Upgraded<Self::Stream, Self::Runtime>, Error>>;
+
+    /// A plain TCP connection, for peers written by hand.
+    fn tcp(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>>;
+
+    /// How many tasks are alive on the current runtime, when the runtime can tell.
+    fn alive_tasks() -> Option<usize>;
+}
+
+/// The adapter's standalone server, as the suite uses it.
+pub trait TestServer: Send + 'static {
+    /// The bound address.
+    fn local_addr(&self) -> SocketAddr;
+    /// How many upgraded connections are open.
+    fn connections(&self) -> usize;
+    /// Graceful shutdown; returns how many connections were still open at the deadline.
+    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize>;
+}
+
+/// Expands to one `#[test]` per suite test for the runtime type `$rt` (a [`TestRuntime`]).
+#[macro_export]
+macro_rules! runtime_suite {
+    ($rt:ty) => {
+        $crate::runtime_suite!(@expand $rt;
+            real callback_server_echoes_text,
+            real callback_server_echoes_binary,
+            real channel_server_echoes_text,
+            real channel_server_echoes_binary,
+            real channel_server_echoes_json_and_reports_undecodable_messages,
+            real client_handler_run_receives_echo_and_closes_cleanly,
+            real server_reassembles_fragmented_text_with_interleaved_ping,
+            real server_reassembles_fragments_delivered_byte_by_byte,
+            real sixteen_mib_message_round_trips_both_ways,
+            paused server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006,
+            paused server_keeps_responsive_peer_past_several_ping_periods,
+            real slow_reader_cannot_grow_server_output_past_high_water,
+            real abrupt_disconnect_fires_done_with_1006_unclean,
+            real abrupt_disconnect_reports_an_error_on_the_error_stream,
+            real server_rejects_cross_origin_with_403,
+            real server_rejects_post_with_405_allow_get,
+            real server_rejects_version_8_with_426_and_version_13,
+            real server_rejects_missing_upgrade_with_400,
+            real server_on_connect_rejection_sends_401_with_body,
+            paused server_drops_slowloris_at_handshake_timeout_with_408,
+            real oversized_message_closes_1009,
+            real server_receives_invalid_utf8_text_closes_1007,
+            real server_receives_unmasked_frame_closes_1002,
+            real server_disconnect_4000_reaches_client_done,
+            real client_disconnect_4000_reaches_server_done,
+            real handler_error_with_code_closes_4001,
+            real handler_question_mark_error_closes_1011,
+            real recv_cancelled_at_arbitrary_points_loses_nothing,
+            real send_cancelled_at_arbitrary_points_loses_nothing,
+            real try_send_full_then_send_waits_until_drained,
+            real shutdown_closes_open_connections_with_1001,
+            real shutdown_closes_channel_connections_with_1001,
+            real shutdown_with_no_connections_refuses_new_connects,
+            real thousand_connections_leave_no_connections_or_tasks_behind,
+        );
+    };
+    (@expand $rt:ty; $($(#[$attr:meta])* $mode:ident $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            $(#[$attr])*
+            fn $name() {
+                $crate::suite::run::<$rt, _>($crate::runtime_suite!(@mode $mode), $crate::suite::$name::<$rt>);
+            }
+        )*
+    };
+    (@mode real) => {
+        false
+    };
+    (@mode paused) => {
+        true
+    };
+}
+
+/// Runs one suite test on a fresh runtime under a guard timeout: 60 s of real time, or an hour of
+/// virtual time on a paused clock (which auto-advances, so a hang still fails fast).
+pub fn run<T: TestRuntime, Fut: Future<Output = ()>>(paused: bool, test: impl FnOnce() -> Fut) {
+    let paused = paused && T::CAN_PAUSE;
+    let guard = if paused { Duration::from_secs(3600) } else { Duration::from_secs(60) };
+    T::block_on(paused, async move { within::<T, _>(guard, "the test body", test()).await });
+}
+
+// ---- small runtime-agnostic tools ---------------------------------------------------------------
+
+/// Sleeps on the runtime's clock (virtual when paused).
+pub async fn sleep<T: TestRuntime>(duration: Duration) {
+    let rt = T::runtime();
+    let deadline = rt.now() + duration;
+    rt.sleep_until(deadline).await;
+}
+
+/// The runtime's clock.
+pub fn now<T: TestRuntime>() -> Instant {
+    T::runtime().now()
+}
+
+/// Awaits `future`, panicking if it takes longer than `limit` on the runtime's clock.
+pub async fn within<T: TestRuntime, F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    match select(future, sleep::<T>(limit)).await {
+        Either::Left(out) => out,
+        Either::Right(()) => panic!("{what} did not finish within {limit:?}"),
+    }
+}
+
+/// One of two outcomes.
+#[derive(Debug)]
+pub enum Either<A, B> {
+    /// The first future finished first.
+    Left(A),
+    /// The second future finished first.
+    Right(B),
+}
+
+/// Polls both futures (the first one first) and returns the first to finish; the other is dropped.
+pub async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    poll_fn(|cx| {
+        if let Poll::Ready(x) = a.as_mut().poll(cx) {
+            return Poll::Ready(Either::Left(x));
+        }
+        if let Poll::Ready(y) = b.as_mut().poll(cx) {
+            return Poll::Ready(Either::Right(y));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Runs both futures to completion concurrently.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(x) = a.as_mut().poll(cx) {
+                ra = Some(x);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(y) = b.as_mut().poll(cx) {
+                rb = Some(y);
+            }
+        }
+        if ra.is_some() && rb.is_some() { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    (ra.expect("polled to completion"), rb.expect("polled to completion"))
+}
+
+/// Runs every future to completion concurrently, returning the outputs in order.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(x) => *output = Some(x),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("polled to completion")).collect()
+}
+
+/// Polls `future` exactly once: its output if it was ready, `None` if it was pending (the future
+/// is then dropped, which is the cancellation under test).
+pub async fn poll_once<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        Poll::Ready(match future.as_mut().poll(cx) {
+            Poll::Ready(x) => Some(x),
+            Poll::Pending => None,
+        })
+    })
+    .await
+}
+
+/// Yields to the scheduler once.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// An unbounded multi-producer queue that one task awaits: how handlers and per-connection tasks
+/// report back to the test body, on any runtime.
+pub struct Inbox<T> {
+    inner: Arc<Mutex<(VecDeque<T>, Option<Waker>)>>,
+}
+
+impl<T> Clone for Inbox<T> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<T> Default for Inbox<T> {
+    fn default() -> Self {
+        Self { inner: Arc::new(Mutex::new((VecDeque::new(), None))) }
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Adds an item and wakes the waiting task.
+    pub fn push(&self, item: T) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.0.push_back(item);
+        if let Some(w) = inner.1.take() {
+            w.wake();
+        }
+    }
+
+    /// The next item, waiting for one.
+    pub async fn next(&self) -> T {
+        poll_fn(|cx| {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            match inner.0.pop_front() {
+                Some(item) => Poll::Ready(item),
+                None => {
+                    inner.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// How many items wait.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.len()
+    }
+
+    /// Whether no item waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads once from `io`.
+pub async fn read_some<S: AsyncRead + Unpin>(io: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, buf)).await
+}
+
+/// Writes once to `io`.
+pub async fn write_some<S: AsyncWrite + Unpin>(io: &mut S, buf: &[u8]) -> io::Result<usize> {
+    poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, buf)).await
+}
+
+/// Writes all of `buf` to `io` and flushes.
+pub async fn write_all<S: AsyncWrite + Unpin>(io: &mut S, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = write_some(io, buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n..];
+    }
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await
+}
+
+// ---- a WebSocket peer written by hand ---------------------------------------------------------------
+
+/// The RFC 6455 section 1.3 example key and its accept value.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// The URL of a server.
+pub fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+/// An upgrade request written by hand: `method`, the `Sec-WebSocket-Version` value (`None` leaves
+/// the header out), whether to send `Upgrade: websocket`, and an optional `Origin`.
+pub fn upgrade_request(
+    addr: SocketAddr,
+    method: &str,
+    version: Option<&str>,
+    upgrade: bool,
+    origin: Option<&str>,
+) -> Vec<u8> {
+    let mut r = format!("{method} /chat HTTP/1.1\r\nHost: {addr}\r\n");
+    if upgrade {
+        r.push_str("Upgrade: websocket\r\n");
+    }
+    r.push_str("Connection: Upgrade\r\n");
+    r.push_str(&format!("Sec-WebSocket-Key: {KEY}\r\n"));
+    if let Some(v) = version {
+        r.push_str(&format!("Sec-WebSocket-Version: {v}\r\n"));
+    }
+    if let Some(o) = origin {
+        r.push_str(&format!("Origin: {o}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.into_bytes()
+}
+
+/// A frame as a client sends it: masked with `key` (an all-zero key leaves the payload as is, which
+/// keeps multi-megabyte tests cheap).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(if fin { 0x80 } else { 0 } | opcode);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if key != [0; 4] {
+        for (i, b) in out[start..].iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    out
+}
+
+/// A frame received from the server (servers do not mask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The FIN bit.
+    pub fin: bool,
+    /// The opcode.
+    pub opcode: u8,
+    /// Whether the MASK bit was set (a server must never set it).
+    pub masked: bool,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// An HTTP response read off a raw socket.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, name and value.
+    pub headers: Vec<(String, String)>,
+    /// The body (per `Content-Length`).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw TCP client that speaks WebSocket by hand.
+pub struct RawClient<S> {
+    /// The socket.
+    pub io: S,
+    /// Bytes read and not yet consumed.
+    buf: Vec<u8>,
+    /// The peer closed its side.
+    eof: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+    /// Wraps a connected socket.
+    pub fn new(io: S) -> Self {
+        Self { io, buf: Vec::new(), eof: false }
+    }
+
+    /// Reads more bytes into the buffer; false at end of stream (or on a reset).
+    async fn fill(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        match read_some(&mut self.io, &mut chunk).await {
+            Ok(0) | Err(_) => {
+                self.eof = true;
+                false
+            }
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// Sends bytes.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        write_all(&mut self.io, bytes).await
+    }
+
+    /// Reads an HTTP response head and its `Content-Length` body.
+    pub async fn read_response(&mut self) -> HttpResponse {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(self.fill().await, "the server closed before a whole response head: {:?}", self.text());
+        };
+        let head = String::from_utf8(self.buf[..head_end].to_vec()).expect("an ASCII response head");
+        self.buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("a status line");
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"), "status line {status_line:?}");
+        let status = parts.next().and_then(|s| s.parse().ok()).expect("a status code");
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("a header line");
+                (n.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let mut response = HttpResponse { status, headers, body: Vec::new() };
+        let len: usize = response.header("Content-Length").map_or(0, |v| v.parse().expect("a numeric Content-Length"));
+        while self.buf.len() < len {
+            assert!(self.fill().await, "the server closed before the whole body");
+        }
+        response.body = self.buf.drain(..len).collect();
+        response
+    }
+
+    /// Whether the server closes the connection with nothing more to read (within `limit` on the
+    /// runtime's clock).
+    pub async fn closed_within<T: TestRuntime>(&mut self, limit: Duration) -> bool {
+        let more = within::<T, _>(limit, "the server's end of stream", async {
+            let mut extra = 0;
+            while self.fill().await {
+                extra += self.buf.len();
+                self.buf.clear();
+            }
+            extra
+        })
+        .await;
+        more == 0 && self.buf.is_empty()
+    }
+
+    /// The buffered bytes as text, for messages.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Performs the opening handshake and checks the 101 and its accept key.
+    pub async fn upgrade(&mut self, addr: SocketAddr) {
+        self.send(&upgrade_request(addr, "GET", Some("13"), true, None)).await.expect("the request was written");
+        let response = self.read_response().await;
+        assert_eq!(response.status, 101, "{response:?}");
+        assert_eq!(response.header("Sec-WebSocket-Accept"), Some(ACCEPT));
+    }
+
+    /// The next `n` bytes from the server, as they came off the socket.
+    pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "the server closed after {} of {n} bytes", self.buf.len());
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// The next frame from the server; `None` at end of stream.
+    pub async fn read_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, used)) = parse_frame(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+}
+
+/// Parses one frame from the start of `buf`, if it holds a whole one.
+fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (len, mut at) = match b1 & 0x7F {
+        126 => (usize::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)), 4),
+        127 => (usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?, 10),
+        n => (usize::from(n), 2),
+    };
+    let masked = b1 & 0x80 != 0;
+    let key: Option<[u8; 4]> = if masked {
+        let k = buf.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        Some(k)
+    } else {
+        None
+    };
+    let mut payload = buf.get(at..at + len)?.to_vec();
+    if let Some(k) = key {
+        for (i, b) in payload.iter_mut().enumerate() {
+            *b ^= k[i % 4];
+        }
+    }
+    Some((Frame { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, masked, payload }, at + len))
+}
+
+/// Connects a raw client and upgrades it.
+pub async fn raw_upgraded<T: TestRuntime>(addr: SocketAddr) -> RawClient<T::Stream> {
+    let mut client = RawClient::new(T::tcp(addr).await.expect("the TCP connect succeeded"));
+    client.upgrade(addr).await;
+    client
+}
+
+/// Sends a hand-written request on a fresh connection and reads the response.
+async fn raw_request<T: TestRuntime>(addr: SocketAddr, request: &[u8]) -> (HttpResponse, RawClient<T::Stream>) {
+    let mut client = RawClient::new(T::tcp(addr).await.expect("the TCP connect succeeded"));
+    client.send(request).await.expect("the request was written");
+    let response = within::<T, _>(Duration::from_secs(10), "the response", client.read_response()).await;
+    (response, client)
+}
+
+// ---- servers and handlers used by the tests -----------------------------------------------------------
+
+/// What the test handlers report about the server's connections.
+#[derive(Clone, Default)]
+pub struct Probe {
+    /// A handle per opened connection.
+    pub handles: Inbox<Handle>,
+    /// How each connection ended (from `on_close`).
+    pub closes: Inbox<CloseInfo>,
+    /// Messages received.
+    pub messages: Arc<AtomicUsize>,
+    /// Payload bytes received.
+    pub bytes: Arc<AtomicUsize>,
+    /// The most output the server had queued right after an echo (`Ctx::buffered_amount`).
+    pub max_buffered: Arc<AtomicUsize>,
+    /// Calls to `on_connect`.
+    pub connects: Arc<AtomicUsize>,
+}
+
+/// Echoes every message and reports to its [`Probe`].
+pub struct EchoHandler {
+    probe: Probe,
+}
+
+impl Handler for EchoHandler {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+        self.probe.handles.push(ctx.handle());
+        Ok(())
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        self.probe.messages.fetch_add(1, Ordering::SeqCst);
+        self.probe.bytes.fetch_add(message.len(), Ordering::SeqCst);
+        ctx.send(&message)?;
+        self.probe.max_buffered.fetch_max(ctx.buffered_amount(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn on_close(&mut self, info: &CloseInfo) {
+        self.probe.closes.push(info.clone());
+    }
+}
+
+/// A callback-API echo server reporting to `probe`.
+pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> T::Server {
+    let probe = probe.clone();
+    T::serve(options, move |_: &Request, _: &mut ferrule::Acceptance| {
+        probe.connects.fetch_add(1, Ordering::SeqCst);
+        Ok(EchoHandler { probe: probe.clone() })
+    })
+    .await
+}
+
+/// A channel-API echo server (a plain recv/send loop).
+pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> T::Server {
+    T::serve_channels(options, |_request, mut channels: Channels<M>| async move {
+        while let Some(message) = channels.receiver.recv().await {
+            if channels.sender.send(message).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+/// A channel-API server that hands each connection's channels to the test body.
+pub async fn handover_server<T: TestRuntime, M: Codec>(options: Options, inbox: &Inbox<Channels<M>>) -> T::Server {
+    let inbox = inbox.clone();
+    T::serve_channels(options, move |_request, channels: Channels<M>| {
+        inbox.push(channels);
+        async {}
+    })
+    .await
+}
+
+/// Connects with default options and returns the channels.
+pub async fn connect_channels<T: TestRuntime, M: Codec>(addr: SocketAddr) -> Channels<M> {
+    connect_with::<T, M>(addr, &Options::default()).await
+}
+
+/// Connects with `options` and returns the channels.
+pub async fn connect_with<T: TestRuntime, M: Codec>(addr: SocketAddr, options: &Options) -> Channels<M> {
+    T::connect(&url(addr), options).await.expect("the client connected").channels::<M>()
+}
+
+/// Awaits a connection's end within 10 s of the runtime's clock.
+async fn done_within<T: TestRuntime>(done: impl Future<Output = CloseInfo>) -> CloseInfo {
+    within::<T, _>(Duration::from_secs(10), "the connection's end", done).await
+}
+
+fn code(info: &CloseInfo) -> u16 {
+    info.code.as_u16()
+}
+
+/// Messages of every shape an echo must keep intact: empty, ASCII, multi-byte UTF-8, around the
+/// 125/126 and 65535/65536 length encodings.
+fn text_messages() -> Vec<String> {
+    let mut out = vec![String::new(), "hello".to_owned(), "κόσμε 🦀 ünïcödé".to_owned()];
+    for n in [125, 126, 127, 65_535, 65_536, 100_000] {
+        out.push((0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect());
+    }
+    out
+}
+
+fn binary_messages() -> Vec<Bytes> {
+    let mut out = vec![Bytes::new(), Bytes::from_static(&[0, 0xFF, 0x80, 0x7F])];
+    for n in [125, 126, 65_536, 200_003] {
+        out.push((0..n).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>().into());
+    }
+    out
+}
+
+// ---- 1. echo -------------------------------------------------------------------------------------------
+
+/// Text messages of every length encoding come back from a callback-API echo server intact and in
+/// order, through the client's channel API.
+pub async fn callback_server_echoes_text<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let sent = text_messages();
+    for m in &sent {
+        client.sender.send(m.clone()).await.expect("sent");
+    }
+    for m in &sent {
+        assert_eq!(client.receiver.recv().await.as_ref(), Some(m));
+    }
+    assert_eq!(probe.messages.load(Ordering::SeqCst), sent.len());
+    client.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
+    let info = done_within::<T>(client.done).await;
+    assert!(info.was_clean && code(&info) == 1000, "{info:?}");
+}
+
+/// Binary messages (all byte values, every length encoding) come back from a callback-API echo
+/// server intact and in order.
+pub async fn callback_server_echoes_binary<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, Bytes>(server.local_addr()).await;
+    let sent = binary_messages();
+    for m in &sent {
+        client.sender.send(m.clone()).await.expect("sent");
+    }
+    for m in &sent {
+        assert_eq!(client.receiver.recv().await.as_ref(), Some(m));
+    }
+    assert_eq!(probe.bytes.load(Ordering::SeqCst), sent.iter().map(Bytes::len).sum::<usize>());
+}
+
+/// Text messages come back from a channel-API echo server (recv/send loop) intact and in order.
+pub async fn channel_server_echoes_text<T: TestRuntime>() {
+    let server = channel_echo_server::<T, String>(Options::default()).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let sent = text_messages();
+    for m in &sent {
+        client.sender.send(m.clone()).await.expect("sent");
+    }
+    for m in &sent {
+        assert_eq!(client.receiver.recv().await.as_ref(), Some(m));
+    }
+}
+
+/// Binary messages come back from a channel-API echo server intact and in order; a text message
+/// sent to the binary channel is skipped and reported, and the connection stays up.
+pub async fn channel_server_echoes_binary<T: TestRuntime>() {
+    let server = channel_echo_server::<T, Bytes>(Options::default()).await;
+    let mut client = connect_channels::<T, Message>(server.local_addr()).await;
+    client.sender.send(Message::text("not binary")).await.expect("sent");
+    let sent = binary_messages();
+    for m in &sent {
+        client.sender.send(Message::Binary(m.clone())).await.expect("sent");
+    }
+    for m in &sent {
+        assert_eq!(client.receiver.recv().await, Some(Message::Binary(m.clone())));
+    }
+}
+
+/// A serde struct travels as `Json<T>` through a channel-API server with a `select!`-style loop
+/// over messages and errors; a message that is not JSON goes to the server's error stream and the
+/// connection stays up.
+pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: TestRuntime>() {
+    #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+    struct Point {
+        x: i64,
+        y: i64,
+        label: String,
+    }
+    let decode_errors = Inbox::<String>::default();
+    let reported = decode_errors.clone();
+    let server = T::serve_channels(Options::default(), move |_request, mut channels: Channels<Json<Point>>| {
+        let reported = reported.clone();
+        async move {
+            loop {
+                match select(channels.receiver.recv(), channels.errors.recv()).await {
+                    Either::Left(Some(Json(mut p))) => {
+                        p.x += 1;
+                        if channels.sender.send(Json(p)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Either::Right(Some(e)) => reported.push(e.to_string()),
+                    Either::Left(None) | Either::Right(None) => break,
+                }
+            }
+        }
+    })
+    .await;
+    let mut client = connect_channels::<T, Json<Point>>(server.local_addr()).await;
+    let points: Vec<Point> = (0..20).map(|i| Point { x: i, y: -i, label: format!("p{i} ✓") }).collect();
+    client.sender.handle().send("{not json").await.expect("sent");
+    for p in &points {
+        client.sender.send(Json(p.clone())).await.expect("sent");
+    }
+    for p in &points {
+        let Some(Json(got)) = client.receiver.recv().await else { panic!("the connection ended") };
+        assert_eq!(got, Point { x: p.x + 1, ..p.clone() });
+    }
+    let error = within::<T, _>(Duration::from_secs(5), "the decode error", decode_errors.next()).await;
+    assert!(error.contains("invalid JSON"), "{error}");
+}
+
+/// A client run with the callback API (`Upgraded::run`) sends from `on_open`, gets every echo in
+/// `on_message`, closes from there, and `run` returns a clean 1000.
+pub async fn client_handler_run_receives_echo_and_closes_cleanly<T: TestRuntime>() {
+    struct Client {
+        got: Vec<String>,
+        seen: Inbox<Vec<String>>,
+    }
+    impl Handler for Client {
+        fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+            for i in 0..10 {
+                ctx.send_text(&format!("m{i}"))?;
+            }
+            Ok(())
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            let Message::Text(t) = message else { return Err(HandlerError::internal("binary")) };
+            self.got.push(t.to_string());
+            if self.got.len() == 10 {
+                ctx.close(CloseCode::NORMAL, "enough")?;
+            }
+            Ok(())
+        }
+        fn on_close(&mut self, _info: &CloseInfo) {
+            self.seen.push(std::mem::take(&mut self.got));
+        }
+    }
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let seen = Inbox::default();
+    let info = within::<T, _>(
+        Duration::from_secs(10),
+        "the client run",
+        upgraded.run(Client { got: Vec::new(), seen: seen.clone() }),
+    )
+    .await;
+    assert!(info.was_clean && code(&info) == 1000, "{info:?}");
+    let got = seen.next().await;
+    assert_eq!(got, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let server_side = done_within::<T>(probe.closes.next()).await;
+    assert!(server_side.was_clean && code(&server_side) == 1000 && server_side.reason == "enough", "{server_side:?}");
+}
+
+// ---- 2. fragmentation and big messages ------------------------------------------------------------------
+
+/// A text message in three fragments that split a multi-byte character, with a ping between
+/// fragments, is reassembled and echoed whole; the ping is answered before the echo.
+pub async fn server_reassembles_fragmented_text_with_interleaved_ping<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let text = "Hellé wörld";
+    let bytes = text.as_bytes();
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut wire = client_frame(false, 0x1, &bytes[..5], key); // "Hell" + the first byte of "é"
+    wire.extend(client_frame(true, 0x9, b"mid", key));
+    wire.extend(client_frame(false, 0x0, &bytes[5..9], key));
+    wire.extend(client_frame(true, 0x0, &bytes[9..], key));
+    raw.send(&wire).await.expect("written");
+    let pong = raw.read_frame().await.expect("a pong");
+    assert_eq!((pong.fin, pong.opcode, pong.masked, pong.payload.as_slice()), (true, 0xA, false, &b"mid"[..]));
+    let echo = raw.read_frame().await.expect("the echo");
+    assert_eq!((echo.fin, echo.opcode, echo.masked), (true, 0x1, false));
+    assert_eq!(std::str::from_utf8(&echo.payload), Ok(text));
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 1);
+}
+
+/// A fragmented binary message with a 64-bit-length fragment, written one byte per write for its
+/// headers, is reassembled and echoed whole.
+pub async fn server_reassembles_fragments_delivered_byte_by_byte<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let payload: Vec<u8> = (0..70_010u32).map(|i| (i % 251) as u8).collect();
+    let key = [1, 2, 3, 4];
+    let parts = [&payload[..3], &payload[3..70_003], &payload[70_003..]];
+    for (i, part) in parts.iter().enumerate() {
+        let opcode = if i == 0 { 0x2 } else { 0x0 };
+        let frame = client_frame(i == parts.len() - 1, opcode, part, key);
+        for byte in frame.iter().take(14) {
+            raw.send(std::slice::from_ref(byte)).await.expect("written");
+            yield_now().await;
+        }
+        raw.send(frame.get(14..).unwrap_or_default()).await.expect("written");
+    }
+    let echo = raw.read_frame().await.expect("the echo");
+    assert_eq!((echo.fin, echo.opcode), (true, 0x2));
+    assert!(echo.payload == payload, "the echo differs from the message ({} bytes)", echo.payload.len());
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 1);
+}
+
+/// A 16 MiB binary message goes client -> server and back intact when both ends raise
+/// `max_message_size` above it.
+pub async fn sixteen_mib_message_round_trips_both_ways<T: TestRuntime>() {
+    let options =
+        Options::builder().max_message_size(32 << 20).max_frame_size(32 << 20).build().expect("valid options");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options.clone(), &probe).await;
+    let mut client = connect_with::<T, Bytes>(server.local_addr(), &options).await;
+    let big: Bytes = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>().into();
+    client.sender.send(big.clone()).await.expect("sent");
+    let echo = within::<T, _>(Duration::from_secs(30), "the echo", client.receiver.recv()).await.expect("an echo");
+    assert_eq!(echo.len(), 16 << 20);
+    assert!(echo == big, "the 16 MiB echo differs");
+    assert_eq!(probe.bytes.load(Ordering::SeqCst), 16 << 20);
+}
+
+// ---- 3. keepalive ---------------------------------------------------------------------------------------
+
+fn keepalive_timing<T: TestRuntime>() -> (Duration, Duration, Duration) {
+    // (ping period, pong wait, slack)
+    if T::CAN_PAUSE {
+        (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(1))
+    } else {
+        (Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(100))
+    }
+}
+
+/// A peer that completes the handshake and then neither reads nor writes is dropped within
+/// `ping_period + pong_wait` (on the paused clock: 10 s + 20 s of virtual time, no real waiting):
+/// `on_close` and the done signal see 1006 unclean, and a keepalive ping was sent first.
+pub async fn server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006<T: TestRuntime>() {
+    let (ping_period, pong_wait, slack) = keepalive_timing::<T>();
+    let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let start = now::<T>();
+    let handle = probe.handles.next().await;
+    let info = within::<T, _>(ping_period + pong_wait + slack, "the silent peer's drop", handle.done()).await;
+    let elapsed = now::<T>() - start;
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert!(elapsed >= pong_wait, "dropped after {elapsed:?}, before the pong wait");
+    assert!(elapsed <= ping_period + pong_wait + slack, "dropped after {elapsed:?}");
+    assert_eq!(probe.closes.next().await, info);
+    // What the server sent while the peer was silent: a ping, before anything else.
+    let first = raw.read_frame().await.expect("the server sent a keepalive ping");
+    assert_eq!(first.opcode, 0x9, "{first:?}");
+}
+
+/// A ferrule client (which answers pings) stays connected to a server with short keepalive
+/// settings for three times `ping_period + pong_wait`, so the drop above is the keepalive working.
+pub async fn server_keeps_responsive_peer_past_several_ping_periods<T: TestRuntime>() {
+    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+    let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let handle = probe.handles.next().await;
+    sleep::<T>((ping_period + pong_wait) * 3).await;
+    assert!(!handle.is_closed(), "the server dropped a peer that answers pings");
+    client.sender.send("still here".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("still here"));
+}
+
+// ---- 4. slow reader -------------------------------------------------------------------------------------
+
+/// A client that writes 16 KiB messages to an echo server and never reads its echoes cannot make
+/// the server queue more than the driver's high-water mark (256 KiB) plus one read chunk (64 KiB)
+/// of replies: the server stops reading (TCP backpressure reaches the client's writes, and what the
+/// server consumed stops growing). Then the client drains while it keeps writing, several MiB go
+/// through, every echo arrives, and the bound held throughout.
+pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntime>() {
+    const MESSAGE: usize = 16 * 1024;
+    const ATTEMPT: usize = 64 << 20;
+    const BOUND: usize = 256 * 1024 + 64 * 1024 + MESSAGE + 64;
+    let options = Options::builder()
+        .send_buffer(Bound::new(4, 64 * 1024))
+        .recv_buffer(Bound::new(4, 64 * 1024))
+        .build()
+        .expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let frame = client_frame(true, 0x2, &[0x5A; MESSAGE], [0; 4]);
+    let mut written = 0usize;
+
+    // Phase 1: write without reading until writes stall for 300 ms.
+    loop {
+        assert!(written < ATTEMPT, "{ATTEMPT} bytes written without backpressure: the server buffers everything");
+        let at = written % frame.len();
+        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(Duration::from_millis(300))).await {
+            Either::Left(n) => written += n.expect("the write succeeded"),
+            Either::Right(()) => break,
+        }
+    }
+    let consumed = probe.bytes.load(Ordering::SeqCst);
+    sleep::<T>(Duration::from_millis(200)).await;
+    assert_eq!(probe.bytes.load(Ordering::SeqCst), consumed, "the server kept reading from a peer that does not read");
+    assert!(consumed < written, "the server consumed {consumed} of {written} bytes: no backpressure");
+    let max = probe.max_buffered.load(Ordering::SeqCst);
+    assert!(max <= BOUND, "the server queued {max} bytes of output for a peer that does not read (bound {BOUND})");
+
+    // Phase 2: keep writing whole frames while reading every echo; push several MiB in all.
+    let target_frames = (written + (8 << 20)) / frame.len() + 1;
+    let total = target_frames * frame.len();
+    let RawClient { io, buf, .. } = &mut raw;
+    let mut echoed = buf.len();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut frames_in = 0usize;
+    let mut pending: Vec<u8> = std::mem::take(buf);
+    within::<T, _>(
+        Duration::from_secs(40),
+        "draining the echoes",
+        poll_fn(|cx| {
+            loop {
+                let mut progress = false;
+                while written < total {
+                    let at = written % frame.len();
+                    match Pin::new(&mut *io).poll_write(cx, &frame[at..]) {
+                        Poll::Ready(Ok(n)) => {
+                            written += n;
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => panic!("write failed: {e}"),
+                        Poll::Pending => break,
+                    }
+                }
+                match Pin::new(&mut *io).poll_read(cx, &mut chunk) {
+                    Poll::Ready(Ok(0)) => panic!("the server closed the connection"),
+                    Poll::Ready(Ok(n)) => {
+                        echoed += n;
+                        pending.extend_from_slice(&chunk[..n]);
+                        while let Some((f, used)) = parse_frame(&pending) {
+                            assert_eq!((f.opcode, f.payload.len()), (0x2, MESSAGE));
+                            frames_in += 1;
+                            pending.drain(..used);
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => panic!("read failed: {e}"),
+                    Poll::Pending => {}
+                }
+                if written == total && frames_in == target_frames {
+                    return Poll::Ready(());
+                }
+                if !progress {
+                    return Poll::Pending;
+                }
+            }
+        }),
+    )
+    .await;
+    assert!(echoed >= 8 << 20, "only {echoed} bytes went through");
+    assert_eq!(probe.messages.load(Ordering::SeqCst), target_frames);
+    let max = probe.max_buffered.load(Ordering::SeqCst);
+    assert!(max <= BOUND, "the server queued {max} bytes of output (bound {BOUND})");
+}
+
+// ---- 5. abrupt disconnect -------------------------------------------------------------------------------
+
+/// A peer that drops its TCP connection without a close frame ends the server's connection with
+/// 1006, unclean; the channel API's receiver then ends.
+pub async fn abrupt_disconnect_fires_done_with_1006_unclean<T: TestRuntime>() {
+    let inbox = Inbox::<Channels<Message>>::default();
+    let server = handover_server::<T, Message>(Options::default(), &inbox).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    raw.send(&client_frame(true, 0x1, b"last words", [9, 8, 7, 6])).await.expect("written");
+    let mut channels = inbox.next().await;
+    assert_eq!(channels.receiver.recv().await, Some(Message::text("last words")));
+    drop(raw);
+    let info = done_within::<T>(channels.done.clone()).await;
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert_eq!(channels.receiver.recv().await, None);
+    assert!(matches!(channels.sender.send(Message::text("late")).await, Err(Error::Closed)));
+}
+
+/// A peer that drops its TCP connection without a close frame puts an error on the channel API's
+/// error stream (as a transport failure), as Go's socket libraries report "unexpected EOF".
+pub async fn abrupt_disconnect_reports_an_error_on_the_error_stream<T: TestRuntime>() {
+    let inbox = Inbox::<Channels<Message>>::default();
+    let server = handover_server::<T, Message>(Options::default(), &inbox).await;
+    let raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut channels = inbox.next().await;
+    drop(raw);
+    let info = done_within::<T>(channels.done.clone()).await;
+    assert_eq!(code(&info), 1006);
+    let error = within::<T, _>(Duration::from_secs(5), "the error stream", channels.errors.recv()).await;
+    assert!(error.is_some(), "the connection failed with 1006 but the error stream ended with no error");
+}
+
+// ---- 6. handshake rejections ----------------------------------------------------------------------------
+
+/// A request from another origin is refused with 403 under the default same-origin policy, without
+/// asking `on_connect`; the same request from the server's own origin is upgraded.
+pub async fn server_rejects_cross_origin_with_403<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let addr = server.local_addr();
+    let (response, mut raw) =
+        raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, Some("http://evil.example"))).await;
+    assert_eq!(response.status, 403, "{response:?}");
+    assert!(raw.closed_within::<T>(Duration::from_secs(5)).await, "the connection stayed open after the 403");
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 0);
+    let same = format!("http://{addr}");
+    let (response, _raw) = raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, Some(&same))).await;
+    assert_eq!(response.status, 101, "{response:?}");
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 1);
+}
+
+/// Sends an upgrade request built from the arguments to an echo server with default options and
+/// returns the response, asserting that the socket is closed after it and that `on_connect` never
+/// ran.
+async fn refused<T: TestRuntime>(method: &str, version: Option<&str>, upgrade: bool) -> HttpResponse {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let addr = server.local_addr();
+    let (response, mut raw) = raw_request::<T>(addr, &upgrade_request(addr, method, version, upgrade, None)).await;
+    assert!(raw.closed_within::<T>(Duration::from_secs(5)).await, "the connection stayed open after {response:?}");
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 0);
+    response
+}
+
+/// A `POST` upgrade request is refused with 405 and `Allow: GET`, and the socket is closed.
+pub async fn server_rejects_post_with_405_allow_get<T: TestRuntime>() {
+    let response = refused::<T>("POST", Some("13"), true).await;
+    assert_eq!(response.status, 405, "{response:?}");
+    assert_eq!(response.header("Allow"), Some("GET"));
+}
+
+/// `Sec-WebSocket-Version: 8` is refused with 426 and `Sec-WebSocket-Version: 13`.
+pub async fn server_rejects_version_8_with_426_and_version_13<T: TestRuntime>() {
+    let response = refused::<T>("GET", Some("8"), true).await;
+    assert_eq!(response.status, 426, "{response:?}");
+    assert_eq!(response.header("Sec-WebSocket-Version"), Some("13"));
+}
+
+/// A request without `Upgrade: websocket` is refused with 400.
+pub async fn server_rejects_missing_upgrade_with_400<T: TestRuntime>() {
+    let response = refused::<T>("GET", Some("13"), false).await;
+    assert_eq!(response.status, 400, "{response:?}");
+}
+
+/// `on_connect` returning `Rejection::new(401, "no")` sends 401 with body `no` and closes; the
+/// ferrule client reports it as a handshake error carrying the status.
+pub async fn server_on_connect_rejection_sends_401_with_body<T: TestRuntime>() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let server = T::serve(Options::default(), move |request: &Request, _: &mut ferrule::Acceptance| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        assert!(request.key().is_some());
+        Err::<EchoHandler, _>(Rejection::new(401, "no"))
+    })
+    .await;
+    let addr = server.local_addr();
+    let (response, mut raw) = raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, None)).await;
+    assert_eq!(response.status, 401, "{response:?}");
+    // The body may end with a newline (the library adds one).
+    assert_eq!(response.body.strip_suffix(b"\n").unwrap_or(&response.body), b"no", "{response:?}");
+    assert!(raw.closed_within::<T>(Duration::from_secs(5)).await);
+    match T::connect(&url(addr), &Options::default()).await {
+        Err(Error::Handshake(HandshakeError::NotSwitchingProtocols { status: 401, .. })) => {}
+        other => panic!("expected a 401 handshake error, got {other:?}"),
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
+
+// ---- 7. slowloris ---------------------------------------------------------------------------------------
+
+/// A client that sends its request one byte per second is answered 408 at the handshake timeout
+/// (5 s on the paused clock, no real waiting) and the socket is closed.
+pub async fn server_drops_slowloris_at_handshake_timeout_with_408<T: TestRuntime>() {
+    let (timeout, tick) = if T::CAN_PAUSE {
+        (Duration::from_secs(5), Duration::from_secs(1))
+    } else {
+        (Duration::from_millis(300), Duration::from_millis(60))
+    };
+    let options = Options::builder().handshake_timeout(timeout).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let addr = server.local_addr();
+    let request = upgrade_request(addr, "GET", Some("13"), true, None);
+    let mut raw = RawClient::new(T::tcp(addr).await.expect("connected"));
+    let start = now::<T>();
+    let mut sent = 0;
+    let response = loop {
+        assert!(sent < request.len(), "the whole request went through a byte at a time");
+        raw.send(&request[sent..=sent]).await.expect("written");
+        sent += 1;
+        // Wait a tick, unless the server answers first.
+        if let Either::Left(response) = select(raw.read_response(), sleep::<T>(tick)).await {
+            break response;
+        }
+    };
+    let elapsed = now::<T>() - start;
+    assert_eq!(response.status, 408, "{response:?}");
+    assert!(elapsed >= timeout && elapsed <= timeout + tick, "answered after {elapsed:?}");
+    assert!(sent <= 1 + (timeout.as_millis() / tick.as_millis()) as usize, "{sent} bytes sent");
+    assert!(raw.closed_within::<T>(tick).await, "the socket stayed open after the 408");
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 0);
+}
+
+// ---- 8. limits and protocol violations ------------------------------------------------------------------
+
+/// A message of exactly `max_message_size` is accepted; one byte more closes the connection with
+/// 1009, as both the client's done signal and the server's `on_close` see.
+pub async fn oversized_message_closes_1009<T: TestRuntime>() {
+    let options = Options::builder().max_message_size(1024).max_frame_size(1024).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut client = connect_channels::<T, Bytes>(server.local_addr()).await;
+    client.sender.send(Bytes::from(vec![1u8; 1024])).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.map(|b| b.len()), Some(1024));
+    client.sender.send(Bytes::from(vec![2u8; 1025])).await.expect("sent");
+    let info = done_within::<T>(client.done.clone()).await;
+    assert_eq!(code(&info), 1009, "{info:?}");
+    let server_side = done_within::<T>(probe.closes.next()).await;
+    assert_eq!(code(&server_side), 1009, "{server_side:?}");
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 1);
+}
+
+/// Reads frames until a close frame arrives and returns its payload.
+async fn read_close<S: AsyncRead + AsyncWrite + Unpin>(raw: &mut RawClient<S>) -> Vec<u8> {
+    loop {
+        let frame = raw.read_frame().await.expect("a close frame before the end of stream");
+        if frame.opcode == 0x8 {
+            return frame.payload;
+        }
+    }
+}
+
+/// A masked text frame with invalid UTF-8 is answered with a close frame carrying 1007
+/// (`0x88, len, 0x03, 0xEF`), and the server's `on_close` sees 1007.
+pub async fn server_receives_invalid_utf8_text_closes_1007<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    raw.send(&client_frame(true, 0x1, &[b'o', b'k', 0xC3, 0x28, b'!'], [0xA1, 0xB2, 0xC3, 0xD4])).await.expect("sent");
+    // The first bytes after the 101 are the close frame: FIN + close, unmasked length, 1007.
+    let head = within::<T, _>(Duration::from_secs(5), "the close frame", raw.read_raw(4)).await;
+    assert_eq!(head[0], 0x88, "not a close frame: {head:02x?}");
+    assert!((2..=125).contains(&head[1]), "close frame length byte {:#04x}", head[1]);
+    assert_eq!(&head[2..4], &[0x03, 0xEF], "close code bytes {head:02x?}");
+    let info = done_within::<T>(probe.closes.next()).await;
+    assert_eq!(code(&info), 1007, "{info:?}");
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 0);
+}
+
+/// An unmasked frame from a client is answered with close 1002.
+pub async fn server_receives_unmasked_frame_closes_1002<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    raw.send(&[0x81, 0x02, b'h', b'i']).await.expect("sent");
+    let payload = within::<T, _>(Duration::from_secs(5), "the close frame", read_close(&mut raw)).await;
+    assert_eq!(payload.get(..2), Some(&[0x03, 0xEA][..]), "{payload:02x?}");
+    assert_eq!(code(&done_within::<T>(probe.closes.next()).await), 1002);
+}
+
+// ---- 9. close codes -------------------------------------------------------------------------------------
+
+/// `Disconnect::disconnect(4000, "bye")` on the server reaches the client's done signal as 4000
+/// "bye", clean, and the server's own done signal agrees.
+pub async fn server_disconnect_4000_reaches_client_done<T: TestRuntime>() {
+    let server = T::serve_channels(Options::default(), |_request, mut channels: Channels<String>| async move {
+        if channels.receiver.recv().await.as_deref() == Some("close please") {
+            channels.disconnect.disconnect(CloseCode::new(4000), "bye").expect("not closing yet");
+            assert!(matches!(channels.disconnect.disconnect(CloseCode::new(4000), "again"), Err(Error::Closed)));
+        }
+        let _ = channels.done.await;
+    })
+    .await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    client.sender.send("close please".to_owned()).await.expect("sent");
+    let info = done_within::<T>(client.done.clone()).await;
+    assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() });
+    assert_eq!(client.receiver.recv().await, None);
+}
+
+/// A client-initiated close with 4000 "bye" reaches the server's done signal and `on_close` as
+/// 4000 "bye", clean; the client's done is clean too.
+pub async fn client_disconnect_4000_reaches_server_done<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let client = connect_channels::<T, String>(server.local_addr()).await;
+    let handle = probe.handles.next().await;
+    client.disconnect.disconnect(CloseCode::new(4000), "bye").expect("close");
+    let expected = CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() };
+    assert_eq!(done_within::<T>(handle.done()).await, expected);
+    assert_eq!(probe.closes.next().await, expected);
+    let info = done_within::<T>(client.done).await;
+    assert!(info.was_clean && code(&info) == 4000, "{info:?}");
+}
+
+/// A handler that returns `HandlerError::with_code(4001, "x")` closes the connection with 4001 "x".
+pub async fn handler_error_with_code_closes_4001<T: TestRuntime>() {
+    struct Refuse;
+    impl Handler for Refuse {
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _message: Message) -> Result<(), HandlerError> {
+            Err(HandlerError::with_code(CloseCode::new(4001), "x"))
+        }
+    }
+    let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Refuse)).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    client.sender.send("anything".to_owned()).await.expect("sent");
+    let info = done_within::<T>(client.done.clone()).await;
+    assert_eq!((code(&info), info.reason.as_str()), (4001, "x"), "{info:?}");
+    assert_eq!(client.receiver.recv().await, None);
+}
+
+/// A handler whose `?` propagates an ordinary error closes the connection with 1011; messages that
+/// do not fail are still echoed before it.
+pub async fn handler_question_mark_error_closes_1011<T: TestRuntime>() {
+    struct Numbers;
+    impl Handler for Numbers {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            let Message::Text(text) = message else { return Ok(()) };
+            let n: u32 = text.parse()?;
+            ctx.send_text(&(n * 2).to_string())?;
+            Ok(())
+        }
+    }
+    let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Numbers)).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    client.sender.send("21".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("42"));
+    client.sender.send("not a number".to_owned()).await.expect("sent");
+    let info = done_within::<T>(client.done.clone()).await;
+    assert_eq!(code(&info), 1011, "{info:?}");
+}
+
+// ---- 10. cancel safety ----------------------------------------------------------------------------------
+
+/// A tiny deterministic generator for cancellation points.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+}
+
+/// While the server streams 3000 numbered messages, the client (with a receive buffer of two
+/// messages, so `recv` often waits) drops `Receiver::recv` futures at arbitrary points (polled
+/// once, or raced against a yield or a short timer) and still receives exactly 0..3000 in order;
+/// afterwards the connection carries a round trip.
+pub async fn recv_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() {
+    const N: usize = 3000;
+    let server = T::serve_channels(Options::default(), |_request, mut channels: Channels<String>| async move {
+        for i in 0..N {
+            if channels.sender.send(i.to_string()).await.is_err() {
+                return;
+            }
+            // Pause now and then, so the client's recv often finds nothing and waits.
+            if i % 16 == 15 {
+                sleep::<T>(Duration::from_micros(100)).await;
+            }
+        }
+        while let Some(m) = channels.receiver.recv().await {
+            let _ = channels.sender.send(format!("echo {m}")).await;
+        }
+    })
+    .await;
+    let options = Options::builder().recv_buffer(Bound::new(2, 64)).build().expect("valid");
+    let mut client = connect_with::<T, String>(server.local_addr(), &options).await;
+    let mut got = Vec::with_capacity(N);
+    let mut cancelled = 0usize;
+    let mut rng = Lcg(7);
+    within::<T, _>(Duration::from_secs(30), "receiving every message", async {
+        while got.len() < N {
+            let outcome = match rng.next() % 4 {
+                0 => poll_once(client.receiver.recv()).await,
+                1 => match select(client.receiver.recv(), yield_now()).await {
+                    Either::Left(m) => Some(m),
+                    Either::Right(()) => None,
+                },
+                2 => match select(client.receiver.recv(), sleep::<T>(Duration::from_micros(rng.next() % 300))).await {
+                    Either::Left(m) => Some(m),
+                    Either::Right(()) => None,
+                },
+                _ => Some(client.receiver.recv().await),
+            };
+            match outcome {
+                Some(Some(m)) => got.push(m.parse::<usize>().expect("a number")),
+                Some(None) => panic!("the connection ended after {} messages", got.len()),
+                None => {
+                    cancelled += 1;
+                    yield_now().await;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(cancelled > 0, "no recv future was ever cancelled: the test proved nothing");
+    assert!(got.iter().copied().eq(0..N), "messages lost, duplicated or reordered");
+    client.sender.send("after".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("echo after"));
+}
+
+/// With a send buffer of two messages, the client drops `Sender::send` futures whenever they are
+/// pending (and sometimes after a short timer) and re-sends; the server receives exactly 0..2000
+/// in order, and the connection stays usable.
+pub async fn send_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() {
+    const N: usize = 2000;
+    let received = Inbox::<String>::default();
+    let report = received.clone();
+    let server = T::serve_channels(Options::default(), move |_request, mut channels: Channels<String>| {
+        let report = report.clone();
+        async move {
+            while let Some(m) = channels.receiver.recv().await {
+                if m == "after" {
+                    let _ = channels.sender.send("still usable".to_owned()).await;
+                }
+                report.push(m);
+            }
+        }
+    })
+    .await;
+    let options = Options::builder().send_buffer(Bound::new(2, 64)).build().expect("valid");
+    let mut client = connect_with::<T, String>(server.local_addr(), &options).await;
+    let mut cancelled = 0usize;
+    let mut rng = Lcg(11);
+    within::<T, _>(Duration::from_secs(30), "sending every message", async {
+        for i in 0..N {
+            loop {
+                let message = i.to_string();
+                let outcome = match rng.next() % 3 {
+                    0 => poll_once(client.sender.send(message)).await,
+                    1 => match select(client.sender.send(message), sleep::<T>(Duration::from_micros(rng.next() % 200)))
+                        .await
+                    {
+                        Either::Left(r) => Some(r),
+                        Either::Right(()) => None,
+                    },
+                    _ => match select(client.sender.send(message), yield_now()).await {
+                        Either::Left(r) => Some(r),
+                        Either::Right(()) => None,
+                    },
+                };
+                match outcome {
+                    Some(r) => {
+                        r.expect("sent");
+                        break;
+                    }
+                    None => {
+                        cancelled += 1;
+                        yield_now().await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(cancelled > 0, "no send future was ever cancelled: the test proved nothing");
+    let mut got = Vec::with_capacity(N);
+    within::<T, _>(Duration::from_secs(30), "the server receiving every message", async {
+        while got.len() < N {
+            got.push(received.next().await.parse::<usize>().expect("a number"));
+        }
+    })
+    .await;
+    assert!(got.iter().copied().eq(0..N), "messages lost, duplicated or reordered");
+    client.sender.send("after".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("still usable"));
+    assert!(received.len() <= 1, "more messages than were sent");
+}
+
+fn numbered(i: u64, len: usize) -> Bytes {
+    let mut v = vec![0xA5u8; len];
+    v[..8].copy_from_slice(&i.to_be_bytes());
+    v.into()
+}
+
+/// Against a peer that does not read, `try_send` eventually returns `Full` (with the message
+/// back) and stays full; a `send().await` then waits, and completes once the peer drains. The
+/// peer receives every accepted message exactly once, in order, and the connection stays usable.
+pub async fn try_send_full_then_send_waits_until_drained<T: TestRuntime>() {
+    const LEN: usize = 64 * 1024;
+    let options = Options::builder().send_buffer(Bound::new(4, 1 << 20)).build().expect("valid");
+    let inbox = Inbox::<Channels<Bytes>>::default();
+    let server = handover_server::<T, Bytes>(options, &inbox).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let channels = inbox.next().await;
+    let handle = channels.sender.handle().clone();
+    let mut accepted = 0u64;
+    let mut full_in_a_row = 0;
+    while full_in_a_row < 2 {
+        assert!(accepted < 1024, "64 MiB accepted for a peer that does not read: the send buffer is unbounded");
+        match handle.try_send(numbered(accepted, LEN)) {
+            Ok(()) => {
+                accepted += 1;
+                full_in_a_row = 0;
+                sleep::<T>(Duration::from_millis(1)).await;
+            }
+            Err(TrySendError::Full(back)) => {
+                assert_eq!(back, Message::Binary(numbered(accepted, LEN)), "Full gave back another message");
+                full_in_a_row += 1;
+                sleep::<T>(Duration::from_millis(100)).await;
+            }
+            Err(TrySendError::Closed(_)) => panic!("closed"),
+        }
+    }
+    // Still full, so a send waits.
+    let send = channels.sender.send(numbered(accepted, LEN));
+    let mut send = pin!(send);
+    assert!(
+        matches!(select(send.as_mut(), sleep::<T>(Duration::from_millis(200))).await, Either::Right(())),
+        "send completed though the send buffer was full and the peer does not read"
+    );
+    let expected = accepted + 1;
+    let drain = async {
+        let mut seen = 0u64;
+        while seen < expected {
+            let frame = raw.read_frame().await.expect("a frame");
+            assert_eq!(frame.opcode, 0x2);
+            assert_eq!(frame.payload.len(), LEN);
+            let n = u64::from_be_bytes(frame.payload[..8].try_into().expect("8 bytes"));
+            assert_eq!(n, seen, "message {seen} lost, duplicated or reordered");
+            seen += 1;
+        }
+        raw
+    };
+    let (sent, mut raw) = within::<T, _>(Duration::from_secs(30), "draining", join(send, drain)).await;
+    sent.expect("the waiting send completed once drained");
+    handle.try_send(numbered(expected, LEN)).expect("room again");
+    let frame = raw.read_frame().await.expect("a frame");
+    assert_eq!(frame.payload[..8], expected.to_be_bytes());
+}
+
+// ---- 11. graceful shutdown ------------------------------------------------------------------------------
+
+async fn wait_until<T: TestRuntime>(what: &str, mut condition: impl FnMut() -> bool) {
+    within::<T, _>(Duration::from_secs(10), what, async {
+        while !condition() {
+            sleep::<T>(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// `shutdown` closes every open callback-API connection with 1001 (each client's done is clean
+/// 1001), returns 0 still open, and the port refuses new connections afterwards.
+pub async fn shutdown_closes_open_connections_with_1001<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let addr = server.local_addr();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_channels::<T, String>(addr).await);
+    }
+    wait_until::<T>("three registered connections", || server.connections() == 3).await;
+    let remaining = within::<T, _>(Duration::from_secs(10), "shutdown", server.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(remaining, 0);
+    for client in clients {
+        let info = done_within::<T>(client.done).await;
+        assert!(info.was_clean && code(&info) == 1001, "{info:?}");
+    }
+    for _ in 0..3 {
+        assert_eq!(code(&probe.closes.next().await), 1001);
+    }
+    let refused = within::<T, _>(Duration::from_secs(5), "a connect after shutdown", T::tcp(addr)).await;
+    assert!(refused.is_err(), "a TCP connect succeeded after shutdown");
+}
+
+/// `shutdown` closes channel-API connections with 1001 too: the server task's receiver ends, and
+/// the client sees a clean 1001.
+pub async fn shutdown_closes_channel_connections_with_1001<T: TestRuntime>() {
+    let server = channel_echo_server::<T, String>(Options::default()).await;
+    let addr = server.local_addr();
+    let mut client = connect_channels::<T, String>(addr).await;
+    client.sender.send("hi".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("hi"));
+    wait_until::<T>("a registered connection", || server.connections() == 1).await;
+    let remaining = within::<T, _>(Duration::from_secs(10), "shutdown", server.shutdown(Duration::from_secs(5))).await;
+    assert_eq!(remaining, 0);
+    let info = done_within::<T>(client.done).await;
+    assert!(info.was_clean && code(&info) == 1001, "{info:?}");
+}
+
+/// Right after `shutdown` returns on an idle server, a new WebSocket connect fails rather than
+/// hanging in the listen backlog, and the port soon refuses TCP connections.
+pub async fn shutdown_with_no_connections_refuses_new_connects<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let addr = server.local_addr();
+    assert_eq!(server.shutdown(Duration::from_secs(1)).await, 0);
+    let result =
+        within::<T, _>(Duration::from_secs(5), "a connect after shutdown", T::connect(&url(addr), &Options::default()))
+            .await;
+    assert!(result.is_err(), "a WebSocket connect succeeded after shutdown");
+    sleep::<T>(Duration::from_millis(50)).await;
+    let refused = within::<T, _>(Duration::from_secs(5), "a TCP connect after shutdown", T::tcp(addr)).await;
+    assert!(refused.is_err(), "a TCP connect succeeded after shutdown");
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 0);
+}
+
+// ---- 12. leaks ------------------------------------------------------------------------------------------
+
+/// 1000 connections, 50 at a time, each with a round trip and a clean close, leave the server with
+/// no registered connections and the runtime with as many live tasks as before.
+pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let addr = server.local_addr();
+    // Let the accept loop start before taking the baseline.
+    sleep::<T>(Duration::from_millis(10)).await;
+    let baseline = T::alive_tasks();
+    for batch in 0..20 {
+        let round_trips = (0..50).map(|i| async move {
+            let mut client = connect_channels::<T, String>(addr).await;
+            let text = format!("{batch}/{i}");
+            client.sender.send(text.clone()).await.expect("sent");
+            assert_eq!(client.receiver.recv().await, Some(text));
+            client.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
+            client.done.await
+        });
+        for info in within::<T, _>(Duration::from_secs(20), "a batch", join_all(round_trips.collect())).await {
+            assert!(info.was_clean && code(&info) == 1000, "{info:?}");
+        }
+    }
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 1000);
+    wait_until::<T>("the server to forget every connection", || server.connections() == 0).await;
+    if let Some(baseline) = baseline {
+        let start = now::<T>();
+        loop {
+            let alive = T::alive_tasks().expect("counted before");
+            if alive == baseline {
+                break;
+            }
+            assert!(alive > baseline, "fewer tasks ({alive}) than before ({baseline}): the baseline was wrong");
+            assert!(
+                now::<T>() - start < Duration::from_secs(10),
+                "{alive} tasks alive 10 s after every connection closed, {baseline} before"
+            );
+            sleep::<T>(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(probe.closes.len(), 1000);
+}
