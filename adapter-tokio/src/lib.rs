@@ -29,20 +29,15 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use ferrule::*;
 use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 
 /// The tokio [`Runtime`]: tokio's clock (pausable in tests), timers and `tokio::spawn`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -166,91 +161,33 @@ where
     ferrule::connect_stream(Tokio, Compat(stream), request, options).await
 }
 
-/// A running standalone server: stop it with [`Server::shutdown`].
+/// A running tokio server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
+pub type Server = ferrule::Server<Tokio>;
+
+/// A tokio `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY`.
 #[derive(Debug)]
-pub struct Server {
-    registry: Arc<Registry>,
-    local_addr: io::Result<SocketAddr>,
-}
+pub struct TcpAcceptor(pub TcpListener);
 
-#[derive(Debug, Default)]
-struct Registry {
-    next_id: AtomicU64,
-    live: Mutex<HashMap<u64, Handle>>,
-    /// Signalled when a connection leaves and when shutdown starts.
-    changed: Notify,
-    stop: Notify,
-    stopping: std::sync::atomic::AtomicBool,
-}
+impl Listener for TcpAcceptor {
+    type Stream = Compat<TcpStream>;
 
-impl Registry {
-    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Server {
-    /// The address the listener is bound to.
-    ///
-    /// # Errors
-    ///
-    /// The error from `TcpListener::local_addr`.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match &self.local_addr {
-            Ok(a) => Ok(*a),
-            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-        }
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Stream>> {
+        self.0.poll_accept(cx).map_ok(|(stream, _)| {
+            let _ = stream.set_nodelay(true);
+            Compat(stream)
+        })
     }
 
-    /// How many connections are open.
-    pub fn connections(&self) -> usize {
-        self.registry.live().len()
-    }
-
-    /// Graceful shutdown: stops accepting, closes every open connection with 1001 Going Away,
-    /// and waits up to `deadline` for them to finish. Returns how many were still open then
-    /// (their tasks end on their own close timeout).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: accepting has stopped and the close frames are queued by the first poll;
-    /// dropping the future only stops the waiting.
-    pub async fn shutdown(self, deadline: Duration) -> usize {
-        self.registry.stopping.store(true, Ordering::SeqCst);
-        self.registry.stop.notify_waiters();
-        for handle in self.registry.live().values() {
-            let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
-        }
-        let wait = async {
-            loop {
-                let changed = self.registry.changed.notified();
-                if self.registry.live().is_empty() {
-                    return;
-                }
-                changed.await;
-            }
-        };
-        let _ = tokio::time::timeout(deadline, wait).await;
-        self.registry.live().len()
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
     }
 }
 
 /// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
 /// a handler from `factory` and runs in its own task. Connections that fail the handshake get
-/// the right HTTP status.
+/// the right HTTP status. Must be called within a tokio runtime.
 pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
-    let factory = Arc::new(factory);
-    spawn_server(listener, options, move |stream, options, registry| {
-        let factory = factory.clone();
-        async move {
-            let (upgraded, handler) =
-                accept(stream, &options, |request, acceptance| factory.on_connect(request, acceptance)).await?;
-            let id = registry.insert(upgraded.handle());
-            let info = upgraded.run(handler).await;
-            registry.remove(id);
-            Ok(info)
-        }
-    })
+    ferrule::serve(Tokio, TcpAcceptor(listener), options, factory)
 }
 
 /// Serves WebSocket upgrades on `listener` with the channel API: for each accepted connection,
@@ -307,75 +244,5 @@ where
     T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let task = Arc::new(task);
-    spawn_server(listener, options, move |stream, options, registry| {
-        let task = task.clone();
-        async move {
-            let (upgraded, request) = accept(stream, &options, |request, _| Ok(request.clone())).await?;
-            let id = registry.insert(upgraded.handle());
-            let channels = upgraded.channels::<M>();
-            let done = channels.done.clone();
-            task(request, channels).await;
-            let info = done.await;
-            registry.remove(id);
-            Ok(info)
-        }
-    })
-}
-
-impl Registry {
-    fn insert(&self, handle: Handle) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        if self.stopping.load(Ordering::SeqCst) {
-            let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
-        }
-        self.live().insert(id, handle);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        self.live().remove(&id);
-        self.changed.notify_waiters();
-    }
-}
-
-fn spawn_server<C, Fut>(listener: TcpListener, options: Options, per_connection: C) -> Server
-where
-    C: Fn(TcpStream, Arc<Options>, Arc<Registry>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<CloseInfo, Error>> + Send + 'static,
-{
-    let registry = Arc::new(Registry::default());
-    let options = Arc::new(options);
-    let local_addr = listener.local_addr();
-    let accept_registry = registry.clone();
-    tokio::spawn(async move {
-        let registry = accept_registry;
-        loop {
-            let stop = registry.stop.notified();
-            if registry.stopping.load(Ordering::SeqCst) {
-                break;
-            }
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = stop => break,
-            };
-            let stream = match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let connection = per_connection(stream, options.clone(), registry.clone());
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "connection ended before the upgrade");
-                }
-            });
-        }
-    });
-    Server { registry, local_addr }
+    ferrule::serve_channels(Tokio, TcpAcceptor(listener), options, task)
 }

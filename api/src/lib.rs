@@ -29,6 +29,7 @@ mod handle;
 mod message;
 mod options;
 mod runtime;
+mod server;
 mod shared;
 mod upgrade;
 
@@ -43,4 +44,5 @@ pub use handle::{Done, Handle, TrySendError};
 pub use message::{Codec, DecodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;
+pub use server::{Listener, Server, serve, serve_channels};
 pub use upgrade::{Upgraded, accept, connect_stream, serve_connection};

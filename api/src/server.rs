@@ -1,0 +1,244 @@
+//! A standalone server, generic over the runtime and the listener: accept loop, connection
+//! registry, and graceful shutdown. Adapters only supply a [`Listener`].
+
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use ferrule_core::CloseCode;
+use ferrule_core::handshake::Request;
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::callback::HandlerFactory;
+use crate::channel::Channels;
+use crate::error::{CloseInfo, Error};
+use crate::handle::Handle;
+use crate::message::Codec;
+use crate::options::Options;
+use crate::runtime::Runtime;
+use crate::shared::register;
+use crate::upgrade::accept;
+
+/// After a failed accept (out of file descriptors, say), wait this long before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A source of incoming connections (a TCP listener on some runtime).
+pub trait Listener: Send + 'static {
+    /// An accepted connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Polls for the next connection.
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Self::Stream>>;
+
+    /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// A running standalone server ([`serve`], [`serve_channels`]): stop it with
+/// [`Server::shutdown`].
+#[derive(Debug)]
+pub struct Server<R> {
+    runtime: R,
+    registry: Arc<Registry>,
+    local_addr: Result<SocketAddr, (io::ErrorKind, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    state: Mutex<RegistryState>,
+}
+
+#[derive(Debug, Default)]
+struct RegistryState {
+    live: HashMap<u64, Handle>,
+    /// The accept loop (woken to stop) and shutdown waiters (woken as connections leave).
+    waiters: Vec<Waker>,
+}
+
+impl Registry {
+    fn state(&self) -> MutexGuard<'_, RegistryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, handle: Handle) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.state();
+        if self.stopping.load(Ordering::SeqCst) {
+            let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
+        }
+        state.live.insert(id, handle);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        let mut state = self.state();
+        state.live.remove(&id);
+        for w in state.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+impl<R: Runtime> Server<R> {
+    /// The address the listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// The error the listener gave when asked, if it could not tell.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr.clone().map_err(|(kind, message)| io::Error::new(kind, message))
+    }
+
+    /// How many upgraded connections are open.
+    pub fn connections(&self) -> usize {
+        self.registry.state().live.len()
+    }
+
+    /// Graceful shutdown: stops accepting (the listener is dropped), closes every open
+    /// connection with 1001 Going Away, and waits up to `deadline` for them to finish. Returns
+    /// how many were still open then; those end on their own close timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: accepting stops and the close frames are queued before the first await;
+    /// dropping the future only stops the waiting.
+    pub async fn shutdown(self, deadline: Duration) -> usize {
+        self.registry.stopping.store(true, Ordering::SeqCst);
+        {
+            let mut state = self.registry.state();
+            for handle in state.live.values() {
+                let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
+            }
+            for w in state.waiters.drain(..) {
+                w.wake();
+            }
+        }
+        let mut timer = Box::pin(self.runtime.sleep_until(self.runtime.now() + deadline));
+        poll_fn(|cx| {
+            let mut state = self.registry.state();
+            if state.live.is_empty() {
+                return Poll::Ready(());
+            }
+            register(&mut state.waiters, cx.waker());
+            drop(state);
+            timer.as_mut().poll(cx)
+        })
+        .await;
+        self.connections()
+    }
+}
+
+/// Serves WebSocket upgrades from `listener` with the callback API: each accepted connection
+/// gets a handler from `factory` and runs in its own task. Connections that fail the handshake
+/// get the right HTTP status.
+pub fn serve<R, L, F>(runtime: R, listener: L, options: Options, factory: F) -> Server<R>
+where
+    R: Runtime,
+    L: Listener,
+    F: HandlerFactory,
+{
+    let factory = Arc::new(factory);
+    spawn_server(runtime, listener, options, move |runtime, stream, options, registry| {
+        let factory = factory.clone();
+        async move {
+            let (upgraded, handler) =
+                accept(runtime, stream, &options, |request, acceptance| factory.on_connect(request, acceptance))
+                    .await?;
+            let id = registry.insert(upgraded.handle());
+            let info = upgraded.run(handler).await;
+            registry.remove(id);
+            Ok(info)
+        }
+    })
+}
+
+/// Serves WebSocket upgrades from `listener` with the channel API: for each accepted connection,
+/// `task(request, channels)` runs in its own task. When it returns, the connection is closed
+/// with 1001 (its receiver is dropped).
+pub fn serve_channels<R, L, M, T, Fut>(runtime: R, listener: L, options: Options, task: T) -> Server<R>
+where
+    R: Runtime,
+    L: Listener,
+    M: Codec,
+    T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let task = Arc::new(task);
+    spawn_server(runtime, listener, options, move |runtime, stream, options, registry| {
+        let task = task.clone();
+        async move {
+            let (upgraded, request) = accept(runtime, stream, &options, |request, _| Ok(request.clone())).await?;
+            let id = registry.insert(upgraded.handle());
+            let channels = upgraded.channels::<M>();
+            let done = channels.done.clone();
+            task(request, channels).await;
+            let info = done.await;
+            registry.remove(id);
+            Ok(info)
+        }
+    })
+}
+
+fn spawn_server<R, L, C, Fut>(runtime: R, mut listener: L, options: Options, per_connection: C) -> Server<R>
+where
+    R: Runtime,
+    L: Listener,
+    C: Fn(R, L::Stream, Arc<Options>, Arc<Registry>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<CloseInfo, Error>> + Send + 'static,
+{
+    let registry = Arc::new(Registry::default());
+    let local_addr = listener.local_addr().map_err(|e| (e.kind(), e.to_string()));
+    let options = Arc::new(options);
+    let loop_registry = registry.clone();
+    let loop_runtime = runtime.clone();
+    runtime.spawn(async move {
+        let registry = loop_registry;
+        let runtime = loop_runtime;
+        let mut backoff: Option<Pin<Box<R::Sleep>>> = None;
+        poll_fn(|cx| {
+            loop {
+                if registry.stopping.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+                register(&mut registry.state().waiters, cx.waker());
+                if let Some(sleep) = backoff.as_mut() {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    backoff = None;
+                }
+                match listener.poll_accept(cx) {
+                    Poll::Ready(Ok(stream)) => {
+                        let connection = per_connection(runtime.clone(), stream, options.clone(), registry.clone());
+                        runtime.spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "connection ended before the upgrade");
+                            }
+                        });
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::error!(error = %e, "accept failed");
+                        backoff = Some(Box::pin(runtime.sleep_until(runtime.now() + ACCEPT_BACKOFF)));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        })
+        .await;
+        // Dropping the listener here stops accepting at the OS level.
+        drop(listener);
+    });
+    Server { runtime, registry, local_addr }
+}
