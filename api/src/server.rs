@@ -153,11 +153,18 @@ where
     spawn_server(runtime, listener, options, move |runtime, stream, options, registry| {
         let factory = factory.clone();
         async move {
-            let (upgraded, handler) =
-                accept(runtime, stream, &options, |request, acceptance| factory.on_connect(request, acceptance))
-                    .await?;
-            let id = registry.insert(upgraded.handle());
-            let info = upgraded.run(handler).await;
+            // The handshake is boxed, so its state lives on the heap only while it runs, and the
+            // upgraded connection is scoped to the block, so only the driver stays in this task's
+            // future for the connection's whole life.
+            let (driver, id) = {
+                let (upgraded, handler) = Box::pin(accept(runtime, stream, &options, |request, acceptance| {
+                    factory.on_connect(request, acceptance)
+                }))
+                .await?;
+                let id = registry.insert(upgraded.handle());
+                (upgraded.run(handler), id)
+            };
+            let info = driver.await;
             registry.remove(id);
             Ok(info)
         }
@@ -179,7 +186,8 @@ where
     spawn_server(runtime, listener, options, move |runtime, stream, options, registry| {
         let task = task.clone();
         async move {
-            let (upgraded, request) = accept(runtime, stream, &options, |request, _| Ok(request.clone())).await?;
+            let (upgraded, request) =
+                Box::pin(accept(runtime, stream, &options, |request, _| Ok(request.clone()))).await?;
             let id = registry.insert(upgraded.handle());
             let channels = upgraded.channels::<M>();
             let done = channels.done.clone();

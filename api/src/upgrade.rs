@@ -2,7 +2,7 @@
 //! yields: run it with a [`Handler`] or turn it into [`Channels`].
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferrule_core::handshake::{
-    ClientHandshake, ClientRequest, HandshakeError, Limits, Request, ServerHandshake, ServerPolicy,
+    ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Limits, Request, ServerHandshake, ServerPolicy,
 };
 use ferrule_core::{Connection, Entropy};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -79,9 +79,11 @@ where
     /// Dropping the future drops the connection abruptly: no close frame is sent (the peer sees
     /// 1006) and the done signal completes with 1006. Prefer [`Handle::close`] to end a
     /// connection.
-    pub async fn run<H: Handler>(self, handler: H) -> CloseInfo {
+    pub fn run<H: Handler>(self, handler: H) -> impl Future<Output = CloseInfo> + Send + 'static {
+        // The driver itself, not an `async fn` around it: an async fn would keep `self` beside
+        // the driver in every connection's task for the connection's whole life.
         let shared = self.shared.clone();
-        self.into_driver(CallbackFront(handler), shared).await
+        self.into_driver(CallbackFront(handler), shared)
     }
 
     /// Spawns the connection with `handler` on the runtime; the handle sends from anywhere and
@@ -143,23 +145,10 @@ where
 {
     let limits = Limits::default().timeout(Some(options.handshake_timeout));
     let mut handshake = ServerHandshake::new(limits, runtime.now());
-    // On the heap: a buffer held across an await would sit in every connection's task for the
-    // connection's whole life.
-    let mut buf = vec![0u8; HANDSHAKE_READ];
-    let request = loop {
-        let deadline = handshake.poll_timeout();
-        let read = read_until(&runtime, &mut io, &mut buf, deadline).await;
-        let result = match read {
-            Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(Some(n)) => handshake.handle_input(&buf[..n]),
-            Ok(None) => handshake.handle_timeout(runtime.now()).map(|()| None),
-            Err(e) => return Err(Error::Io(e)),
-        };
-        match result {
-            Ok(Some(request)) => break request,
-            Ok(None) => {}
-            Err(e) => return Err(refuse(&runtime, &mut io, options, e).await),
-        }
+    let request = match read_head(&runtime, &mut io, &mut handshake).await {
+        Ok(request) => request,
+        Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
+        Err(HeadFailure::Handshake(e)) => return Err(refuse(&runtime, &mut io, options, e).await),
     };
     let policy =
         ServerPolicy::default().origin(options.allowed_origin.clone()).subprotocols(options.subprotocols.clone());
@@ -238,22 +227,12 @@ where
     let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), limits, runtime.now());
     let bytes = handshake.request_bytes().to_vec();
     write_all(&runtime, &mut io, &bytes, options).await?;
-    let mut buf = vec![0u8; HANDSHAKE_READ];
-    let response = loop {
-        let deadline = handshake.poll_timeout();
-        let result = match read_until(&runtime, &mut io, &mut buf, deadline).await {
-            Ok(Some(0)) => return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(Some(n)) => handshake.handle_input(&buf[..n]),
-            Ok(None) => handshake.handle_timeout(runtime.now()).map(|()| None),
-            Err(e) => return Err(Error::Io(e)),
-        };
-        match result {
-            Ok(Some(response)) => break response,
-            Ok(None) => {}
-            Err(e) => {
-                let _ = close(&mut io).await;
-                return Err(Error::Handshake(e));
-            }
+    let response = match read_head(&runtime, &mut io, &mut handshake).await {
+        Ok(response) => response,
+        Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
+        Err(HeadFailure::Handshake(e)) => {
+            let _ = close(&mut io).await;
+            return Err(Error::Handshake(e));
         }
     };
     let subprotocol = response.subprotocol().map(str::to_owned);
@@ -277,25 +256,77 @@ where
     Error::Handshake(error)
 }
 
-/// Reads once, or returns `Ok(None)` when `deadline` passes first.
-async fn read_until<S, R>(
-    runtime: &R,
-    io: &mut S,
-    buf: &mut [u8],
-    deadline: Option<Instant>,
-) -> std::io::Result<Option<usize>>
+/// Either end's handshake, as [`read_head`] drives it.
+trait Head {
+    type Output;
+    fn handle_input(&mut self, data: &[u8]) -> Result<Option<Self::Output>, HandshakeError>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError>;
+}
+
+impl Head for ServerHandshake {
+    type Output = Request;
+    fn handle_input(&mut self, data: &[u8]) -> Result<Option<Request>, HandshakeError> {
+        ServerHandshake::handle_input(self, data)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        ServerHandshake::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        ServerHandshake::handle_timeout(self, now)
+    }
+}
+
+impl Head for ClientHandshake {
+    type Output = ClientResponse;
+    fn handle_input(&mut self, data: &[u8]) -> Result<Option<ClientResponse>, HandshakeError> {
+        ClientHandshake::handle_input(self, data)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        ClientHandshake::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        ClientHandshake::handle_timeout(self, now)
+    }
+}
+
+/// Why reading an HTTP head stopped.
+enum HeadFailure {
+    Io(std::io::Error),
+    Handshake(HandshakeError),
+}
+
+/// Reads until the handshake has its head, fails, or times out. Each read goes into a stack
+/// buffer and straight into the parser: nothing is allocated per connection and no buffer is
+/// held across an await.
+async fn read_head<S, R, H>(runtime: &R, io: &mut S, handshake: &mut H) -> Result<H::Output, HeadFailure>
 where
     S: AsyncRead + Unpin,
     R: Runtime,
+    H: Head,
 {
-    let mut sleep = deadline.map(|d| Box::pin(runtime.sleep_until(d)));
+    let mut sleep = handshake.poll_timeout().map(|d| Box::pin(runtime.sleep_until(d)));
     poll_fn(|cx| {
-        if let Poll::Ready(r) = Pin::new(&mut *io).poll_read(cx, buf) {
-            return Poll::Ready(r.map(Some));
+        loop {
+            let mut buf = [0u8; HANDSHAKE_READ];
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())));
+                }
+                Poll::Ready(Ok(n)) => match handshake.handle_input(&buf[..n]) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(HeadFailure::Handshake(e))),
+                },
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(HeadFailure::Io(e))),
+                Poll::Pending => break,
+            }
         }
         if let Some(s) = sleep.as_mut() {
             if s.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ok(None));
+                if let Err(e) = handshake.handle_timeout(runtime.now()) {
+                    return Poll::Ready(Err(HeadFailure::Handshake(e)));
+                }
             }
         }
         Poll::Pending
