@@ -25,6 +25,22 @@ use crate::shared::{Command, Shared};
 
 /// Bytes read from the transport per read call.
 const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per thread, shared by every driver polled on it: reads land here and are
+    /// fed to the core within the same call, so no connection holds a read buffer while it
+    /// waits, and the buffer is zeroed once per thread rather than on every read.
+    static READ_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Runs `f` with this thread's read buffer (or, if a driver is already using it further up the
+/// stack, with a fresh one).
+fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut vec![0; READ_CHUNK]),
+    })
+}
 /// While more output than this waits to be written, the driver neither reads nor takes commands:
 /// a peer that does not read cannot make the output grow.
 const HIGH_WATER: usize = 256 * 1024;
@@ -295,8 +311,16 @@ where
     }
 
     fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let mut buf = [0u8; READ_CHUNK];
-        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+        let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
+                    self.handle.shared.push_error(Error::Protocol(e));
+                }
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        });
+        match polled {
             Poll::Ready(Ok(0)) => {
                 self.read_closed = true;
                 if self.conn.state() != State::Closed {
@@ -305,11 +329,7 @@ where
                 }
                 self.conn.handle_eof(now);
             }
-            Poll::Ready(Ok(n)) => {
-                if let Err(e) = self.conn.handle_input(&buf[..n], now) {
-                    self.handle.shared.push_error(Error::Protocol(e));
-                }
-            }
+            Poll::Ready(Ok(_)) => {}
             Poll::Ready(Err(e)) => {
                 tracing::debug!(error = %e, "transport read failed");
                 self.read_closed = true;
