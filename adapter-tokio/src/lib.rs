@@ -131,9 +131,38 @@ where
 /// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
 /// leaves nothing behind.
 pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
-    let request = ClientRequest::new(url)?
-        .subprotocols(options.subprotocols().to_vec())
-        .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
+    connect_request(ClientRequest::new(url)?, options).await
+}
+
+/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// cookie or an authorization token) and performs the client handshake, offering the options'
+/// subprotocols.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ferrule_tokio::Error> {
+/// let request = ferrule_tokio::ClientRequest::new("ws://127.0.0.1:9001/chat")?
+///     .header("Authorization", "Bearer 0123")
+///     .expect("a valid header");
+/// let connection = ferrule_tokio::connect_request(request, &ferrule_tokio::Options::default()).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`connect`].
+///
+/// # Cancel safety
+///
+/// As [`connect`].
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+    // The options' subprotocols, when set, replace any the request already offers.
+    let request = if options.subprotocols().is_empty() {
+        request
+    } else {
+        request
+            .subprotocols(options.subprotocols().to_vec())
+            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?
+    };
     if request.is_secure() {
         return Err(Error::Io(io::Error::new(
             io::ErrorKind::Unsupported,
