@@ -1,6 +1,282 @@
-//! Runs ferrule WebSockets on async-std: a runtime implementation, a listener and a connector.
+//! # ferrule-async-std
 //!
-//! **Status:** not written yet. Today this crate only re-exports [`ferrule`]; the listener,
-//! connector and runtime glue for async-std arrive with the async driver.
+//! Runs [ferrule] WebSockets on async-std: the [`AsyncStd`] runtime (async-io timers, tasks on
+//! async-std's executor), a standalone server on an `async_std::net::TcpListener` with graceful
+//! shutdown ([`serve`], [`serve_channels`]), [`accept`] for any stream (TLS included), and
+//! [`connect`].
+//!
+//! **async-std is discontinued upstream** ([RUSTSEC-2025-0052]): it gets no more fixes. This
+//! crate stays for applications that still run on it, and is kept small by standing on the same
+//! async-io basis as `ferrule-smol` (async-std's own sockets and timers are async-io's). **For
+//! new code use `ferrule-smol`**: moving over changes the dependency and the runtime's own lines
+//! (binding the listener, `block_on`, `spawn`), nothing else.
+//!
+//! Everything from `ferrule` is re-exported: depend on this crate alone. The API has the shape of
+//! `ferrule-tokio`'s: compare `examples/echo.rs` in the crates.
+//!
+//! async-std's clock cannot be paused, so keepalive and timeout tests run in real time with short
+//! deadlines. async-std has no signal handling of its own; a crate such as `async-signal` adds it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use ferrule_async_std::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+//!         ctx.send(&message)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! async_std::task::block_on(async {
+//!     let listener = async_std::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build()?;
+//!     let server = ferrule_async_std::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+//!     async_std::task::sleep(Duration::from_secs(60)).await;
+//!     server.shutdown(Duration::from_secs(5)).await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! [RUSTSEC-2025-0052]: https://rustsec.org/advisories/RUSTSEC-2025-0052.html
 
-pub use ferrule;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_io::Timer;
+use async_std::net::{TcpListener, TcpStream};
+use async_std::stream::Stream;
+pub use ferrule::*;
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// The async-std [`Runtime`]: the wall clock, async-io timers (the ones async-std's own
+/// `task::sleep` uses) and `async_std::task::spawn`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    type Sleep = Sleep;
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep(Timer::at(deadline))
+    }
+
+    fn reset(&self, sleep: Pin<&mut Sleep>, deadline: Instant) {
+        sleep.get_mut().0.set_at(deadline);
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // Dropping the join handle detaches the task.
+        async_std::task::spawn(future);
+    }
+}
+
+/// [`AsyncStd`]'s timer: an async-io `Timer` that completes with `()` at its deadline.
+#[derive(Debug)]
+pub struct Sleep(Timer);
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}
+
+/// An upgraded async-std connection.
+pub type Connection<S = TcpStream> = Upgraded<S, AsyncStd>;
+
+/// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
+///
+/// # Errors
+///
+/// As [`ferrule::accept`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake drops the stream with the handshake half done.
+/// Bound it with `Options::handshake_timeout` rather than by cancelling.
+pub async fn accept<S, T>(
+    stream: S,
+    options: &Options,
+    on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
+) -> Result<(Connection<S>, T), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ferrule::accept(AsyncStd, stream, options, on_connect).await
+}
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake. For `wss://`, connect
+/// a TLS stream yourself and use [`connect_stream`].
+///
+/// # Errors
+///
+/// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
+/// connection fails.
+///
+/// # Cancel safety
+///
+/// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
+/// leaves nothing behind.
+pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+    connect_request(ClientRequest::new(url)?, options).await
+}
+
+/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// cookie or an authorization token) and performs the client handshake, offering the options'
+/// subprotocols.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ferrule_async_std::Error> {
+/// let request = ferrule_async_std::ClientRequest::new("ws://127.0.0.1:9001/chat")?
+///     .header("Authorization", "Bearer 0123")
+///     .expect("a valid header");
+/// let connection = ferrule_async_std::connect_request(request, &ferrule_async_std::Options::default()).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`connect`].
+///
+/// # Cancel safety
+///
+/// As [`connect`].
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+    let request = tcp_client_request(request, options)?;
+    let stream = TcpStream::connect((request.host(), request.port())).await?;
+    stream.set_nodelay(true)?;
+    connect_stream(stream, request, options).await
+}
+
+/// Performs the client handshake for `request` on an already connected stream.
+///
+/// # Errors
+///
+/// As [`ferrule::connect_stream`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ferrule::connect_stream(AsyncStd, stream, request, options).await
+}
+
+/// A running async-std server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
+pub type Server = ferrule::Server<AsyncStd>;
+
+/// An async-std `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY`.
+///
+/// It polls the listener's own `accept` (async-io's, underneath) as one stream, which is what
+/// async-std's `into_incoming` does behind its `unstable` feature. It does not unwrap the socket
+/// into an async-io `Async` as `ferrule-smol` does: that conversion can fail, and async-std's
+/// `TcpStream::from` panics when the reactor refuses a socket, where `accept` returns the error.
+pub struct TcpAcceptor {
+    incoming: Pin<Box<dyn Stream<Item = io::Result<TcpStream>> + Send>>,
+    local_addr: Result<SocketAddr, (io::ErrorKind, String)>,
+}
+
+impl fmt::Debug for TcpAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpAcceptor").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+impl From<TcpListener> for TcpAcceptor {
+    fn from(listener: TcpListener) -> Self {
+        let local_addr = listener.local_addr().map_err(|e| (e.kind(), e.to_string()));
+        let incoming = futures_lite::stream::unfold(listener, |listener| async move {
+            let accepted = listener.accept().await.map(|(stream, _)| stream);
+            Some((accepted, listener))
+        });
+        Self { incoming: Box::pin(incoming), local_addr }
+    }
+}
+
+impl Listener for TcpAcceptor {
+    type Stream = TcpStream;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
+        match self.incoming.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(stream))) => {
+                let _ = stream.set_nodelay(true);
+                Poll::Ready(Ok(stream))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e)),
+            // The stream never ends; if it did, the server would log it and back off.
+            Poll::Ready(None) => Poll::Ready(Err(io::Error::other("the listener stopped accepting"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr.clone().map_err(|(kind, message)| io::Error::new(kind, message))
+    }
+}
+
+/// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
+/// a handler from `factory` and runs in its own task. Connections that fail the handshake get
+/// the right HTTP status.
+pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
+    ferrule::serve(AsyncStd, TcpAcceptor::from(listener), options, factory)
+}
+
+/// Serves WebSocket upgrades on `listener` with the channel API: for each accepted connection,
+/// `task(request, channels)` runs in its own task. When it returns, the connection is closed
+/// with 1001 (its receiver is dropped).
+///
+/// # Example: an echo that says goodbye after ten messages
+///
+/// ```no_run
+/// use ferrule_async_std::{Channels, CloseCode, Options, Request};
+///
+/// async fn connection(_request: Request, mut ws: Channels<String>) {
+///     for _ in 0..10 {
+///         let Some(message) = ws.receiver.recv().await else { return };
+///         if ws.sender.send(message).await.is_err() {
+///             return; // closing
+///         }
+///     }
+///     let _ = ws.disconnect.disconnect(CloseCode::NORMAL, "that will do");
+///     let info = ws.done.await;
+///     println!("closed: clean={} code={}", info.was_clean, info.code);
+/// }
+///
+/// # fn main() -> std::io::Result<()> {
+/// async_std::task::block_on(async {
+///     let listener = async_std::net::TcpListener::bind("127.0.0.1:9001").await?;
+///     let server = ferrule_async_std::serve_channels(listener, Options::default(), connection);
+///     # let _ = server;
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub fn serve_channels<M, T, Fut>(listener: TcpListener, options: Options, task: T) -> Server
+where
+    M: Codec,
+    T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    ferrule::serve_channels(AsyncStd, TcpAcceptor::from(listener), options, task)
+}

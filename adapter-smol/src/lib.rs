@@ -1,6 +1,260 @@
-//! Runs ferrule WebSockets on smol: a runtime implementation, a listener and a connector.
+//! # ferrule-smol
 //!
-//! **Status:** not written yet. Today this crate only re-exports [`ferrule`]; the listener,
-//! connector and runtime glue for smol arrive with the async driver.
+//! Runs [ferrule] WebSockets on smol: the [`Smol`] runtime (async-io timers, tasks on smol's
+//! global executor), a standalone server on a `smol::net::TcpListener` with graceful shutdown
+//! ([`serve`], [`serve_channels`]), [`accept`] for any stream (TLS included), and [`connect`].
+//!
+//! Everything from `ferrule` is re-exported: depend on this crate alone. The API has the shape of
+//! `ferrule-tokio`'s, so moving between them changes the dependency and the runtime's own lines
+//! (binding the listener, `block_on`, waiting for a signal) and nothing else: compare
+//! `examples/echo.rs` in the two crates.
+//!
+//! smol's clock cannot be paused, so keepalive and timeout tests run in real time with short
+//! deadlines. smol has no signal handling of its own; a crate such as `async-signal` adds it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use ferrule_smol::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+//!         ctx.send(&message)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! smol::block_on(async {
+//!     let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build()?;
+//!     let server = ferrule_smol::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+//!     smol::Timer::after(Duration::from_secs(60)).await;
+//!     server.shutdown(Duration::from_secs(5)).await;
+//!     Ok(())
+//! })
+//! # }
+//! ```
 
-pub use ferrule;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+pub use ferrule::*;
+use futures_io::{AsyncRead, AsyncWrite};
+use smol::net::{TcpListener, TcpStream};
+use smol::{Async, Timer};
+
+/// The smol [`Runtime`]: the wall clock, async-io timers and `smol::spawn` (smol's global
+/// executor, one thread unless `SMOL_THREADS` says otherwise).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+impl Runtime for Smol {
+    type Sleep = Sleep;
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Sleep {
+        Sleep(Timer::at(deadline))
+    }
+
+    fn reset(&self, sleep: Pin<&mut Sleep>, deadline: Instant) {
+        sleep.get_mut().0.set_at(deadline);
+    }
+
+    fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        smol::spawn(future).detach();
+    }
+}
+
+/// [`Smol`]'s timer: an async-io `Timer` that completes with `()` at its deadline.
+#[derive(Debug)]
+pub struct Sleep(Timer);
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(drop)
+    }
+}
+
+/// An upgraded smol connection.
+pub type Connection<S = TcpStream> = Upgraded<S, Smol>;
+
+/// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
+///
+/// # Errors
+///
+/// As [`ferrule::accept`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake drops the stream with the handshake half done.
+/// Bound it with `Options::handshake_timeout` rather than by cancelling.
+pub async fn accept<S, T>(
+    stream: S,
+    options: &Options,
+    on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
+) -> Result<(Connection<S>, T), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ferrule::accept(Smol, stream, options, on_connect).await
+}
+
+/// Connects to a `ws://` URL over TCP and performs the client handshake. For `wss://`, connect
+/// a TLS stream yourself and use [`connect_stream`].
+///
+/// # Errors
+///
+/// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
+/// connection fails.
+///
+/// # Cancel safety
+///
+/// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
+/// leaves nothing behind.
+pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+    connect_request(ClientRequest::new(url)?, options).await
+}
+
+/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// cookie or an authorization token) and performs the client handshake, offering the options'
+/// subprotocols.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), ferrule_smol::Error> {
+/// let request = ferrule_smol::ClientRequest::new("ws://127.0.0.1:9001/chat")?
+///     .header("Authorization", "Bearer 0123")
+///     .expect("a valid header");
+/// let connection = ferrule_smol::connect_request(request, &ferrule_smol::Options::default()).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`connect`].
+///
+/// # Cancel safety
+///
+/// As [`connect`].
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+    let request = tcp_client_request(request, options)?;
+    let stream = TcpStream::connect((request.host(), request.port())).await?;
+    stream.set_nodelay(true)?;
+    connect_stream(stream, request, options).await
+}
+
+/// Performs the client handshake for `request` on an already connected stream.
+///
+/// # Errors
+///
+/// As [`ferrule::connect_stream`].
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ferrule::connect_stream(Smol, stream, request, options).await
+}
+
+/// A running smol server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
+pub type Server = ferrule::Server<Smol>;
+
+/// A smol `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY`. Dropping it
+/// closes the socket unless a clone of the `TcpListener` is still alive elsewhere.
+#[derive(Debug)]
+pub struct TcpAcceptor(Arc<Async<std::net::TcpListener>>);
+
+impl From<TcpListener> for TcpAcceptor {
+    fn from(listener: TcpListener) -> Self {
+        Self(listener.into())
+    }
+}
+
+impl Listener for TcpAcceptor {
+    type Stream = TcpStream;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
+        loop {
+            match self.0.get_ref().accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Poll::Ready(Async::new(stream).map(TcpStream::from));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = std::task::ready!(self.0.poll_readable(cx)) {
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+}
+
+/// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
+/// a handler from `factory` and runs in its own task. Connections that fail the handshake get
+/// the right HTTP status.
+pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
+    ferrule::serve(Smol, TcpAcceptor::from(listener), options, factory)
+}
+
+/// Serves WebSocket upgrades on `listener` with the channel API: for each accepted connection,
+/// `task(request, channels)` runs in its own task. When it returns, the connection is closed
+/// with 1001 (its receiver is dropped).
+///
+/// # Example: an echo that says goodbye after ten messages
+///
+/// ```no_run
+/// use ferrule_smol::{Channels, CloseCode, Options, Request};
+///
+/// async fn connection(_request: Request, mut ws: Channels<String>) {
+///     for _ in 0..10 {
+///         let Some(message) = ws.receiver.recv().await else { return };
+///         if ws.sender.send(message).await.is_err() {
+///             return; // closing
+///         }
+///     }
+///     let _ = ws.disconnect.disconnect(CloseCode::NORMAL, "that will do");
+///     let info = ws.done.await;
+///     println!("closed: clean={} code={}", info.was_clean, info.code);
+/// }
+///
+/// # fn main() -> std::io::Result<()> {
+/// smol::block_on(async {
+///     let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
+///     let server = ferrule_smol::serve_channels(listener, Options::default(), connection);
+///     # let _ = server;
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub fn serve_channels<M, T, Fut>(listener: TcpListener, options: Options, task: T) -> Server
+where
+    M: Codec,
+    T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    ferrule::serve_channels(Smol, TcpAcceptor::from(listener), options, task)
+}

@@ -155,20 +155,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 ///
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
-    // The options' subprotocols, when set, replace any the request already offers.
-    let request = if options.subprotocols().is_empty() {
-        request
-    } else {
-        request
-            .subprotocols(options.subprotocols().to_vec())
-            .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?
-    };
-    if request.is_secure() {
-        return Err(Error::Io(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "wss:// needs a TLS stream: connect one and use ferrule_tokio::connect_stream",
-        )));
-    }
+    let request = tcp_client_request(request, options)?;
     let stream = TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
     connect_stream(stream, request, options).await

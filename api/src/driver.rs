@@ -441,7 +441,9 @@ where
             }
             progress |= this.poll_timer(cx, now);
             if !progress {
-                if this.handle.shared.park_driver(cx.waker()) {
+                // Queued commands are worth another turn only when the output has room for
+                // them; otherwise the driver would spin until the peer reads.
+                if this.handle.shared.park_driver(cx.waker()) && this.conn.buffered_amount() < HIGH_WATER {
                     continue;
                 }
                 if this.conn.buffered_amount() == 0 {

@@ -45,4 +45,4 @@ pub use message::{Codec, DecodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;
 pub use server::{Listener, Server, serve, serve_channels};
-pub use upgrade::{Upgraded, accept, connect_stream, serve_connection};
+pub use upgrade::{Upgraded, accept, connect_stream, serve_connection, tcp_client_request};

@@ -242,6 +242,31 @@ where
     Ok(Upgraded::new(io, runtime, conn, leftover, options, subprotocol))
 }
 
+/// Prepares `request` for a connection over plain TCP, as the adapters' `connect_request` make
+/// it: the options' subprotocols, when set, replace the ones the request offers, and a `wss://`
+/// URL is refused (TLS is the caller's: connect a TLS stream and use [`connect_stream`]).
+///
+/// # Errors
+///
+/// [`Error::Io`] with `InvalidInput` for an invalid subprotocol name, or `Unsupported` for
+/// `wss://`.
+pub fn tcp_client_request(request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
+    let request = if options.subprotocols.is_empty() {
+        request
+    } else {
+        request
+            .subprotocols(options.subprotocols.clone())
+            .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?
+    };
+    if request.is_secure() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "wss:// needs a TLS stream: connect one and use connect_stream",
+        )));
+    }
+    Ok(request)
+}
+
 /// Sends the rejection response for `error` (if it has one), closes the transport, and returns
 /// the error.
 async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, error: HandshakeError) -> Error

@@ -1,0 +1,41 @@
+//! An echo server: every message comes back as it came. The Autobahn TestSuite's testee.
+//!
+//! ```text
+//! cargo run --release -p ferrule-smol --example echo [ADDR]   # default 127.0.0.1:9001
+//! ```
+
+use ferrule_smol::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+
+/// Sends each message back.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
+// One thread, as the peer servers in the side-by-side benchmark run: smol's global executor has
+// one thread (unless SMOL_THREADS says otherwise) that runs every task and the I/O reactor. This
+// thread only waits for it: `future::block_on` does not poll the reactor, so it does not compete.
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    smol::future::block_on(smol::spawn(run()))
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let listener = smol::net::TcpListener::bind(&addr).await?;
+    // The test suite sends 16 MiB messages and no browser Origin.
+    let options = Options::builder()
+        .max_message_size(64 << 20)
+        .max_frame_size(64 << 20)
+        .allowed_origin(OriginPolicy::InsecureAllowAny)
+        .build()?;
+    let server = ferrule_smol::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+    eprintln!("echo server listening on ws://{}", server.local_addr()?);
+    let mut ctrl_c = async_signal::Signals::new([async_signal::Signal::Int])?;
+    smol::stream::StreamExt::next(&mut ctrl_c).await;
+    server.shutdown(std::time::Duration::from_secs(5)).await;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The Autobahn TestSuite client testee: asks the fuzzing server how many cases there are, runs
+//! each one by echoing every message back, then asks it to write the reports.
+//!
+//! ```text
+//! cargo run --release -p ferrule-smol --example echo_client [URL]   # default ws://127.0.0.1:9001
+//! ```
+
+use ferrule_smol::{Ctx, Handler, HandlerError, Message, Options};
+
+const AGENT: &str = "ferrule";
+
+/// Sends each message back.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    smol::block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let base = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
+    let options = Options::builder().max_message_size(64 << 20).max_frame_size(64 << 20).build()?;
+
+    let conn = ferrule_smol::connect(&format!("{base}/getCaseCount"), &options).await?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    /// Forwards the text message that carries the case count.
+    struct Count(std::sync::mpsc::Sender<String>);
+    impl Handler for Count {
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            if let Message::Text(t) = message {
+                let _ = self.0.send(t.to_string());
+            }
+            Ok(())
+        }
+    }
+    conn.run(Count(tx)).await;
+    let count: u32 = rx.try_recv()?.trim().parse()?;
+    eprintln!("running {count} cases");
+
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={AGENT}");
+        match ferrule_smol::connect(&url, &options).await {
+            Ok(conn) => {
+                conn.run(Echo).await;
+            }
+            Err(e) => eprintln!("case {case}: {e}"),
+        }
+    }
+
+    let conn = ferrule_smol::connect(&format!("{base}/updateReports?agent={AGENT}"), &options).await?;
+    conn.run(Echo).await;
+    eprintln!("reports updated");
+    Ok(())
+}

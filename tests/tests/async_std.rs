@@ -1,0 +1,82 @@
+//! The integration suite (`ferrule_tests::suite`) on async-std.
+//!
+//! Each test body runs in `async_std::task::block_on` on the test's thread; the library's tasks
+//! run on async-std's executor. async-std's clock cannot be paused, so the keepalive and slowloris
+//! tests run in real time with deadlines of a few hundred milliseconds.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_std::net::{TcpListener, TcpStream};
+use ferrule_async_std::{AsyncStd, Channels, Codec, Error, HandlerFactory, Options, Request, Upgraded};
+use ferrule_tests::suite::{TestRuntime, TestServer};
+
+struct AsyncStdRuntime;
+
+struct AsyncStdServer(ferrule_async_std::Server);
+
+impl TestServer for AsyncStdServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr().expect("a bound listener")
+    }
+
+    fn connections(&self) -> usize {
+        self.0.connections()
+    }
+
+    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
+        self.0.shutdown(deadline)
+    }
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener")
+}
+
+impl TestRuntime for AsyncStdRuntime {
+    type Runtime = AsyncStd;
+    type Stream = TcpStream;
+    type Server = AsyncStdServer;
+
+    const CAN_PAUSE: bool = false;
+
+    fn block_on<F: Future>(_paused: bool, future: F) -> F::Output {
+        async_std::task::block_on(future)
+    }
+
+    fn runtime() -> AsyncStd {
+        AsyncStd
+    }
+
+    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> AsyncStdServer {
+        AsyncStdServer(ferrule_async_std::serve(listener().await, options, factory))
+    }
+
+    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> AsyncStdServer
+    where
+        M: Codec,
+        F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        AsyncStdServer(ferrule_async_std::serve_channels(listener().await, options, task))
+    }
+
+    async fn connect(url: &str, options: &Options) -> Result<Upgraded<TcpStream, AsyncStd>, Error> {
+        ferrule_async_std::connect(url, options).await
+    }
+
+    async fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// async-std does not count its tasks.
+    fn alive_tasks() -> Option<usize> {
+        None
+    }
+}
+
+ferrule_tests::runtime_suite!(AsyncStdRuntime);

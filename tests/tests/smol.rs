@@ -1,0 +1,82 @@
+//! The integration suite (`ferrule_tests::suite`) on smol.
+//!
+//! Each test body runs in `smol::block_on` on the test's thread; the library's tasks run on smol's
+//! global executor. smol's clock cannot be paused, so the keepalive and slowloris tests run in
+//! real time with deadlines of a few hundred milliseconds.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ferrule_smol::{Channels, Codec, Error, HandlerFactory, Options, Request, Smol, Upgraded};
+use ferrule_tests::suite::{TestRuntime, TestServer};
+use smol::net::{TcpListener, TcpStream};
+
+struct SmolRuntime;
+
+struct SmolServer(ferrule_smol::Server);
+
+impl TestServer for SmolServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr().expect("a bound listener")
+    }
+
+    fn connections(&self) -> usize {
+        self.0.connections()
+    }
+
+    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
+        self.0.shutdown(deadline)
+    }
+}
+
+async fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener")
+}
+
+impl TestRuntime for SmolRuntime {
+    type Runtime = Smol;
+    type Stream = TcpStream;
+    type Server = SmolServer;
+
+    const CAN_PAUSE: bool = false;
+
+    fn block_on<F: Future>(_paused: bool, future: F) -> F::Output {
+        smol::block_on(future)
+    }
+
+    fn runtime() -> Smol {
+        Smol
+    }
+
+    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> SmolServer {
+        SmolServer(ferrule_smol::serve(listener().await, options, factory))
+    }
+
+    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> SmolServer
+    where
+        M: Codec,
+        F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        SmolServer(ferrule_smol::serve_channels(listener().await, options, task))
+    }
+
+    async fn connect(url: &str, options: &Options) -> Result<Upgraded<TcpStream, Smol>, Error> {
+        ferrule_smol::connect(url, options).await
+    }
+
+    async fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// smol does not count its tasks.
+    fn alive_tasks() -> Option<usize> {
+        None
+    }
+}
+
+ferrule_tests::runtime_suite!(SmolRuntime);
