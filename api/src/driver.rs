@@ -46,6 +46,10 @@ fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
 const HIGH_WATER: usize = 256 * 1024;
 /// Loop turns per poll before the driver yields to other tasks.
 const TURNS_PER_POLL: usize = 32;
+/// A connection keeps its buffers while busy and gives them back after this long without
+/// traffic: freeing and re-allocating them on every message costs more than the messages (heap
+/// trimming and page faults for large ones), and an idle connection should hold next to nothing.
+const BUFFER_LINGER: Duration = Duration::from_secs(1);
 
 /// What the driver hands events to.
 pub(crate) trait FrontEnd: Send + Unpin + 'static {
@@ -171,6 +175,8 @@ pub(crate) struct Driver<S, R: Runtime, F> {
     armed: Option<Instant>,
     write_wait: Option<Duration>,
     write_deadline: Option<Instant>,
+    /// When to give the core's buffers back, if it holds any.
+    release_at: Option<Instant>,
     read_closed: bool,
     write_broken: bool,
     opened: bool,
@@ -207,6 +213,7 @@ where
             armed: None,
             write_wait,
             write_deadline: None,
+            release_at: None,
             read_closed: false,
             write_broken: false,
             opened: false,
@@ -343,10 +350,13 @@ where
 
     /// Arms the timer for the next deadline and polls it; returns whether a deadline passed.
     fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let deadline = match (self.conn.poll_timeout(), self.write_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        if self.release_at.is_some_and(|at| at <= now) {
+            self.release_at = None;
+            if self.conn.buffered_amount() == 0 {
+                self.conn.release_buffers();
+            }
+        }
+        let deadline = [self.conn.poll_timeout(), self.write_deadline, self.release_at].into_iter().flatten().min();
         let Some(deadline) = deadline else { return false };
         if deadline <= now {
             if self.write_deadline.is_some_and(|d| d <= now) {
@@ -368,6 +378,7 @@ where
             if self.write_deadline.is_some_and(|d| d <= now) {
                 self.break_write(Error::WriteTimeout, now);
             }
+            // A release deadline that passed is handled at the top of the next turn.
             return true;
         }
         false
@@ -446,8 +457,13 @@ where
                 if this.handle.shared.park_driver(cx.waker()) && this.conn.buffered_amount() < HIGH_WATER {
                     continue;
                 }
-                if this.conn.buffered_amount() == 0 {
-                    this.conn.release_buffers();
+                this.conn.release_input_buffers();
+                if this.release_at.is_none() && this.conn.buffer_capacity() > 0 {
+                    // Armed once per quiet spell, and only while there is something to give
+                    // back, so an idle connection is never woken for it. The timer is polled
+                    // on the next turn; arming it here must not be missed, so loop once more.
+                    this.release_at = Some(now + BUFFER_LINGER);
+                    continue;
                 }
                 return Poll::Pending;
             }

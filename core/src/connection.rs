@@ -360,8 +360,25 @@ impl Connection {
         self.shutdown && self.out.is_empty()
     }
 
-    /// Gives back the capacity of empty internal buffers; a driver may call this before it parks
-    /// an idle connection.
+    /// Bytes of buffer capacity the connection holds (input, output and message assembly): what
+    /// [`release_buffers`](Self::release_buffers) could give back.
+    pub fn buffer_capacity(&self) -> usize {
+        self.inbuf.capacity() + self.out.capacity() + self.msg_buf.capacity()
+    }
+
+    /// Gives back the capacity of the empty input buffers (received bytes and message assembly),
+    /// keeping the output buffer; a driver may call this whenever it parks.
+    pub fn release_input_buffers(&mut self) {
+        if self.inbuf.is_empty() {
+            self.inbuf = BytesMut::new();
+        }
+        if self.msg_kind.is_none() {
+            self.msg_buf = BytesMut::new();
+        }
+    }
+
+    /// Gives back the capacity of empty internal buffers; a driver may call this once a
+    /// connection has gone quiet.
     pub fn release_buffers(&mut self) {
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();

@@ -640,3 +640,21 @@ fn invalid_config_is_refused_at_construction() {
     let config = Config::default().ping_interval(Some(Duration::from_secs(60)));
     assert!(Connection::new(Role::Server, config, Instant::now()).is_err());
 }
+
+#[test]
+fn buffers_are_given_back_once_empty() {
+    let (mut conn, now) = server();
+    assert_eq!(conn.buffer_capacity(), 0, "a new connection holds no buffers");
+    let frame = masked(0x82, &[7; 70_000]);
+    conn.handle_input(&frame[..40_000], now).unwrap();
+    conn.release_input_buffers();
+    assert!(conn.buffer_capacity() >= 40_000 - 14, "a partial frame keeps its payload bytes");
+    conn.handle_input(&frame[40_000..], now).unwrap();
+    let _ = events(&mut conn);
+    conn.send_binary(&[1; 10_000]).unwrap();
+    conn.release_input_buffers();
+    assert!(conn.buffer_capacity() >= 10_000, "queued output is kept");
+    let _ = transmit(&mut conn);
+    conn.release_buffers();
+    assert_eq!(conn.buffer_capacity(), 0);
+}
