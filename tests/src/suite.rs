@@ -1193,8 +1193,10 @@ pub async fn server_drops_slowloris_at_handshake_timeout_with_408<T: TestRuntime
     let server = echo_server::<T>(options, &probe).await;
     let addr = server.local_addr();
     let request = upgrade_request(addr, "GET", Some("13"), true, None);
-    let mut raw = RawClient::new(T::tcp(addr).await.expect("connected"));
+    // Timed from before the connect: the server's deadline starts when it accepts, which can be
+    // a moment before the client's connect returns.
     let start = now::<T>();
+    let mut raw = RawClient::new(T::tcp(addr).await.expect("connected"));
     let mut sent = 0;
     let response = loop {
         assert!(sent < request.len(), "the whole request went through a byte at a time");
