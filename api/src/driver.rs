@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use ferrule_core::{CloseCode, Connection, Event, State};
+use ferrule_core::{CloseCode, Connection, Event, MessageKind, SendError, State};
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::Serialize;
 
@@ -119,6 +119,22 @@ impl Ctx<'_> {
     pub fn send_json<T: Serialize>(&mut self, value: &T) -> Result<(), Error> {
         let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
         self.send_text(&text)
+    }
+
+    /// Sends one fragment of a message streamed in pieces (RFC 6455 section 5.4): the first call
+    /// opens a message of `kind`, later calls continue it, and the call with `fin` set ends it.
+    /// Text may be split inside a character; the message as a whole must be UTF-8. Other
+    /// messages cannot be sent until it ends; pings can.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing; [`Error::Send`] for a kind that differs from the open
+    /// message's or text that stops being UTF-8 (nothing of this fragment is sent).
+    pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
+        self.conn.send_fragment(kind, payload, fin).map_err(|e| match e {
+            SendError::Closed => Error::Closed,
+            other => Error::Send(other),
+        })
     }
 
     /// Sends a ping (payload cut to 125 bytes).

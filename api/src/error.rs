@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 
 use ferrule_core::handshake::HandshakeError;
-use ferrule_core::{CloseCode, ProtocolError};
+use ferrule_core::{CloseCode, ProtocolError, SendError};
 
 use crate::message::DecodeError;
 use crate::options::OptionsError;
@@ -29,6 +29,9 @@ pub enum Error {
     Rejected(u16),
     /// The connection is closing or closed: nothing more can be sent.
     Closed,
+    /// A send the protocol does not allow (a fragment of the wrong kind, text that is not
+    /// UTF-8); nothing was sent and the connection stays up.
+    Send(SendError),
 }
 
 impl fmt::Display for Error {
@@ -42,6 +45,7 @@ impl fmt::Display for Error {
             Self::Options(e) => write!(f, "invalid options: {e}"),
             Self::Rejected(status) => write!(f, "the upgrade was rejected with HTTP status {status}"),
             Self::Closed => f.write_str("the connection is closing or closed"),
+            Self::Send(e) => write!(f, "not sent: {e}"),
         }
     }
 }
@@ -54,6 +58,7 @@ impl std::error::Error for Error {
             Self::Decode(e) => Some(e),
             Self::Handshake(e) => Some(e),
             Self::Options(e) => Some(e),
+            Self::Send(e) => Some(e),
             Self::WriteTimeout | Self::Closed | Self::Rejected(_) => None,
         }
     }

@@ -39,7 +39,7 @@ pub use driver::Ctx;
 pub use error::{CloseInfo, Error, HandlerError};
 pub use ferrule_core as core;
 pub use ferrule_core::handshake::{ClientRequest, OriginPattern, OriginPolicy, Request};
-pub use ferrule_core::{CloseCode, Utf8Bytes};
+pub use ferrule_core::{CloseCode, MessageKind, SendError, Utf8Bytes};
 pub use handle::{Done, Handle, TrySendError};
 pub use message::{Codec, DecodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use ferrule::core::handshake::HandshakeError;
 use ferrule::{
     Bound, Channels, CloseCode, CloseInfo, Codec, Ctx, Error, Handle, Handler, HandlerError, HandlerFactory, Json,
-    Message, Options, Rejection, Request, Runtime, TrySendError, Upgraded,
+    Message, MessageKind, Options, Rejection, Request, Runtime, TrySendError, Upgraded,
 };
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,7 @@ macro_rules! runtime_suite {
             real channel_server_echoes_binary,
             real channel_server_echoes_json_and_reports_undecodable_messages,
             real client_handler_run_receives_echo_and_closes_cleanly,
+            real client_handler_streams_a_fragmented_message,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
             real sixteen_mib_message_round_trips_both_ways,
@@ -819,6 +820,55 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
     }
     let error = within::<T, _>(Duration::from_secs(5), "the decode error", decode_errors.next()).await;
     assert!(error.contains("invalid JSON"), "{error}");
+}
+
+/// A handler streams a message in fragments with `Ctx::send_fragment` (text split inside a
+/// character, a ping in between): the echo server reassembles it and sends it back whole; a
+/// fragment of the wrong kind or invalid text is refused with `Error::Send` and sends nothing.
+pub async fn client_handler_streams_a_fragmented_message<T: TestRuntime>() {
+    struct Streamer {
+        refusals: Vec<String>,
+        seen: Inbox<(Vec<String>, String)>,
+    }
+    impl Handler for Streamer {
+        fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+            let text = "κόσμε, world".as_bytes();
+            ctx.send_fragment(MessageKind::Text, &text[..1], false)?;
+            for refused in [
+                ctx.send_fragment(MessageKind::Binary, b"wrong kind", false),
+                ctx.send_fragment(MessageKind::Text, &[0xFF], false),
+            ] {
+                match refused {
+                    Err(Error::Send(e)) => self.refusals.push(e.to_string()),
+                    other => return Err(HandlerError::internal(format!("expected a refusal, got {other:?}"))),
+                }
+            }
+            ctx.ping(b"between")?;
+            ctx.send_fragment(MessageKind::Text, &text[1..5], false)?;
+            ctx.send_fragment(MessageKind::Text, &text[5..], true)?;
+            Ok(())
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            let Message::Text(t) = message else { return Err(HandlerError::internal("binary")) };
+            self.seen.push((std::mem::take(&mut self.refusals), t.to_string()));
+            ctx.close(CloseCode::NORMAL, "done")?;
+            Ok(())
+        }
+    }
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let seen = Inbox::default();
+    let info = within::<T, _>(
+        Duration::from_secs(10),
+        "the client run",
+        upgraded.run(Streamer { refusals: Vec::new(), seen: seen.clone() }),
+    )
+    .await;
+    assert!(info.was_clean && code(&info) == 1000, "{info:?}");
+    let (refusals, echoed) = seen.next().await;
+    assert_eq!(echoed, "κόσμε, world", "the echo is the whole message");
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
 }
 
 /// A client run with the callback API (`Upgraded::run`) sends from `on_open`, gets every echo in
