@@ -244,9 +244,17 @@ where
         if !leftover.is_empty() {
             let now = self.runtime.now();
             if let Err(e) = self.conn.handle_input(leftover, now) {
-                self.handle.shared.push_error(Error::Protocol(e));
+                self.protocol_failed(e);
             }
         }
+    }
+
+    /// The peer violated the protocol: report it once and stop reading. The core has failed
+    /// the connection and would discard anything more (its error is sticky, so reading on while
+    /// the close frame waits to be written would report the same violation again and again).
+    fn protocol_failed(&mut self, error: ferrule_core::ProtocolError) {
+        self.read_closed = true;
+        self.handle.shared.push_error(Error::Protocol(error));
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut F) {
@@ -337,7 +345,7 @@ where
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
-                    self.handle.shared.push_error(Error::Protocol(e));
+                    self.protocol_failed(e);
                 }
                 Poll::Ready(Ok(n))
             }
