@@ -822,6 +822,16 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
     assert!(error.contains("invalid JSON"), "{error}");
 }
 
+/// Runs `handler` as a ferrule client of an echo server with default options until the
+/// connection ends; returns how it ended, the server's probe, and the server (kept alive).
+async fn run_client_against_echo<T: TestRuntime, H: Handler>(handler: H) -> (CloseInfo, Probe, T::Server) {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let info = within::<T, _>(Duration::from_secs(10), "the client run", upgraded.run(handler)).await;
+    (info, probe, server)
+}
+
 /// A handler streams a message in fragments with `Ctx::send_fragment` (text split inside a
 /// character, a ping in between): the echo server reassembles it and sends it back whole; a
 /// fragment of the wrong kind or invalid text is refused with `Error::Send` and sends nothing.
@@ -855,16 +865,9 @@ pub async fn client_handler_streams_a_fragmented_message<T: TestRuntime>() {
             Ok(())
         }
     }
-    let probe = Probe::default();
-    let server = echo_server::<T>(Options::default(), &probe).await;
-    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
     let seen = Inbox::default();
-    let info = within::<T, _>(
-        Duration::from_secs(10),
-        "the client run",
-        upgraded.run(Streamer { refusals: Vec::new(), seen: seen.clone() }),
-    )
-    .await;
+    let (info, _probe, _server) =
+        run_client_against_echo::<T, _>(Streamer { refusals: Vec::new(), seen: seen.clone() }).await;
     assert!(info.was_clean && code(&info) == 1000, "{info:?}");
     let (refusals, echoed) = seen.next().await;
     assert_eq!(echoed, "κόσμε, world", "the echo is the whole message");
@@ -897,16 +900,8 @@ pub async fn client_handler_run_receives_echo_and_closes_cleanly<T: TestRuntime>
             self.seen.push(std::mem::take(&mut self.got));
         }
     }
-    let probe = Probe::default();
-    let server = echo_server::<T>(Options::default(), &probe).await;
-    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
     let seen = Inbox::default();
-    let info = within::<T, _>(
-        Duration::from_secs(10),
-        "the client run",
-        upgraded.run(Client { got: Vec::new(), seen: seen.clone() }),
-    )
-    .await;
+    let (info, probe, _server) = run_client_against_echo::<T, _>(Client { got: Vec::new(), seen: seen.clone() }).await;
     assert!(info.was_clean && code(&info) == 1000, "{info:?}");
     let got = seen.next().await;
     assert_eq!(got, (0..10).map(|i| format!("m{i}")).collect::<Vec<_>>());
