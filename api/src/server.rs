@@ -63,7 +63,9 @@ struct Registry {
 #[derive(Debug, Default)]
 struct RegistryState {
     live: HashMap<u64, Handle>,
-    /// The accept loop (woken to stop) and shutdown waiters (woken as connections leave).
+    /// The accept loop, woken when shutdown starts.
+    accept_loop: Option<Waker>,
+    /// Shutdown waiters, woken as connections leave.
     waiters: Vec<Waker>,
 }
 
@@ -121,7 +123,7 @@ impl<R: Runtime> Server<R> {
             for handle in state.live.values() {
                 let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
             }
-            for w in state.waiters.drain(..) {
+            if let Some(w) = state.accept_loop.take() {
                 w.wake();
             }
         }
@@ -220,7 +222,10 @@ where
                 if registry.stopping.load(Ordering::SeqCst) {
                     return Poll::Ready(());
                 }
-                register(&mut registry.state().waiters, cx.waker());
+                match &mut registry.state().accept_loop {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    slot => *slot = Some(cx.waker().clone()),
+                }
                 if let Some(sleep) = backoff.as_mut() {
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
