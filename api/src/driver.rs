@@ -8,6 +8,7 @@
 //! coalescing is the driver's job.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,8 +24,12 @@ use crate::message::Message;
 use crate::runtime::Runtime;
 use crate::shared::{Command, Shared};
 
-/// Bytes read from the transport per read call.
-const READ_CHUNK: usize = 64 * 1024;
+/// Most bytes read from the transport per read call: a 64 KiB message and its header in one
+/// call, several when they queue up.
+const READ_CHUNK: usize = 256 * 1024;
+/// A read never makes the output exceed `HIGH_WATER` by more than this (an echo of everything
+/// read): reads shrink as output builds up.
+const READ_OVERSHOOT: usize = 64 * 1024;
 
 thread_local! {
     /// One read buffer per thread, shared by every driver polled on it: reads land here and are
@@ -41,6 +46,8 @@ fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
         Err(_) => f(&mut vec![0; READ_CHUNK]),
     })
 }
+/// Most pieces of output handed to one vectored write.
+const WRITE_SLICES: usize = 32;
 /// While more output than this waits to be written, the driver neither reads nor takes commands:
 /// a peer that does not read cannot make the output grow.
 const HIGH_WATER: usize = 256 * 1024;
@@ -86,9 +93,10 @@ impl Ctx<'_> {
     ///
     /// [`Error::Closed`] once a close frame was sent.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        // Cloning shares the payload: a large one is written from where it is, not copied.
         let sent = match message {
-            Message::Text(t) => self.conn.send_text(t),
-            Message::Binary(b) => self.conn.send_binary(b),
+            Message::Text(t) => self.conn.send_text_bytes(t.clone()),
+            Message::Binary(b) => self.conn.send_binary_bytes(b.clone()),
         };
         sent.map_err(|_| Error::Closed)
     }
@@ -181,7 +189,7 @@ impl Ctx<'_> {
 }
 
 /// One connection's driver future; completes when the transport has been shut down.
-pub(crate) struct Driver<S, R: Runtime, F> {
+pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     io: S,
     runtime: R,
     conn: Connection,
@@ -203,7 +211,7 @@ pub(crate) struct Driver<S, R: Runtime, F> {
 
 // The driver never pins its fields in place (the timer is pinned in its own box), so it may
 // move freely whatever the runtime type is.
-impl<S: Unpin, R: Runtime, F: Unpin> Unpin for Driver<S, R, F> {}
+impl<S: Unpin, R: Runtime, F: FrontEnd> Unpin for Driver<S, R, F> {}
 
 impl<S, R, F> Driver<S, R, F>
 where
@@ -271,8 +279,8 @@ where
     fn take_commands(&mut self, now: Instant) {
         for command in self.handle.shared.take_commands() {
             let result = match command {
-                Command::Message(Message::Text(t)) => self.conn.send_text(&t),
-                Command::Message(Message::Binary(b)) => self.conn.send_binary(&b),
+                Command::Message(Message::Text(t)) => self.conn.send_text_bytes(t),
+                Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(b),
                 Command::Ping(p) => self.conn.ping(&p),
                 Command::Close(code, reason) => self.conn.close(code, &reason, now),
             };
@@ -310,11 +318,18 @@ where
     fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
         while !self.write_broken {
-            let Some(bytes) = self.conn.poll_transmit() else {
-                self.write_deadline = None;
-                break;
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let filled = self.conn.poll_transmit_vectored(&mut slices);
+            let io = Pin::new(&mut self.io);
+            let written = match filled {
+                0 => {
+                    self.write_deadline = None;
+                    break;
+                }
+                1 => io.poll_write(cx, &slices[0]),
+                _ => io.poll_write_vectored(cx, &slices[..filled]),
             };
-            match Pin::new(&mut self.io).poll_write(cx, bytes) {
+            match written {
                 Poll::Ready(Ok(n)) if n > 0 => {
                     self.conn.advance_transmit(n);
                     self.write_deadline = None;
@@ -342,7 +357,9 @@ where
     }
 
     fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
-        let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, buf) {
+        // Called only below HIGH_WATER, so this is at least READ_OVERSHOOT.
+        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(READ_CHUNK);
+        let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
                     self.protocol_failed(e);
@@ -422,7 +439,7 @@ where
     }
 }
 
-impl<S, R: Runtime, F> Drop for Driver<S, R, F> {
+impl<S, R: Runtime, F: FrontEnd> Drop for Driver<S, R, F> {
     fn drop(&mut self) {
         if !self.done {
             // Dropped before the end (cancelled, or the runtime shut down): whoever waits on

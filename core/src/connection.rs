@@ -1,6 +1,7 @@
 //! The per-connection protocol state machine (RFC 6455 sections 5, 6 and 7).
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -84,7 +85,11 @@ pub struct Connection {
     /// Incremental validator for the text message being received.
     rx_utf8: Utf8Validator,
 
-    /// Encoded frames waiting to be written.
+    /// Output that goes before `out`: frozen encoded frames and payloads queued by reference.
+    segments: VecDeque<Bytes>,
+    /// Total length of `segments`.
+    segments_len: usize,
+    /// Encoded frames waiting to be written, after `segments`.
     out: BytesMut,
     /// The latest ping still to be answered while pongs are coalesced (see
     /// [`COALESCE_PONGS_ABOVE`]).
@@ -119,6 +124,13 @@ struct InFrame {
 /// Buffers larger than this are given back once empty, so a burst does not pin memory.
 const SHRINK_ABOVE: usize = 1 << 20;
 
+/// The most input buffer reserved ahead of a frame's payload before it has arrived.
+const RESERVE_AHEAD: usize = 256 * 1024;
+
+/// Payloads at least this long, given as [`Bytes`] to a server connection, are queued by
+/// reference and written from where they are (vectored output) instead of being copied.
+const SHARE_PAYLOAD_ABOVE: usize = 8 * 1024;
+
 /// While more output than this is unflushed, pongs are coalesced: only the latest ping is
 /// answered (RFC 6455 section 5.5.3 allows it), so a ping flood from a peer that does not read
 /// cannot grow the output without bound. Below it every ping gets its own pong.
@@ -151,6 +163,8 @@ impl Connection {
             msg_kind: None,
             msg_buf: BytesMut::new(),
             rx_utf8: Utf8Validator::new(),
+            segments: VecDeque::new(),
+            segments_len: 0,
             out: BytesMut::new(),
             pending_pong: None,
             tx_fragment: None,
@@ -313,13 +327,38 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// Bytes to write to the transport, or `None` when nothing is pending. Report how many were
-    /// written with [`advance_transmit`](Self::advance_transmit); the same bytes are returned
-    /// until then. Frames from every command are coalesced into one buffer.
+    /// The next bytes to write to the transport, or `None` when nothing is pending. Report how
+    /// many were written with [`advance_transmit`](Self::advance_transmit); the same bytes are
+    /// returned until then.
+    ///
+    /// Frames from every command are coalesced into one buffer, except large payloads a server
+    /// queued by reference ([`send_binary_bytes`](Self::send_binary_bytes)): those come as
+    /// pieces of their own, so a driver that can write vectored should prefer
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<&[u8]> {
         self.flush_pending_pong();
-        if self.out.is_empty() { None } else { Some(&self.out) }
+        match self.segments.front() {
+            Some(segment) => Some(segment),
+            None if self.out.is_empty() => None,
+            None => Some(&self.out),
+        }
+    }
+
+    /// Fills `bufs` with the pending output, in order, for one vectored write; returns how many
+    /// slices were filled (0 when nothing is pending). Report what was written with
+    /// [`advance_transmit`](Self::advance_transmit).
+    pub fn poll_transmit_vectored<'a>(&'a mut self, bufs: &mut [IoSlice<'a>]) -> usize {
+        self.flush_pending_pong();
+        let this: &'a Self = self;
+        let tail = (!this.out.is_empty()).then_some(&this.out[..]);
+        let pieces = this.segments.iter().map(|s| &s[..]).chain(tail);
+        let mut filled = 0;
+        for (slot, piece) in bufs.iter_mut().zip(pieces) {
+            *slot = IoSlice::new(piece);
+            filled += 1;
+        }
+        filled
     }
 
     /// Takes every pending output byte as one owned buffer (for drivers that hold the buffer
@@ -327,11 +366,31 @@ impl Connection {
     #[must_use]
     pub fn take_transmit(&mut self) -> Bytes {
         self.flush_pending_pong();
-        self.out.split().freeze()
+        if self.segments.is_empty() {
+            return self.out.split().freeze();
+        }
+        let mut all = BytesMut::with_capacity(self.segments_len + self.out.len());
+        for segment in self.segments.drain(..) {
+            all.extend_from_slice(&segment);
+        }
+        self.segments_len = 0;
+        all.extend_from_slice(&self.out.split());
+        all.freeze()
     }
 
-    /// Marks `n` bytes of [`poll_transmit`](Self::poll_transmit) as written.
-    pub fn advance_transmit(&mut self, n: usize) {
+    /// Marks `n` bytes of pending output ([`poll_transmit`](Self::poll_transmit) or
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)) as written.
+    pub fn advance_transmit(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(segment) = self.segments.front_mut() else { break };
+            let step = n.min(segment.len());
+            segment.advance(step);
+            self.segments_len -= step;
+            n -= step;
+            if segment.is_empty() {
+                self.segments.pop_front();
+            }
+        }
         let n = n.min(self.out.len());
         self.out.advance(n);
         if self.out.is_empty() && self.out.capacity() > SHRINK_ABOVE {
@@ -342,7 +401,7 @@ impl Connection {
     /// Bytes queued for the transport and not yet reported written: the figure an adapter uses
     /// for backpressure.
     pub fn buffered_amount(&self) -> usize {
-        self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + MAX_HEADER_LEN)
+        self.segments_len + self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + MAX_HEADER_LEN)
     }
 
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) has work to do.
@@ -357,7 +416,7 @@ impl Connection {
     /// closes the TCP connection first).
     #[must_use]
     pub fn should_shutdown(&self) -> bool {
-        self.shutdown && self.out.is_empty()
+        self.shutdown && self.out.is_empty() && self.segments.is_empty()
     }
 
     /// Bytes of buffer capacity the connection holds (input, output and message assembly): what
@@ -411,6 +470,28 @@ impl Connection {
     /// As for [`send_text`](Self::send_text).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send_message(MessageKind::Binary, data)
+    }
+
+    /// Queues a binary message held in shared memory. On a server a large payload is not
+    /// copied: the frame header is queued, and the payload is written from `data` itself (see
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)). A client masks every payload
+    /// (RFC 6455 section 5.3), so it copies as [`send_binary`](Self::send_binary) does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_text`](Self::send_text).
+    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
+        self.send_shared(MessageKind::Binary, data)
+    }
+
+    /// Queues a text message held in shared memory, without copying a large payload on a
+    /// server (as [`send_binary_bytes`](Self::send_binary_bytes)).
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_text`](Self::send_text).
+    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
+        self.send_shared(MessageKind::Text, text.into_bytes())
     }
 
     /// Queues one fragment of a message whose size is not known up front (section 5.4).
@@ -530,6 +611,9 @@ impl Connection {
                 frame.processed = available;
             }
             if available < frame.len {
+                // Make room for the rest of the frame now, so the payload is not moved again as
+                // it trickles in; bounded, so a header alone cannot make the buffer large.
+                self.inbuf.reserve((frame.len - available).min(RESERVE_AHEAD));
                 self.frame = Some(frame);
                 return Ok(());
             }
@@ -620,7 +704,7 @@ impl Connection {
                 match control {
                     OpCode::Ping => {
                         if self.config.auto_pong && !self.sent_close {
-                            if self.out.len() > COALESCE_PONGS_ABOVE {
+                            if self.segments_len + self.out.len() > COALESCE_PONGS_ABOVE {
                                 self.pending_pong = Some(payload.clone());
                             } else {
                                 self.flush_pending_pong();
@@ -744,6 +828,30 @@ impl Connection {
         Ok(())
     }
 
+    fn send_shared(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
+        if self.role == Role::Client || data.len() < SHARE_PAYLOAD_ABOVE {
+            return self.send_message(kind, &data);
+        }
+        self.check_can_send()?;
+        if self.tx_fragment.is_some() {
+            return Err(SendError::FragmentedMessageInProgress);
+        }
+        self.flush_pending_pong();
+        let size = self.config.outgoing_frame_size;
+        let count = data.len().div_ceil(size);
+        let mut opcode = kind.opcode();
+        let mut rest = data;
+        for i in 0..count {
+            let chunk = rest.split_to(size.min(rest.len()));
+            self.write_header(i + 1 == count, opcode, chunk.len(), None);
+            self.segments_len += self.out.len() + chunk.len();
+            self.segments.push_back(self.out.split().freeze());
+            self.segments.push_back(chunk);
+            opcode = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
     fn send_control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         self.check_can_send()?;
         if payload.len() > 125 {
@@ -794,16 +902,20 @@ impl Connection {
             }
             Role::Server => None,
         };
-        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: payload.len() as u64 };
-        let mut head = [0u8; MAX_HEADER_LEN];
-        let head_len = header.encode_into(&mut head);
-        self.out.reserve(head_len + payload.len());
-        self.out.extend_from_slice(&head[..head_len]);
+        self.out.reserve(MAX_HEADER_LEN + payload.len());
+        self.write_header(fin, opcode, payload.len(), mask);
         let start = self.out.len();
         self.out.extend_from_slice(payload);
         if let Some(key) = mask {
             apply_mask(&mut self.out[start..], key);
         }
+    }
+
+    fn write_header(&mut self, fin: bool, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) {
+        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: len as u64 };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode_into(&mut head);
+        self.out.extend_from_slice(&head[..head_len]);
     }
 
     fn flush_pending_pong(&mut self) {

@@ -44,9 +44,14 @@ fn events(conn: &mut Connection) -> Vec<Event> {
     std::iter::from_fn(|| conn.poll_event()).collect()
 }
 
+/// Everything the connection has to write, piece by piece.
 fn transmit(conn: &mut Connection) -> Vec<u8> {
-    let out = conn.poll_transmit().map(<[u8]>::to_vec).unwrap_or_default();
-    conn.advance_transmit(out.len());
+    let mut out = Vec::new();
+    while let Some(piece) = conn.poll_transmit() {
+        let n = piece.len();
+        out.extend_from_slice(piece);
+        conn.advance_transmit(n);
+    }
     out
 }
 
@@ -145,6 +150,91 @@ fn client_sends_masked_frames_that_a_server_decodes() {
     assert_eq!(out[1] & 0x80, 0x80, "client frames are masked");
     s.handle_input(&out, now).unwrap();
     assert_eq!(events(&mut s), [Event::Text("Hello".into()), Event::Binary(vec![1, 2, 3].into())]);
+}
+
+/// Queues the same mix of messages through the copying API or the shared one.
+fn queue_mix(conn: &mut Connection, shared: bool) {
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let text = "ä€😀".repeat(3_000);
+    let small = vec![7u8; 300];
+    if shared {
+        conn.send_binary_bytes(big.into()).unwrap();
+        conn.ping(b"between").unwrap();
+        conn.send_text_bytes(text.into()).unwrap();
+        conn.send_binary_bytes(small.into()).unwrap();
+    } else {
+        conn.send_binary(&big).unwrap();
+        conn.ping(b"between").unwrap();
+        conn.send_text(&text).unwrap();
+        conn.send_binary(&small).unwrap();
+    }
+}
+
+#[test]
+fn shared_payloads_go_out_as_the_copied_ones_would() {
+    for frame_size in [usize::MAX >> 1, 16 * 1024, 9_000] {
+        let config = Config::default().outgoing_frame_size(frame_size);
+        let now = Instant::now();
+        let mut copied = Connection::new(Role::Server, config.clone(), now).unwrap();
+        let mut shared = Connection::new(Role::Server, config, now).unwrap();
+        queue_mix(&mut copied, false);
+        queue_mix(&mut shared, true);
+        let expected = transmit(&mut copied);
+        assert_eq!(shared.buffered_amount(), expected.len());
+        // Drain with vectored writes of an awkward size, as a short-writing socket would.
+        let mut got = Vec::new();
+        loop {
+            let mut slices = [std::io::IoSlice::new(&[]); 3];
+            let filled = shared.poll_transmit_vectored(&mut slices);
+            if filled == 0 {
+                break;
+            }
+            let mut budget = 4_099;
+            for slice in &slices[..filled] {
+                let take = budget.min(slice.len());
+                got.extend_from_slice(&slice[..take]);
+                budget -= take;
+            }
+            shared.advance_transmit(4_099 - budget);
+            assert_eq!(shared.buffered_amount(), expected.len() - got.len());
+        }
+        assert_eq!(got, expected, "frame size {frame_size}");
+        assert!(shared.poll_transmit().is_none());
+    }
+}
+
+#[test]
+fn shared_payloads_reach_a_peer_and_take_transmit_joins_them() {
+    let (mut s, now) = server();
+    queue_mix(&mut s, true);
+    let wire = s.take_transmit();
+    assert_eq!(s.buffered_amount(), 0);
+    let (mut c, _) = client();
+    c.handle_input(&wire, now).unwrap();
+    let got = events(&mut c);
+    assert_eq!(got.len(), 4);
+    assert!(matches!(&got[0], Event::Binary(b) if b.len() == 100_000 && b[250] == 250));
+    assert_eq!(got[1], Event::Ping(b"between"[..].into()));
+    assert!(matches!(&got[2], Event::Text(t) if t.as_str() == "ä€😀".repeat(3_000)));
+
+    // A client masks, so it copies; the server decodes the result.
+    let (mut c, _) = client();
+    queue_mix(&mut c, true);
+    let wire = transmit(&mut c);
+    let (mut s, _) = server();
+    s.handle_input(&wire, now).unwrap();
+    assert_eq!(events(&mut s).len(), 4);
+}
+
+#[test]
+fn shared_payload_is_flushed_before_shutdown() {
+    let (mut s, now) = server();
+    s.send_binary_bytes(vec![1u8; 50_000].into()).unwrap();
+    s.handle_input(&masked(0x88, &1000u16.to_be_bytes()), now).unwrap();
+    assert!(!s.should_shutdown(), "the payload and the close reply are still queued");
+    let out = transmit(&mut s);
+    assert_eq!(out.len(), 4 + 50_000 + 4);
+    assert!(s.should_shutdown());
 }
 
 #[test]

@@ -162,7 +162,16 @@ pub fn connection_ops(data: &[u8]) {
                 let _ = conn.send_text(&text);
             }
             2 => {
-                let _ = conn.send_binary(input.take_len());
+                // Either copied, or shared and grown past the size from which a server writes
+                // the payload in place.
+                let grow = usize::from(input.byte());
+                let data = input.take_len();
+                let _ = if grow < 128 {
+                    conn.send_binary(data)
+                } else {
+                    let len = if data.is_empty() { 0 } else { 8 * 1024 + grow * 16 };
+                    conn.send_binary_bytes(data.iter().copied().cycle().take(len).collect::<Vec<u8>>().into())
+                };
             }
             3 => {
                 let _ = conn.ping(input.take_len());
@@ -181,11 +190,23 @@ pub fn connection_ops(data: &[u8]) {
                 assert!(conn.poll_timeout().is_none_or(|d| d > now), "every expired deadline was handled");
             }
             7 => {
-                let n = usize::from(input.byte()) * 8;
-                if let Some(out) = conn.poll_transmit() {
-                    let n = n.min(out.len());
-                    written.extend_from_slice(&out[..n]);
-                    conn.advance_transmit(n);
+                let budget = usize::from(input.byte()) * 8;
+                if budget % 16 == 0 {
+                    if let Some(out) = conn.poll_transmit() {
+                        let n = budget.min(out.len());
+                        written.extend_from_slice(&out[..n]);
+                        conn.advance_transmit(n);
+                    }
+                } else {
+                    let mut slices = [std::io::IoSlice::new(&[]); 4];
+                    let filled = conn.poll_transmit_vectored(&mut slices);
+                    let mut left = budget * 64;
+                    for slice in &slices[..filled] {
+                        let n = left.min(slice.len());
+                        written.extend_from_slice(&slice[..n]);
+                        left -= n;
+                    }
+                    conn.advance_transmit(budget * 64 - left);
                 }
             }
             8 => conn.handle_eof(now),
