@@ -27,7 +27,9 @@ pub trait Handler: Send + Unpin + 'static {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError>;
 
     /// The connection finished: whether the closing handshake completed, the close code and
-    /// the reason ([`CloseInfo`]).
+    /// the reason ([`CloseInfo`]). Called exactly once per opened connection, also when the
+    /// connection's task is dropped before the end (a runtime shutting down): then as an
+    /// abnormal closure, 1006.
     fn on_close(&mut self, info: &CloseInfo) {
         let _ = info;
     }

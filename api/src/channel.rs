@@ -165,6 +165,7 @@ impl Disconnect {
     ///
     /// # Errors
     ///
+    /// [`Error::Send`] for a code that may not be sent (RFC 6455 section 7.4);
     /// [`Error::Closed`] when the connection is already closing.
     pub fn disconnect(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.handle.close(code, reason)

@@ -154,14 +154,14 @@ impl Ctx<'_> {
         self.conn.ping(&payload[..payload.len().min(125)]).map_err(|_| Error::Closed)
     }
 
-    /// Starts the closing handshake (an unsendable code becomes 1000; the reason is cut to 123
-    /// bytes).
+    /// Starts the closing handshake (the reason is cut to 123 bytes at a character boundary).
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when a close frame was already sent.
+    /// [`Error::Send`] for a code that may not be sent (RFC 6455 section 7.4), as
+    /// [`Handle::close`]; [`Error::Closed`] when a close frame was already sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let code = if code.is_sendable() { code } else { CloseCode::NORMAL };
+        crate::handle::check_sendable(code)?;
         self.handle.shared.lock().closing = true;
         self.conn.close(code, &truncate_reason(reason), self.now).map_err(|_| Error::Closed)
     }
@@ -442,9 +442,13 @@ where
 impl<S, R: Runtime, F: FrontEnd> Drop for Driver<S, R, F> {
     fn drop(&mut self) {
         if !self.done {
-            // Dropped before the end (cancelled, or the runtime shut down): whoever waits on
-            // the done signal learns that the connection ended abnormally.
-            self.handle.shared.finish(CloseInfo::abnormal());
+            // Dropped before the end (cancelled, or the runtime shut down): the handler and
+            // whoever waits on the done signal learn that the connection ended abnormally.
+            let info = CloseInfo::abnormal();
+            if self.opened {
+                self.front.on_close(&info);
+            }
+            self.handle.shared.finish(info);
         }
     }
 }

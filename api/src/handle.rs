@@ -132,14 +132,16 @@ impl Handle {
     /// Starts the closing handshake with `code` and `reason` (RFC 6455 section 7.1.2). Messages
     /// queued before are sent first. Never waits; later sends fail with [`Error::Closed`].
     ///
-    /// An invalid code (one that may not be sent, section 7.4) is replaced by 1000, and a reason
-    /// longer than 123 bytes is cut at a character boundary.
+    /// A reason longer than 123 bytes is cut at a character boundary.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] when a close was already requested or the connection is closed.
+    /// [`Error::Send`] with [`SendError::InvalidCloseCode`](crate::SendError::InvalidCloseCode) for a code
+    /// that may not be sent (section 7.4: 1005, 1006, 1015, codes below 1000 and unassigned
+    /// ones below 3000); [`Error::Closed`] when a close was already requested or the connection
+    /// is closed.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        let code = if code.is_sendable() { code } else { CloseCode::NORMAL };
+        check_sendable(code)?;
         let mut inner = self.shared.lock();
         if inner.closing {
             return Err(Error::Closed);
@@ -218,3 +220,8 @@ impl fmt::Display for TrySendError {
 }
 
 impl std::error::Error for TrySendError {}
+
+/// The error for a close code that may not be sent (RFC 6455 section 7.4).
+pub(crate) fn check_sendable(code: CloseCode) -> Result<(), Error> {
+    if code.is_sendable() { Ok(()) } else { Err(Error::Send(ferrule_core::SendError::InvalidCloseCode(code.as_u16()))) }
+}

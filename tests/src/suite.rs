@@ -99,6 +99,7 @@ macro_rules! runtime_suite {
             real channel_server_echoes_json_and_reports_undecodable_messages,
             real client_handler_run_receives_echo_and_closes_cleanly,
             real client_handler_streams_a_fragmented_message,
+            real client_handler_dropped_mid_connection_gets_on_close_1006,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
             real sixteen_mib_message_round_trips_both_ways,
@@ -312,6 +313,11 @@ impl<T> Inbox<T> {
             }
         })
         .await
+    }
+
+    /// The next item if one waits.
+    pub fn try_next(&self) -> Option<T> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0.pop_front()
     }
 
     /// How many items wait.
@@ -909,6 +915,51 @@ pub async fn client_handler_run_receives_echo_and_closes_cleanly<T: TestRuntime>
     assert!(server_side.was_clean && code(&server_side) == 1000 && server_side.reason == "enough", "{server_side:?}");
 }
 
+/// A client run (`Upgraded::run`) dropped mid-connection, as a runtime shutting down drops its
+/// tasks, still tells its handler: `on_close` runs once, as an abnormal 1006 closure; the server
+/// sees the transport vanish.
+pub async fn client_handler_dropped_mid_connection_gets_on_close_1006<T: TestRuntime>() {
+    struct Client {
+        echoed: Arc<AtomicUsize>,
+        closes: Inbox<CloseInfo>,
+    }
+    impl Handler for Client {
+        fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+            ctx.send_text("hello")?;
+            Ok(())
+        }
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _message: Message) -> Result<(), HandlerError> {
+            self.echoed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn on_close(&mut self, info: &CloseInfo) {
+            self.closes.push(info.clone());
+        }
+    }
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let echoed = Arc::new(AtomicUsize::new(0));
+    let closes = Inbox::default();
+    let handler = Client { echoed: echoed.clone(), closes: closes.clone() };
+    {
+        let mut run = pin!(upgraded.run(handler));
+        let echo_seen = poll_fn(|cx| {
+            if let Poll::Ready(info) = run.as_mut().poll(cx) {
+                panic!("the run ended early: {info:?}");
+            }
+            if echoed.load(Ordering::SeqCst) > 0 { Poll::Ready(()) } else { Poll::Pending }
+        });
+        within::<T, _>(Duration::from_secs(10), "the echo", echo_seen).await;
+        assert!(closes.try_next().is_none(), "on_close waits for the end");
+    }
+    let info = closes.try_next().expect("on_close ran when the run was dropped");
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert!(closes.try_next().is_none(), "on_close runs once");
+    let server_side = done_within::<T>(probe.closes.next()).await;
+    assert!(!server_side.was_clean && code(&server_side) == 1006, "{server_side:?}");
+}
+
 // ---- 2. fragmentation and big messages ------------------------------------------------------------------
 
 /// A text message in three fragments that split a multi-byte character, with a ping between
@@ -1324,6 +1375,15 @@ pub async fn server_receives_unmasked_frame_closes_1002<T: TestRuntime>() {
 pub async fn server_disconnect_4000_reaches_client_done<T: TestRuntime>() {
     let server = T::serve_channels(Options::default(), |_request, mut channels: Channels<String>| async move {
         if channels.receiver.recv().await.as_deref() == Some("close please") {
+            for unsendable in [1005, 1006, 1015, 999, 2999] {
+                assert!(
+                    matches!(
+                        channels.disconnect.disconnect(CloseCode::new(unsendable), "no"),
+                        Err(Error::Send(ferrule_core::SendError::InvalidCloseCode(c))) if c == unsendable
+                    ),
+                    "{unsendable} may not be sent and nothing starts closing"
+                );
+            }
             channels.disconnect.disconnect(CloseCode::new(4000), "bye").expect("not closing yet");
             assert!(matches!(channels.disconnect.disconnect(CloseCode::new(4000), "again"), Err(Error::Closed)));
         }
