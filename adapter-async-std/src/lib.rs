@@ -11,6 +11,10 @@
 //! new code use `ferrule-smol`**: moving over changes the dependency and the runtime's own lines
 //! (binding the listener, `block_on`, `spawn`), nothing else.
 //!
+//! Accepted and connected sockets are [`TcpStream`]s from `ferrule::async_io_tcp`: async-io
+//! sockets that skip the read call which would only report "would block", so an echo costs one
+//! read instead of two.
+//!
 //! Everything from `ferrule` is re-exported: depend on this crate alone. The API has the shape of
 //! `ferrule-tokio`'s: compare `examples/echo.rs` in the crates.
 //!
@@ -54,8 +58,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::Timer;
-use async_std::net::{TcpListener, TcpStream};
+use async_std::net::TcpListener;
 use async_std::stream::Stream;
+pub use ferrule::async_io_tcp::TcpStream;
 pub use ferrule::*;
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -162,9 +167,9 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
     let request = tcp_client_request(request, options)?;
-    let stream = TcpStream::connect((request.host(), request.port())).await?;
+    let stream = async_std::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
-    connect_stream(stream, request, options).await
+    connect_stream(into_stream(stream)?, request, options).await
 }
 
 /// Performs the client handshake for `request` on an already connected stream.
@@ -186,14 +191,20 @@ where
 /// A running async-std server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
 pub type Server = ferrule::Server<AsyncStd>;
 
-/// An async-std `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY`.
+/// Moves an async-std stream onto ferrule's async-io [`TcpStream`] (the same reactor underneath),
+/// which skips the reads that would only report "would block".
+fn into_stream(stream: async_std::net::TcpStream) -> io::Result<TcpStream> {
+    TcpStream::new(std::net::TcpStream::try_from(stream)?)
+}
+
+/// An async-std `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY` and become
+/// ferrule's async-io [`TcpStream`]s.
 ///
 /// It polls the listener's own `accept` (async-io's, underneath) as one stream, which is what
-/// async-std's `into_incoming` does behind its `unstable` feature. It does not unwrap the socket
-/// into an async-io `Async` as `ferrule-smol` does: that conversion can fail, and async-std's
-/// `TcpStream::from` panics when the reactor refuses a socket, where `accept` returns the error.
+/// async-std's `into_incoming` does behind its `unstable` feature. A socket the reactor refuses
+/// is reported as an accept error, never a panic.
 pub struct TcpAcceptor {
-    incoming: Pin<Box<dyn Stream<Item = io::Result<TcpStream>> + Send>>,
+    incoming: Pin<Box<dyn Stream<Item = io::Result<async_std::net::TcpStream>> + Send>>,
     local_addr: Result<SocketAddr, (io::ErrorKind, String)>,
 }
 
@@ -221,7 +232,7 @@ impl Listener for TcpAcceptor {
         match self.incoming.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(stream))) => {
                 let _ = stream.set_nodelay(true);
-                Poll::Ready(Ok(stream))
+                Poll::Ready(into_stream(stream))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e)),
             // The stream never ends; if it did, the server would log it and back off.

@@ -9,6 +9,10 @@
 //! (binding the listener, `block_on`, waiting for a signal) and nothing else: compare
 //! `examples/echo.rs` in the two crates.
 //!
+//! Accepted and connected sockets are [`TcpStream`]s from `ferrule::async_io_tcp`: async-io
+//! sockets that skip the read call which would only report "would block", so an echo costs one
+//! read instead of two.
+//!
 //! smol's clock cannot be paused, so keepalive and timeout tests run in real time with short
 //! deadlines. smol has no signal handling of its own; a crate such as `async-signal` adds it.
 //!
@@ -39,17 +43,16 @@
 //! ```
 
 use std::future::Future;
-use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+pub use ferrule::async_io_tcp::{TcpAcceptor, TcpStream};
 pub use ferrule::*;
 use futures_io::{AsyncRead, AsyncWrite};
-use smol::net::{TcpListener, TcpStream};
-use smol::{Async, Timer};
+use smol::Timer;
+use smol::net::TcpListener;
 
 /// The smol [`Runtime`]: the wall clock, async-io timers and `smol::spawn` (smol's global
 /// executor, one thread unless `SMOL_THREADS` says otherwise).
@@ -153,9 +156,9 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
     let request = tcp_client_request(request, options)?;
-    let stream = TcpStream::connect((request.host(), request.port())).await?;
+    let stream = smol::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
-    connect_stream(stream, request, options).await
+    connect_stream(TcpStream::from(Arc::from(stream)), request, options).await
 }
 
 /// Performs the client handshake for `request` on an already connected stream.
@@ -177,47 +180,11 @@ where
 /// A running smol server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
 pub type Server = ferrule::Server<Smol>;
 
-/// A smol `TcpListener` as a [`Listener`]: accepted sockets get `TCP_NODELAY`. Dropping it
-/// closes the socket unless a clone of the `TcpListener` is still alive elsewhere.
-#[derive(Debug)]
-pub struct TcpAcceptor(Arc<Async<std::net::TcpListener>>);
-
-impl From<TcpListener> for TcpAcceptor {
-    fn from(listener: TcpListener) -> Self {
-        Self(listener.into())
-    }
-}
-
-impl Listener for TcpAcceptor {
-    type Stream = TcpStream;
-
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<TcpStream>> {
-        loop {
-            match self.0.get_ref().accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Poll::Ready(Async::new(stream).map(TcpStream::from));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = std::task::ready!(self.0.poll_readable(cx)) {
-                        return Poll::Ready(Err(e));
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.get_ref().local_addr()
-    }
-}
-
 /// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
 /// a handler from `factory` and runs in its own task. Connections that fail the handshake get
 /// the right HTTP status.
 pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
-    ferrule::serve(Smol, TcpAcceptor::from(listener), options, factory)
+    ferrule::serve(Smol, TcpAcceptor::from(Arc::from(listener)), options, factory)
 }
 
 /// Serves WebSocket upgrades on `listener` with the channel API: for each accepted connection,
@@ -256,5 +223,5 @@ where
     T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    ferrule::serve_channels(Smol, TcpAcceptor::from(listener), options, task)
+    ferrule::serve_channels(Smol, TcpAcceptor::from(Arc::from(listener)), options, task)
 }

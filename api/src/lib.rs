@@ -21,6 +21,8 @@
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
 
+#[cfg(feature = "async-io")]
+pub mod async_io_tcp;
 mod callback;
 mod channel;
 mod driver;

@@ -9,8 +9,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use async_std::net::{TcpListener, TcpStream};
-use ferrule_async_std::{AsyncStd, Channels, Codec, Error, HandlerFactory, Options, Request, Upgraded};
+use async_std::net::TcpListener;
+use ferrule_async_std::{AsyncStd, Channels, Codec, Error, HandlerFactory, Options, Request, TcpStream, Upgraded};
 use ferrule_tests::suite::{TestRuntime, TestServer};
 
 struct AsyncStdRuntime;
@@ -68,9 +68,9 @@ impl TestRuntime for AsyncStdRuntime {
     }
 
     async fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = async_std::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        TcpStream::new(stream.try_into()?)
     }
 
     /// async-std does not count its tasks.

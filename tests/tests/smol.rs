@@ -9,9 +9,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ferrule_smol::{Channels, Codec, Error, HandlerFactory, Options, Request, Smol, Upgraded};
+use ferrule_smol::{Channels, Codec, Error, HandlerFactory, Options, Request, Smol, TcpStream, Upgraded};
 use ferrule_tests::suite::{TestRuntime, TestServer};
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpListener;
 
 struct SmolRuntime;
 
@@ -68,9 +68,9 @@ impl TestRuntime for SmolRuntime {
     }
 
     async fn tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = smol::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(TcpStream::from(std::sync::Arc::from(stream)))
     }
 
     /// smol does not count its tasks.
