@@ -53,6 +53,9 @@ const WRITE_SLICES: usize = 32;
 const HIGH_WATER: usize = 256 * 1024;
 /// Loop turns per poll before the driver yields to other tasks.
 const TURNS_PER_POLL: usize = 32;
+/// Bytes read per poll before the driver yields to other tasks, so that a connection with a
+/// lot to say does not keep the thread from the others on it.
+const READ_BUDGET_PER_POLL: usize = 1024 * 1024;
 /// A connection keeps its buffers while busy and gives them back after this long without
 /// traffic: freeing and re-allocating them on every message costs more than the messages (heap
 /// trimming and page faults for large ones), and an idle connection should hold next to nothing.
@@ -356,7 +359,9 @@ where
         self.conn.handle_eof(now);
     }
 
-    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+    /// Reads once; returns how many bytes arrived (0 at the end of the stream or on an error),
+    /// or `None` when none are ready.
+    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<usize> {
         // Called only below HIGH_WATER, so this is at least READ_OVERSHOOT.
         let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(READ_CHUNK);
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
@@ -377,16 +382,16 @@ where
                 }
                 self.conn.handle_eof(now);
             }
-            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Ok(n)) => return Some(n),
             Poll::Ready(Err(e)) => {
                 tracing::debug!(error = %e, "transport read failed");
                 self.read_closed = true;
                 self.handle.shared.push_error(Error::Io(e));
                 self.conn.handle_eof(now);
             }
-            Poll::Pending => return false,
+            Poll::Pending => return None,
         }
-        true
+        Some(0)
     }
 
     /// Arms the timer for the next deadline and polls it; returns whether a deadline passed.
@@ -477,6 +482,7 @@ where
                 this.handler_failed(err, now);
             }
         }
+        let mut read_budget = READ_BUDGET_PER_POLL;
         for _ in 0..TURNS_PER_POLL {
             let now = this.runtime.now();
             let mut progress = false;
@@ -484,7 +490,10 @@ where
                 this.take_commands(now);
             }
             if !this.read_closed && this.conn.buffered_amount() < HIGH_WATER && this.front.poll_ready(cx) {
-                progress |= this.read(cx, now);
+                if let Some(n) = this.read(cx, now) {
+                    progress = true;
+                    read_budget = read_budget.saturating_sub(n);
+                }
             }
             this.deliver_events(now);
             progress |= this.write(cx, now);
@@ -512,7 +521,11 @@ where
                 }
                 return Poll::Pending;
             }
+            if read_budget == 0 {
+                break;
+            }
         }
+        // Out of turns or of read budget with work left: run again after the other tasks.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
