@@ -90,7 +90,9 @@ impl std::fmt::Debug for Ctx<'_> {
 }
 
 impl Ctx<'_> {
-    /// Sends a message.
+    /// Sends a message. Its payload is shared, not copied: a server writes a large payload
+    /// (8 KiB and up) straight from the message's buffer, so echoing or forwarding a received
+    /// message costs no copy.
     ///
     /// # Errors
     ///

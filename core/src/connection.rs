@@ -45,10 +45,13 @@ impl MessageKind {
 ///    [`handle_eof`](Self::handle_eof)), and expired deadlines with
 ///    [`handle_timeout`](Self::handle_timeout).
 /// 2. Queue outgoing messages with [`send_text`](Self::send_text),
-///    [`send_binary`](Self::send_binary), [`send_fragment`](Self::send_fragment),
+///    [`send_binary`](Self::send_binary) (or, without copying a large payload on a server,
+///    [`send_text_bytes`](Self::send_text_bytes) and
+///    [`send_binary_bytes`](Self::send_binary_bytes)), [`send_fragment`](Self::send_fragment),
 ///    [`ping`](Self::ping), [`pong`](Self::pong) and [`close`](Self::close).
-/// 3. Write [`poll_transmit`](Self::poll_transmit) to the socket and report what was written with
-///    [`advance_transmit`](Self::advance_transmit).
+/// 3. Write [`poll_transmit`](Self::poll_transmit) (or, in one vectored write,
+///    [`poll_transmit_vectored`](Self::poll_transmit_vectored)) to the socket and report what
+///    was written with [`advance_transmit`](Self::advance_transmit).
 /// 4. Drain [`poll_event`](Self::poll_event); [`Event::Closed`] is always the last event.
 /// 5. Arm a timer for [`poll_timeout`](Self::poll_timeout).
 /// 6. Once [`should_shutdown`](Self::should_shutdown) is true, shut the transport down: the
