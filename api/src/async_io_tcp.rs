@@ -100,9 +100,11 @@ impl AsyncWrite for TcpStream {
         Pin::new(&mut &*self.io).poll_flush(cx)
     }
 
-    /// Shuts down the write half (the peer reads end of stream).
+    /// Shuts down the write half (the peer reads end of stream). async-io's own `poll_close`
+    /// only flushes, which would leave the peer waiting until the socket is dropped.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self.io).poll_close(cx)
+        ready!(Pin::new(&mut &*self.io).poll_flush(cx))?;
+        Poll::Ready(self.io.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
