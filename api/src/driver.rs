@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use ferrule_core::{CloseCode, Connection, Event, MessageKind, SendError, State};
@@ -210,7 +210,10 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     write_broken: bool,
     opened: bool,
     closed: Option<CloseInfo>,
-    shutting_down: bool,
+    /// The peer's end of stream (or a read error) was seen: nothing more will arrive.
+    input_done: bool,
+    /// Where the transport's shutdown is, once the connection has finished.
+    shutdown: Shutdown,
     done: bool,
 }
 
@@ -247,7 +250,8 @@ where
             write_broken: false,
             opened: false,
             closed: None,
-            shutting_down: false,
+            input_done: false,
+            shutdown: Shutdown::Running,
             done: false,
         }
     }
@@ -378,6 +382,7 @@ where
         match polled {
             Poll::Ready(Ok(0)) => {
                 self.read_closed = true;
+                self.input_done = true;
                 if self.conn.state() != State::Closed {
                     // The peer vanished without a closing handshake.
                     self.handle.shared.push_error(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
@@ -388,6 +393,7 @@ where
             Poll::Ready(Err(e)) => {
                 tracing::debug!(error = %e, "transport read failed");
                 self.read_closed = true;
+                self.input_done = true;
                 self.handle.shared.push_error(Error::Io(e));
                 self.conn.handle_eof(now);
             }
@@ -413,14 +419,7 @@ where
             self.conn.handle_timeout(now);
             return true;
         }
-        let runtime = &self.runtime;
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(runtime.sleep_until(deadline)));
-        if self.armed != Some(deadline) {
-            runtime.reset(sleep.as_mut(), deadline);
-            self.armed = Some(deadline);
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            self.armed = None;
+        if self.poll_sleep(cx, deadline) {
             let now = self.runtime.now();
             self.conn.handle_timeout(now);
             if self.write_deadline.is_some_and(|d| d <= now) {
@@ -436,14 +435,88 @@ where
         self.conn.should_shutdown() || (self.write_broken && self.conn.state() == State::Closed)
     }
 
-    fn finish(&mut self) -> CloseInfo {
+    /// The connection is over: tells the front-end and the handles (once), and starts shutting
+    /// the transport down.
+    fn finish(&mut self) {
         self.done = true;
         let info = self.closed.take().unwrap_or_else(CloseInfo::abnormal);
         tracing::debug!(clean = info.was_clean, code = %info.code, "connection closed");
         self.front.on_close(&info);
         self.handle.shared.finish(info.clone());
-        info
+        self.shutdown = Shutdown::Closing(info);
     }
+
+    /// Shuts the transport's write half, then reads and discards whatever the peer still sends
+    /// until it closes its side or the close timeout passes, and only then lets the transport
+    /// go. Closing a socket with unread input makes the kernel send a reset, which can destroy
+    /// the close frame just written before the peer reads it (a browser then reports 1006
+    /// instead of the code sent); this is the lingering close HTTP servers do for the same
+    /// reason.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<CloseInfo> {
+        loop {
+            match &self.shutdown {
+                Shutdown::Running => unreachable!("poll_shutdown runs only after finish"),
+                Shutdown::Closing(_) => {
+                    let closed = ready!(Pin::new(&mut self.io).poll_close(cx));
+                    let Shutdown::Closing(info) = std::mem::replace(&mut self.shutdown, Shutdown::Running) else {
+                        unreachable!()
+                    };
+                    if self.input_done || closed.is_err() {
+                        return Poll::Ready(info);
+                    }
+                    let until = self.runtime.now() + self.conn.config().close_timeout;
+                    self.shutdown = Shutdown::Draining(info, until);
+                }
+                Shutdown::Draining(_, until) => {
+                    let until = *until;
+                    let mut budget = READ_BUDGET_PER_POLL;
+                    let ended = loop {
+                        match with_read_buffer(|buf| Pin::new(&mut self.io).poll_read(cx, buf)) {
+                            Poll::Ready(Ok(0) | Err(_)) => break true,
+                            Poll::Ready(Ok(n)) if n < budget => budget -= n,
+                            Poll::Ready(Ok(_)) => {
+                                cx.waker().wake_by_ref();
+                                return Poll::Pending;
+                            }
+                            Poll::Pending => break false,
+                        }
+                    };
+                    if !ended && !self.poll_sleep(cx, until) {
+                        return Poll::Pending;
+                    }
+                    let Shutdown::Draining(info, _) = std::mem::replace(&mut self.shutdown, Shutdown::Running) else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(info);
+                }
+            }
+        }
+    }
+
+    /// Arms the timer for `deadline` and polls it; returns whether it passed.
+    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let runtime = &self.runtime;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(runtime.sleep_until(deadline)));
+        if self.armed != Some(deadline) {
+            runtime.reset(sleep.as_mut(), deadline);
+            self.armed = Some(deadline);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.armed = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// The transport's shutdown, after the connection finished.
+enum Shutdown {
+    /// The connection is running.
+    Running,
+    /// Shutting the write half down; then the result.
+    Closing(CloseInfo),
+    /// Discarding input until the peer closes or the deadline passes; then the result.
+    Draining(CloseInfo, Instant),
 }
 
 impl<S, R: Runtime, F: FrontEnd> Drop for Driver<S, R, F> {
@@ -470,11 +543,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseInfo> {
         let this = self.get_mut();
-        if this.shutting_down {
-            return match Pin::new(&mut this.io).poll_close(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(_) => Poll::Ready(this.finish()),
-            };
+        if !matches!(this.shutdown, Shutdown::Running) {
+            return this.poll_shutdown(cx);
         }
         if !this.opened {
             this.opened = true;
@@ -500,11 +570,8 @@ where
             this.deliver_events(now);
             progress |= this.write(cx, now);
             if this.finished() {
-                this.shutting_down = true;
-                return match Pin::new(&mut this.io).poll_close(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(_) => Poll::Ready(this.finish()),
-                };
+                this.finish();
+                return this.poll_shutdown(cx);
             }
             progress |= this.poll_timer(cx, now);
             if !progress {

@@ -115,6 +115,7 @@ macro_rules! runtime_suite {
             real server_on_connect_rejection_sends_401_with_body,
             paused server_drops_slowloris_at_handshake_timeout_with_408,
             real oversized_message_closes_1009,
+            real close_frame_reaches_a_peer_still_sending,
             real server_receives_invalid_utf8_text_closes_1007,
             real server_receives_unmasked_frame_closes_1002,
             real server_disconnect_4000_reaches_client_done,
@@ -1328,6 +1329,31 @@ pub async fn oversized_message_closes_1009<T: TestRuntime>() {
     let server_side = done_within::<T>(probe.closes.next()).await;
     assert_eq!(code(&server_side), 1009, "{server_side:?}");
     assert_eq!(probe.messages.load(Ordering::SeqCst), 1);
+}
+
+/// A peer still sending when the server fails the connection gets the close frame anyway: the
+/// server reads and discards the rest of the input before letting the socket go. Closing a socket
+/// with unread input makes the kernel answer with a reset, which can destroy the close frame
+/// before the peer reads it (a browser then reports 1006 instead of 1009).
+pub async fn close_frame_reaches_a_peer_still_sending<T: TestRuntime>() {
+    let options = Options::builder().max_message_size(64 * 1024).max_frame_size(64 * 1024).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let frame = client_frame(true, 0x2, &vec![0x5A; 1 << 20], [1, 2, 3, 4]);
+    // The header and a first piece: the server fails the connection on the header.
+    raw.send(&frame[..16 * 1024]).await.expect("the first piece is written");
+    sleep::<T>(Duration::from_millis(200)).await;
+    // The peer goes on sending, as a browser in the middle of a message does. A server that let
+    // its socket go with input unread would reset the connection and fail these writes.
+    for piece in frame[16 * 1024..].chunks(16 * 1024) {
+        within::<T, _>(Duration::from_secs(10), "writing the rest", raw.send(piece))
+            .await
+            .expect("the server takes the rest of the message without resetting the connection");
+    }
+    assert_eq!(read_close(&mut raw).await[..2], 1009u16.to_be_bytes());
+    let server_side = done_within::<T>(probe.closes.next()).await;
+    assert_eq!(code(&server_side), 1009, "{server_side:?}");
 }
 
 /// Reads frames until a close frame arrives and returns its payload.
