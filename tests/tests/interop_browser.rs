@@ -1,0 +1,407 @@
+//! Interoperability with a real browser: headless Chromium's own `WebSocket` against a ferrule
+//! server on the tokio runtime, over loopback TCP.
+//!
+//! Each test starts a small HTTP server of its own that serves `tests/interop/browser/page.html`
+//! and takes the page's report (`POST /report`, `key=value` lines), starts a ferrule server on
+//! another port, and opens the page in Chromium (`--headless --no-sandbox --disable-gpu
+//! --no-first-run --disable-background-networking`, a fresh profile under
+//! `CARGO_TARGET_TMPDIR`). The page runs one scenario with the browser's WebSocket and reports
+//! what it saw; the test checks that report against what the ferrule side saw. Chromium is
+//! killed when the test ends, and every wait is bounded.
+//!
+//! The page's origin is `http://127.0.0.1:<page port>`, a different origin from the WebSocket
+//! server's, so the servers allow it by pattern (`OriginPolicy::AllowList`), and one test shows
+//! the default same-origin policy refusing it.
+//!
+//! Chromium is found as `$FERRULE_CHROMIUM`, else `chromium`, `chromium-browser` or
+//! `google-chrome` on `PATH` (Debian: `apt-get install chromium`). A machine without it skips
+//! these tests with a loud notice, so `cargo test --workspace` works on a fresh machine; CI
+//! installs Chromium and sets `FERRULE_REQUIRE_BROWSER=1`, which turns a missing browser into a
+//! failure. `FERRULE_SKIP_INTEROP=1` skips them on purpose.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ferrule_tokio::{
+    Acceptance, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, Options, OriginPattern, OriginPolicy,
+    Request, Server,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Set to `1` to skip these tests, loudly.
+const SKIP_VAR: &str = "FERRULE_SKIP_INTEROP";
+/// Set to `1` to make a missing browser a failure (CI does).
+const REQUIRE_VAR: &str = "FERRULE_REQUIRE_BROWSER";
+/// Overrides the browser binary.
+const BROWSER_VAR: &str = "FERRULE_CHROMIUM";
+/// From starting Chromium to the page's report (a cold start in a small VM takes seconds).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One step on the Rust side after the report.
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Message and frame limit of the servers: room for the page's 4 MiB message.
+const MAX_SIZE: usize = 8 << 20;
+
+/// The browser sends text (multi-byte UTF-8 too), binary, empty messages, a 200 KB text and a
+/// 4 MiB binary message; each comes back byte for byte. It offers `chat.v1, chat.v2` and gets the
+/// server's preference `chat.v2`; it offers permessage-deflate and gets no extension. It stays
+/// open through several keepalive pings (every 100 ms, 1 s pong wait), answering them itself,
+/// then closes with 1000 and a reason; the server sees that reason, and both ends a clean close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_echo_with_subprotocol_keepalive_and_clean_close_1000() {
+    let Some(browser) = browser() else { return };
+    let page = PageServer::start().await;
+    let options = Options::builder()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE)
+        .subprotocols(["chat.v2", "chat.v1"])
+        .ping_period(Some(Duration::from_millis(100)))
+        .pong_wait(Duration::from_secs(1))
+        .allowed_origin(page.origin_policy());
+    let (server, ws_url, mut closed) = serve(options.build().expect("options"), |_| Echo).await;
+    let mut chromium =
+        page.open(&browser, &format!("scenario=echo&ws={ws_url}&protocols=chat.v1,chat.v2&hold_ms=1000")).await;
+
+    let report = chromium.report().await;
+    assert_eq!(report.get("errors"), "none", "{report:?}");
+    assert_eq!(report.get("echoed"), "7", "{report:?}");
+    assert_eq!(report.get("protocol"), "chat.v2", "{report:?}");
+    assert_eq!(report.get("extensions"), "", "permessage-deflate is declined: {report:?}");
+    // The close event carries the server's reply, which echoes the code only (RFC 6455 section
+    // 5.5.1); the server saw the browser's reason.
+    assert_eq!((report.get("code"), report.get("reason"), report.get("clean")), ("1000", "", "true"), "{report:?}");
+    let info = next(&mut closed).await;
+    assert!(info.was_clean && info.code == CloseCode::NORMAL && info.reason == "browser done", "{info:?}");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
+}
+
+/// The server closes with 4000 and a reason right after the browser connects; the browser's
+/// close event carries both, as a clean close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sees_server_close_4000_with_reason_clean() {
+    struct CloseAtOnce;
+    impl Handler for CloseAtOnce {
+        fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+            ctx.send_text("closing now")?;
+            ctx.close(CloseCode::new(4000), "server says bye")?;
+            Ok(())
+        }
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _message: Message) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+    let Some(browser) = browser() else { return };
+    let page = PageServer::start().await;
+    let options = Options::builder().allowed_origin(page.origin_policy()).build().expect("options");
+    let (server, ws_url, mut closed) = serve(options, |_| CloseAtOnce).await;
+    let mut chromium = page.open(&browser, &format!("scenario=wait&ws={ws_url}")).await;
+
+    let report = chromium.report().await;
+    assert_eq!(report.get("message"), "closing now", "{report:?}");
+    assert_eq!(
+        (report.get("code"), report.get("reason"), report.get("clean")),
+        ("4000", "server says bye", "true"),
+        "{report:?}"
+    );
+    let info = next(&mut closed).await;
+    assert!(info.was_clean && info.code.as_u16() == 4000, "{info:?}");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0);
+}
+
+/// The browser sends a message over the server's 64 KiB limit: the server closes with 1009
+/// (RFC 6455 section 7.4.1) and the browser's close event says so. The browser is still sending
+/// when the server fails the connection; the server reads and discards the rest before letting
+/// the socket go, so the close frame is not destroyed by a reset (the browser would say 1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sending_over_max_message_size_gets_1009() {
+    let Some(browser) = browser() else { return };
+    let page = PageServer::start().await;
+    let options = Options::builder()
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .allowed_origin(page.origin_policy())
+        .build()
+        .expect("options");
+    let (server, ws_url, mut closed) = serve(options, |_| Echo).await;
+    let mut chromium = page.open(&browser, &format!("scenario=too-big&ws={ws_url}&size=100000")).await;
+
+    let report = chromium.report().await;
+    assert_eq!(report.get("errors"), "none", "{report:?}");
+    assert_eq!(report.get("code"), "1009", "{report:?}");
+    let info = next(&mut closed).await;
+    assert_eq!(info.code, CloseCode::MESSAGE_TOO_BIG, "{info:?}");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0);
+}
+
+/// Under the default same-origin policy the page's cross-origin connection is refused with 403
+/// before any handler exists: the browser reports a failed connection (an error event and close
+/// code 1006), and the server opened nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_cross_origin_page_is_refused_by_default_policy() {
+    let Some(browser) = browser() else { return };
+    let page = PageServer::start().await;
+    let (server, ws_url, mut closed) = serve(Options::default(), |_| Echo).await;
+    let mut chromium = page.open(&browser, &format!("scenario=wait&ws={ws_url}")).await;
+
+    let report = chromium.report().await;
+    assert_eq!((report.get("error_event"), report.get("code")), ("true", "1006"), "{report:?}");
+    assert!(closed.try_recv().is_err(), "no connection was opened");
+    assert_eq!(server.connections(), 0);
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0);
+}
+
+// ---- the ferrule side -----------------------------------------------------------------------
+
+/// Echoes every message.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
+/// Reports how a connection ended, around the test's handler.
+struct Reporting<H> {
+    inner: H,
+    closed: mpsc::UnboundedSender<CloseInfo>,
+}
+
+impl<H: Handler> Handler for Reporting<H> {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+        self.inner.on_open(ctx)
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        self.inner.on_message(ctx, message)
+    }
+    fn on_close(&mut self, info: &CloseInfo) {
+        self.inner.on_close(info);
+        let _ = self.closed.send(info.clone());
+    }
+}
+
+/// A ferrule server on an ephemeral loopback port with handlers from `make`; its `ws://` URL;
+/// and the close of every connection it ran.
+async fn serve<H: Handler>(
+    options: Options,
+    make: impl Fn(&Request) -> H + Send + Sync + 'static,
+) -> (Server, String, mpsc::UnboundedReceiver<CloseInfo>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = ferrule_tokio::serve(listener, options, move |request: &Request, _: &mut Acceptance| {
+        Ok(Reporting { inner: make(request), closed: tx.clone() })
+    });
+    (server, url, rx)
+}
+
+async fn next(closed: &mut mpsc::UnboundedReceiver<CloseInfo>) -> CloseInfo {
+    match tokio::time::timeout(STEP_TIMEOUT, closed.recv()).await {
+        Ok(Some(info)) => info,
+        Ok(None) => panic!("the server dropped its close reports"),
+        Err(_) => panic!("no connection closed within {STEP_TIMEOUT:?}"),
+    }
+}
+
+// ---- the page server ------------------------------------------------------------------------
+
+/// Serves the test page and collects the page's reports.
+struct PageServer {
+    addr: SocketAddr,
+    reports: mpsc::UnboundedReceiver<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PageServer {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the page server");
+        let addr = listener.local_addr().expect("local addr");
+        let page = std::fs::read(page_path()).expect("the test page");
+        let (tx, reports) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (page, tx) = (page.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = serve_http(stream, &page, &tx).await;
+                });
+            }
+        });
+        Self { addr, reports, task }
+    }
+
+    /// The page's origin, allowed by pattern.
+    fn origin_policy(&self) -> OriginPolicy {
+        OriginPolicy::AllowList(vec![OriginPattern::new(&format!("http://{}", self.addr))])
+    }
+
+    /// Opens the page with `query` in Chromium.
+    async fn open(self, browser: &PathBuf, query: &str) -> Chromium {
+        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "ferrule-chromium-{}-{}",
+            std::process::id(),
+            self.addr.port()
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        let child = tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("http://{}/page.html?{query}", self.addr))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", browser.display()));
+        Chromium { child, page: self, profile }
+    }
+}
+
+/// One HTTP/1.1 exchange: `GET /page.html` gets the page, `POST /report` hands its body over.
+async fn serve_http(
+    mut stream: TcpStream,
+    page: &[u8],
+    reports: &mpsc::UnboundedSender<String>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(());
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let request_line = head.lines().next().unwrap_or_default().to_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let (status, kind, body): (&str, &str, &[u8]) = if request_line.starts_with("GET /page.html") {
+        ("200 OK", "text/html; charset=utf-8", page)
+    } else if request_line.starts_with("POST /report") {
+        let body = &buf[head_end..(head_end + length).min(buf.len())];
+        let _ = reports.send(String::from_utf8_lossy(body).into_owned());
+        ("204 No Content", "text/plain", b"")
+    } else {
+        ("404 Not Found", "text/plain", b"")
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.write_all(body).await?;
+    stream.shutdown().await
+}
+
+fn page_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/browser/page.html")
+}
+
+// ---- the browser ----------------------------------------------------------------------------
+
+/// A running Chromium with the page open; killed when dropped.
+struct Chromium {
+    child: tokio::process::Child,
+    page: PageServer,
+    profile: PathBuf,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl Chromium {
+    /// The page's report.
+    async fn report(&mut self) -> Report {
+        let report = tokio::select! {
+            report = self.page.reports.recv() => report.expect("the page server stopped"),
+            status = self.child.wait() => panic!("Chromium exited before the page reported: {status:?}"),
+            () = tokio::time::sleep(REPORT_TIMEOUT) => panic!("no report from the page within {REPORT_TIMEOUT:?}"),
+        };
+        Report(
+            report.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        )
+    }
+}
+
+/// The page's `key=value` lines.
+#[derive(Debug)]
+struct Report(HashMap<String, String>);
+
+impl Report {
+    fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("<missing>", String::as_str)
+    }
+}
+
+/// The browser to run, or `None` (after a loud notice) when these tests are skipped.
+fn browser() -> Option<PathBuf> {
+    let notice = |why: &str| {
+        eprintln!(
+            "\n********************************************************************\n\
+             ** SKIPPING the Chromium interop test: {why}.\n\
+             ** Nothing was checked against a real browser.\n\
+             ********************************************************************\n"
+        );
+    };
+    if std::env::var_os(SKIP_VAR).is_some_and(|v| v == "1") {
+        notice(&format!("{SKIP_VAR}=1"));
+        return None;
+    }
+    let found = std::env::var_os(BROWSER_VAR).map(PathBuf::from).or_else(|| {
+        ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|name| {
+            std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
+        })
+    });
+    match found {
+        Some(path) => Some(path),
+        None if std::env::var_os(REQUIRE_VAR).is_some_and(|v| v == "1") => {
+            panic!("no Chromium found ({BROWSER_VAR}, or chromium on PATH) and {REQUIRE_VAR}=1")
+        }
+        None => {
+            notice("no Chromium on this machine (apt-get install chromium; CI requires it)");
+            None
+        }
+    }
+}
