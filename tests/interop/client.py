@@ -8,16 +8,20 @@ Usage:
     client.py oversize URL N        send N bytes of binary, wait for the close; prints close=...
     client.py invalid-utf8 URL      send a text frame that is not UTF-8, wait for the close; prints close=...
     client.py deflate URL           offer permessage-deflate; prints extensions=..., checks an echo, closes 1000
+    client.py fragments URL         send "please-fragment", read the two messages the server streams back;
+                                    prints frames=<the frames received>, text=..., binary=<hex>, closes 1000
 
 Exit status: 0 when every check passed, 1 on a mismatch (the reason on stderr), 2 on misuse.
 """
 
 import asyncio
+import logging
 import sys
 
 import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame
 
 # Fail rather than hang: the Rust side also kills this process after its own timeout.
 OVERALL_TIMEOUT = 30
@@ -132,16 +136,21 @@ async def wait_close(url):
 
 
 async def violate(url, payload, text):
-    async with connect(url, **options()) as ws:
-        try:
-            await ws.send(payload, text=text)
-            # The server's close frame ends the iteration (or raises ConnectionClosedError).
-            async for message in ws:
-                raise Mismatch(f"the server answered with {describe(message)} instead of closing")
-        except ConnectionClosed:
-            pass
-        await asyncio.wait_for(ws.wait_closed(), STEP_TIMEOUT)
-        print_close(ws)
+    # Not `async with`: its exit calls close() on the connection the server already closed, and
+    # websockets then aborts the transport. When a large send was still draining as the connection
+    # went down, asyncio (CPython 3.11 selector transports) may have torn that transport down
+    # already, and abort() fails with "'NoneType' object has no attribute 'call_soon'". The
+    # connection is over once wait_closed() returns; nothing is left to close.
+    ws = await connect(url, **options())
+    try:
+        await ws.send(payload, text=text)
+        # The server's close frame ends the iteration (or raises ConnectionClosedError).
+        async for message in ws:
+            raise Mismatch(f"the server answered with {describe(message)} instead of closing")
+    except ConnectionClosed:
+        pass
+    await asyncio.wait_for(ws.wait_closed(), STEP_TIMEOUT)
+    print_close(ws)
 
 
 async def deflate(url):
@@ -153,6 +162,40 @@ async def deflate(url):
         await ws.send(message)
         await expect_echo(ws, message, message)
         await asyncio.wait_for(ws.close(1000, "deflate checked"), STEP_TIMEOUT)
+
+
+class FrameLog(logging.Handler):
+    """Collects the frames websockets logs as received ("< %s" at debug level): `NAME` for a frame
+    without FIN, `NAME.fin` with it. websockets has no other way to show frames."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.frames = []
+
+    def emit(self, record):
+        if record.msg == "< %s" and record.args and isinstance(record.args[0], Frame):
+            frame = record.args[0]
+            self.frames.append(f"{frame.opcode.name}.fin" if frame.fin else frame.opcode.name)
+
+
+async def fragments(url):
+    log = FrameLog()
+    logger = logging.getLogger("interop.frames")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(log)
+    async with connect(url, logger=logger, **options()) as ws:
+        await ws.send("please-fragment")
+        text = await asyncio.wait_for(ws.recv(), STEP_TIMEOUT)
+        binary = await asyncio.wait_for(ws.recv(), STEP_TIMEOUT)
+        if not isinstance(text, str) or not isinstance(binary, bytes):
+            raise Mismatch(f"expected a text then a binary message, got {describe(text)} then {describe(binary)}")
+        print(f"frames={' '.join(log.frames)}", flush=True)
+        print(f"text={text}", flush=True)
+        print(f"binary={binary.hex()}", flush=True)
+        await asyncio.wait_for(ws.close(1000, "fragments checked"), STEP_TIMEOUT)
+        if ws.close_code != 1000:
+            raise Mismatch(f"server answered the close with code {ws.close_code}, reason {ws.close_reason!r}")
 
 
 async def main(argv):
@@ -170,6 +213,8 @@ async def main(argv):
         await violate(argv[2], b"valid, then \xff\xfe not", True)
     elif len(argv) >= 3 and argv[1] == "deflate":
         await deflate(argv[2])
+    elif len(argv) >= 3 and argv[1] == "fragments":
+        await fragments(argv[2])
     else:
         print(__doc__, file=sys.stderr)
         return 2
