@@ -51,6 +51,9 @@ const WRITE_SLICES: usize = 32;
 /// While more output than this waits to be written, the driver neither reads nor takes commands:
 /// a peer that does not read cannot make the output grow.
 const HIGH_WATER: usize = 256 * 1024;
+/// The longest the driver keeps reading a failed connection's input after shutting its write
+/// half, so that the close frame reaches a peer that was still sending (see `poll_shutdown`).
+const MAX_LINGER: Duration = Duration::from_secs(2);
 /// Loop turns per poll before the driver yields to other tasks.
 const TURNS_PER_POLL: usize = 32;
 /// Bytes read per poll before the driver yields to other tasks, so that a connection with a
@@ -446,9 +449,9 @@ where
         self.shutdown = Shutdown::Closing(info);
     }
 
-    /// Shuts the transport's write half, then reads and discards whatever the peer still sends
-    /// until it closes its side or the close timeout passes, and only then lets the transport
-    /// go. Closing a socket with unread input makes the kernel send a reset, which can destroy
+    /// Shuts the transport's write half; unless the closing handshake completed, then reads and
+    /// discards whatever the peer still sends until it closes its side or [`MAX_LINGER`] (at
+    /// most the close timeout) passes, and only then lets the transport go. Closing a socket with unread input makes the kernel send a reset, which can destroy
     /// the close frame just written before the peer reads it (a browser then reports 1006
     /// instead of the code sent); this is the lingering close HTTP servers do for the same
     /// reason.
@@ -461,10 +464,12 @@ where
                     let Shutdown::Closing(info) = std::mem::replace(&mut self.shutdown, Shutdown::Running) else {
                         unreachable!()
                     };
-                    if self.input_done || closed.is_err() {
+                    // After a completed closing handshake a conforming peer sends nothing more, and
+                    // the server closes first as RFC 6455 section 7.1.1 asks.
+                    if self.input_done || info.was_clean || closed.is_err() {
                         return Poll::Ready(info);
                     }
-                    let until = self.runtime.now() + self.conn.config().close_timeout;
+                    let until = self.runtime.now() + self.conn.config().close_timeout.min(MAX_LINGER);
                     self.shutdown = Shutdown::Draining(info, until);
                 }
                 Shutdown::Draining(_, until) => {

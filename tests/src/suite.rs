@@ -1352,6 +1352,14 @@ pub async fn close_frame_reaches_a_peer_still_sending<T: TestRuntime>() {
             .expect("the server takes the rest of the message without resetting the connection");
     }
     assert_eq!(read_close(&mut raw).await[..2], 1009u16.to_be_bytes());
+    // The server's write half is shut right after the close frame, before it stops reading:
+    // the end of stream comes well within the server's 2 s of lingering.
+    let mut rest = [0u8; 64];
+    let n =
+        within::<T, _>(Duration::from_millis(1500), "the server's end of stream", read_some(&mut raw.io, &mut rest))
+            .await
+            .expect("read");
+    assert_eq!(n, 0, "nothing follows the close frame");
     let server_side = done_within::<T>(probe.closes.next()).await;
     assert_eq!(code(&server_side), 1009, "{server_side:?}");
 }
