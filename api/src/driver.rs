@@ -459,9 +459,10 @@ where
         loop {
             match &self.shutdown {
                 Shutdown::Running => unreachable!("poll_shutdown runs only after finish"),
+                Shutdown::Done => panic!("a connection's driver was polled after it completed"),
                 Shutdown::Closing(_) => {
                     let closed = ready!(Pin::new(&mut self.io).poll_close(cx));
-                    let Shutdown::Closing(info) = std::mem::replace(&mut self.shutdown, Shutdown::Running) else {
+                    let Shutdown::Closing(info) = std::mem::replace(&mut self.shutdown, Shutdown::Done) else {
                         unreachable!()
                     };
                     // After a completed closing handshake a conforming peer sends nothing more, and
@@ -489,7 +490,7 @@ where
                     if !ended && !self.poll_sleep(cx, until) {
                         return Poll::Pending;
                     }
-                    let Shutdown::Draining(info, _) = std::mem::replace(&mut self.shutdown, Shutdown::Running) else {
+                    let Shutdown::Draining(info, _) = std::mem::replace(&mut self.shutdown, Shutdown::Done) else {
                         unreachable!()
                     };
                     return Poll::Ready(info);
@@ -522,6 +523,8 @@ enum Shutdown {
     Closing(CloseInfo),
     /// Discarding input until the peer closes or the deadline passes; then the result.
     Draining(CloseInfo, Instant),
+    /// The result was returned.
+    Done,
 }
 
 impl<S, R: Runtime, F: FrontEnd> Drop for Driver<S, R, F> {
