@@ -130,7 +130,7 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// The most input buffer reserved ahead of a frame's payload before it has arrived.
 const RESERVE_AHEAD: usize = 256 * 1024;
 
-/// Payloads at least this long, given as [`Bytes`] to a server connection, are queued by
+/// Frame payloads at least this long, given as [`Bytes`] to a server connection, are queued by
 /// reference and written from where they are (vectored output) instead of being copied.
 const SHARE_PAYLOAD_ABOVE: usize = 8 * 1024;
 
@@ -463,7 +463,7 @@ impl Connection {
     /// [`SendError::FragmentedMessageInProgress`] while [`send_fragment`](Self::send_fragment)
     /// has a message open.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_message(MessageKind::Text, text.as_bytes())
+        self.send_message(MessageKind::Text, text.as_bytes(), None)
     }
 
     /// Queues a binary message, split into frames of at most [`Config::outgoing_frame_size`].
@@ -472,7 +472,7 @@ impl Connection {
     ///
     /// As for [`send_text`](Self::send_text).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_message(MessageKind::Binary, data)
+        self.send_message(MessageKind::Binary, data, None)
     }
 
     /// Queues a binary message held in shared memory. On a server a large payload is not
@@ -484,7 +484,7 @@ impl Connection {
     ///
     /// As for [`send_text`](Self::send_text).
     pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
-        self.send_shared(MessageKind::Binary, data)
+        self.send_message(MessageKind::Binary, &data, Some(&data))
     }
 
     /// Queues a text message held in shared memory, without copying a large payload on a
@@ -494,7 +494,8 @@ impl Connection {
     ///
     /// As for [`send_text`](Self::send_text).
     pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
-        self.send_shared(MessageKind::Text, text.into_bytes())
+        let data = text.into_bytes();
+        self.send_message(MessageKind::Text, &data, Some(&data))
     }
 
     /// Queues one fragment of a message whose size is not known up front (section 5.4).
@@ -524,7 +525,7 @@ impl Connection {
             self.tx_utf8 = validator;
         }
         self.flush_pending_pong();
-        self.write_chunked(opcode, payload, fin);
+        self.write_chunked(opcode, payload, None, fin);
         self.tx_fragment = if fin { None } else { Some(kind) };
         Ok(())
     }
@@ -821,37 +822,14 @@ impl Connection {
         if self.sent_close || self.closed { Err(SendError::Closed) } else { Ok(()) }
     }
 
-    fn send_message(&mut self, kind: MessageKind, data: &[u8]) -> Result<(), SendError> {
+    /// `shared` is `data` held in shared memory, when the caller has it so.
+    fn send_message(&mut self, kind: MessageKind, data: &[u8], shared: Option<&Bytes>) -> Result<(), SendError> {
         self.check_can_send()?;
         if self.tx_fragment.is_some() {
             return Err(SendError::FragmentedMessageInProgress);
         }
         self.flush_pending_pong();
-        self.write_chunked(kind.opcode(), data, true);
-        Ok(())
-    }
-
-    fn send_shared(&mut self, kind: MessageKind, data: Bytes) -> Result<(), SendError> {
-        if self.role == Role::Client || data.len() < SHARE_PAYLOAD_ABOVE {
-            return self.send_message(kind, &data);
-        }
-        self.check_can_send()?;
-        if self.tx_fragment.is_some() {
-            return Err(SendError::FragmentedMessageInProgress);
-        }
-        self.flush_pending_pong();
-        let size = self.config.outgoing_frame_size;
-        let count = data.len().div_ceil(size);
-        let mut opcode = kind.opcode();
-        let mut rest = data;
-        for i in 0..count {
-            let chunk = rest.split_to(size.min(rest.len()));
-            self.write_header(i + 1 == count, opcode, chunk.len(), None);
-            self.segments_len += self.out.len() + chunk.len();
-            self.segments.push_back(self.out.split().freeze());
-            self.segments.push_back(chunk);
-            opcode = OpCode::Continuation;
-        }
+        self.write_chunked(kind.opcode(), data, shared, true);
         Ok(())
     }
 
@@ -883,17 +861,27 @@ impl Connection {
     }
 
     /// Writes `data` as frames of at most `outgoing_frame_size`, the first with `opcode`, the
-    /// rest as continuations; FIN on the last one only when `fin`.
-    fn write_chunked(&mut self, opcode: OpCode, data: &[u8], fin: bool) {
+    /// rest as continuations; FIN on the last one only when `fin`. With `shared` (the same bytes
+    /// in shared memory), a server queues each large frame's payload by reference instead of
+    /// copying it.
+    fn write_chunked(&mut self, opcode: OpCode, data: &[u8], shared: Option<&Bytes>, fin: bool) {
         let size = self.config.outgoing_frame_size;
-        if data.len() <= size {
-            self.write_frame(fin, opcode, data);
-            return;
-        }
-        let count = data.len().div_ceil(size);
-        for (i, chunk) in data.chunks(size).enumerate() {
+        let count = data.len().div_ceil(size).max(1);
+        let mut start = 0usize;
+        for i in 0..count {
+            let end = data.len().min(start.saturating_add(size));
             let op = if i == 0 { opcode } else { OpCode::Continuation };
-            self.write_frame(fin && i + 1 == count, op, chunk);
+            let last = fin && i + 1 == count;
+            match shared {
+                Some(bytes) if self.role == Role::Server && end - start >= SHARE_PAYLOAD_ABOVE => {
+                    self.write_header(last, op, end - start, None);
+                    self.segments_len += self.out.len() + (end - start);
+                    self.segments.push_back(self.out.split().freeze());
+                    self.segments.push_back(bytes.slice(start..end));
+                }
+                _ => self.write_frame(last, op, &data[start..end]),
+            }
+            start = end;
         }
     }
 
