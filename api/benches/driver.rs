@@ -1,0 +1,201 @@
+//! Benchmarks of the driver's own cost per message: the callback API's echo loop over an in-memory
+//! transport, so that no system call, reactor or scheduler is measured, only what ferrule adds
+//! between the bytes arriving and the reply being handed to the transport.
+//!
+//! Each iteration makes one batch of client frames readable and polls the connection's future
+//! once, as a runtime does when the socket becomes readable: the driver reads the batch, runs the
+//! handler for each message, writes the replies and parks on its next read.
+//!
+//! Run with `cargo bench -p ferrule --bench driver`.
+
+#![allow(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ferrule::{Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Runtime};
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// A runtime with the system clock and timers that never fire: the benchmark runs far shorter
+/// than any deadline the options set.
+#[derive(Clone)]
+struct BenchRuntime;
+
+impl Runtime for BenchRuntime {
+    type Sleep = std::future::Pending<()>;
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
+        std::future::pending()
+    }
+
+    fn reset(&self, _sleep: Pin<&mut Self::Sleep>, _deadline: Instant) {}
+
+    fn spawn<F>(&self, _future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        unreachable!("the callback benchmark polls its connection itself");
+    }
+}
+
+/// An in-memory transport: reads return the pending input (the upgrade request first, then one
+/// batch per `make_readable`), writes are counted and discarded.
+struct Pipe {
+    input: Vec<u8>,
+    pos: usize,
+    batch: Arc<[u8]>,
+    readable: Arc<AtomicUsize>,
+    written: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Pipe {
+    fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.pos == self.input.len() {
+            if self.readable.swap(0, Ordering::Relaxed) == 0 {
+                return Poll::Pending;
+            }
+            let batch = self.batch.clone();
+            self.input.clear();
+            self.input.extend_from_slice(&batch);
+            self.pos = 0;
+        }
+        let n = buf.len().min(self.input.len() - self.pos);
+        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+        self.pos += n;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Pipe {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.written.fetch_add(buf.len(), Ordering::Relaxed);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let n = bufs.iter().map(|b| b.len()).sum();
+        self.written.fetch_add(n, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The plain echo handler of the side-by-side benchmark's ferrule row.
+struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
+/// A masked client frame (RFC 6455 section 5.2) carrying `len` bytes of binary payload.
+fn client_frame(len: usize) -> Vec<u8> {
+    let mut frame = vec![0x82];
+    match len {
+        0..=125 => frame.push(0x80 | len as u8),
+        126..=65535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    frame.extend_from_slice(&key);
+    frame.extend((0..len).map(|i| (i as u8) ^ key[i % 4]));
+    frame
+}
+
+const UPGRADE: &[u8] = b"GET /bench HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Polls `future` to completion with a waker that does nothing (the pipe never parks).
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// `echo/{size}x{batch}`: one poll of an upgraded connection that reads `batch` messages of
+/// `size` bytes and echoes each; throughput counts messages.
+fn echo(c: &mut Criterion) {
+    for (size, batch) in [(16, 1), (1024, 1), (16, 32), (1024, 32), (65536, 1)] {
+        let name = format!("echo/{size}Bx{batch}");
+        let mut group = c.benchmark_group(&name);
+        group
+            .throughput(Throughput::Elements(batch as u64))
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+            .sample_size(30);
+        let frames: Arc<[u8]> = client_frame(size).repeat(batch).into();
+        let readable = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(AtomicUsize::new(0));
+        let pipe = Pipe {
+            input: UPGRADE.to_vec(),
+            pos: 0,
+            batch: frames,
+            readable: readable.clone(),
+            written: written.clone(),
+        };
+        let options = Options::builder()
+            .max_message_size(64 << 20)
+            .allowed_origin(OriginPolicy::InsecureAllowAny)
+            .build()
+            .expect("valid options");
+        let (upgraded, handler) = block_on(ferrule::accept(BenchRuntime, pipe, &options, |_, _| Ok(Echo)))
+            .expect("the upgrade request is valid");
+        let mut connection = Box::pin(upgraded.run(handler));
+        let mut cx = Context::from_waker(Waker::noop());
+        let before = written.load(Ordering::Relaxed);
+        let mut polls = 0;
+        group.bench_function("callback", |b| {
+            b.iter(|| {
+                readable.store(1, Ordering::Relaxed);
+                assert!(connection.as_mut().poll(&mut cx).is_pending());
+                polls += 1;
+            });
+        });
+        group.finish();
+        // Every message came back, whole: an unmasked server frame per message.
+        let header = if size < 126 {
+            2
+        } else if size < 65536 {
+            4
+        } else {
+            10
+        };
+        assert_eq!(written.load(Ordering::Relaxed) - before, polls * batch * (header + size));
+    }
+}
+
+criterion_group!(benches, echo);
+criterion_main!(benches);
