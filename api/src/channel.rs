@@ -83,8 +83,8 @@ impl<M: Codec> Receiver<M> {
                         inner.inbox_bytes -= m.len();
                         if inner.driver_waits_for_inbox {
                             inner.driver_waits_for_inbox = false;
-                            if let Some(w) = inner.driver.take() {
-                                w.wake();
+                            if let Some(w) = &inner.driver {
+                                w.wake_by_ref();
                             }
                         }
                         m

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use ferrule_core::{CloseCode, Connection, Event, MessageKind, SendError, State};
@@ -63,6 +63,10 @@ const READ_BUDGET_PER_POLL: usize = 1024 * 1024;
 /// traffic: freeing and re-allocating them on every message costs more than the messages (heap
 /// trimming and page faults for large ones), and an idle connection should hold next to nothing.
 const BUFFER_LINGER: Duration = Duration::from_secs(1);
+/// An empty input buffer up to this size is kept when the driver parks (until [`BUFFER_LINGER`]
+/// passes without traffic), so that a connection trading small messages does not allocate and
+/// free one per message.
+const KEEP_INPUT_BUFFER: usize = 4 * 1024;
 
 /// What the driver hands events to.
 pub(crate) trait FrontEnd: Send + Unpin + 'static {
@@ -101,10 +105,9 @@ impl Ctx<'_> {
     ///
     /// [`Error::Closed`] once a close frame was sent.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
-        // Cloning shares the payload: a large one is written from where it is, not copied.
         let sent = match message {
-            Message::Text(t) => self.conn.send_text_bytes(t.clone()),
-            Message::Binary(b) => self.conn.send_binary_bytes(b.clone()),
+            Message::Text(t) => self.conn.send_text_bytes(t),
+            Message::Binary(b) => self.conn.send_binary_bytes(b),
         };
         sent.map_err(|_| Error::Closed)
     }
@@ -204,7 +207,12 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     front: F,
     handle: Handle,
     sleep: Option<Pin<Box<R::Sleep>>>,
+    /// The deadline the timer is set to, until it fires.
     armed: Option<Instant>,
+    /// The waker the timer last saw: polling it again with the same one changes nothing.
+    sleep_waker: Option<Waker>,
+    /// The waker last left with the handles (in `Shared`), for the same reason.
+    parked_waker: Option<Waker>,
     write_wait: Option<Duration>,
     write_deadline: Option<Instant>,
     /// When to give the core's buffers back, if it holds any.
@@ -246,6 +254,8 @@ where
             handle: Handle::new(shared),
             sleep: None,
             armed: None,
+            sleep_waker: None,
+            parked_waker: None,
             write_wait,
             write_deadline: None,
             release_at: None,
@@ -291,8 +301,8 @@ where
     fn take_commands(&mut self, now: Instant) {
         for command in self.handle.shared.take_commands() {
             let result = match command {
-                Command::Message(Message::Text(t)) => self.conn.send_text_bytes(t),
-                Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(b),
+                Command::Message(Message::Text(t)) => self.conn.send_text_bytes(&t),
+                Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(&b),
                 Command::Ping(p) => self.conn.ping(&p),
                 Command::Close(code, reason) => self.conn.close(code, &reason, now),
             };
@@ -405,6 +415,16 @@ where
         Some(0)
     }
 
+    /// Leaves the task's waker with the handles, for their commands; returns whether commands
+    /// arrived meanwhile.
+    fn park(&mut self, cx: &Context<'_>) -> bool {
+        if !self.parked_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.handle.shared.set_driver_waker(cx.waker());
+            self.parked_waker = Some(cx.waker().clone());
+        }
+        self.handle.shared.has_commands()
+    }
+
     /// Arms the timer for the next deadline and polls it; returns whether a deadline passed.
     fn poll_timer(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         if self.release_at.is_some_and(|at| at <= now) {
@@ -422,7 +442,7 @@ where
             self.conn.handle_timeout(now);
             return true;
         }
-        if self.poll_sleep(cx, deadline) {
+        if self.poll_sleep(cx, deadline, now) {
             let now = self.runtime.now();
             self.conn.handle_timeout(now);
             if self.write_deadline.is_some_and(|d| d <= now) {
@@ -487,7 +507,7 @@ where
                             Poll::Pending => break false,
                         }
                     };
-                    if !ended && !self.poll_sleep(cx, until) {
+                    if !ended && !self.poll_sleep(cx, until, self.runtime.now()) {
                         return Poll::Pending;
                     }
                     let Shutdown::Draining(info, _) = std::mem::replace(&mut self.shutdown, Shutdown::Done) else {
@@ -499,19 +519,38 @@ where
         }
     }
 
-    /// Arms the timer for `deadline` and polls it; returns whether it passed.
-    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
-        let runtime = &self.runtime;
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(runtime.sleep_until(deadline)));
-        if self.armed != Some(deadline) {
-            runtime.reset(sleep.as_mut(), deadline);
-            self.armed = Some(deadline);
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
-            self.armed = None;
+    /// Makes sure the task is woken at `deadline` (or earlier); returns whether it passed.
+    ///
+    /// A timer set at or before `deadline` that has not fired yet is left alone, and is not
+    /// polled again with the waker it already has. Deadlines that move later on every message
+    /// (the read timeout) or stay put (keepalive) thus cost no timer operation per message; a
+    /// timer that fires early only wakes the task, which sets it again for the real deadline.
+    fn poll_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant, now: Instant) -> bool {
+        if deadline <= now {
             return true;
         }
-        false
+        let runtime = &self.runtime;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(runtime.sleep_until(deadline)));
+        loop {
+            let keep = self.armed.is_some_and(|armed| armed <= deadline && armed > now);
+            if keep && self.sleep_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return false;
+            }
+            if !keep {
+                runtime.reset(sleep.as_mut(), deadline);
+                self.armed = Some(deadline);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                if !self.sleep_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    self.sleep_waker = Some(cx.waker().clone());
+                }
+                return false;
+            }
+            // It fired: at `deadline`, or at an earlier one, in which case it is set again.
+            if self.armed.take() == Some(deadline) {
+                return true;
+            }
+        }
     }
 }
 
@@ -554,9 +593,10 @@ where
         if !matches!(this.shutdown, Shutdown::Running) {
             return this.poll_shutdown(cx);
         }
+        // One clock reading per poll: a poll takes microseconds, and deadlines are milliseconds.
+        let now = this.runtime.now();
         if !this.opened {
             this.opened = true;
-            let now = this.runtime.now();
             let (mut ctx, front) = this.ctx(now);
             if let Err(err) = front.on_open(&mut ctx) {
                 this.handler_failed(err, now);
@@ -564,7 +604,6 @@ where
         }
         let mut read_budget = READ_BUDGET_PER_POLL;
         for _ in 0..TURNS_PER_POLL {
-            let now = this.runtime.now();
             let mut progress = false;
             if this.handle.shared.has_commands() && this.conn.buffered_amount() < HIGH_WATER {
                 this.take_commands(now);
@@ -585,10 +624,10 @@ where
             if !progress {
                 // Queued commands are worth another turn only when the output has room for
                 // them; otherwise the driver would spin until the peer reads.
-                if this.handle.shared.park_driver(cx.waker()) && this.conn.buffered_amount() < HIGH_WATER {
+                if this.park(cx) && this.conn.buffered_amount() < HIGH_WATER {
                     continue;
                 }
-                this.conn.release_input_buffers();
+                this.conn.release_input_buffers(KEEP_INPUT_BUFFER);
                 if this.release_at.is_none() && this.conn.buffer_capacity() > 0 {
                     // Armed once per quiet spell, and only while there is something to give
                     // back, so an idle connection is never woken for it. The timer is polled

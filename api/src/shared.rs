@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) outbox_bytes: usize,
     pub(crate) send_bound: Bound,
     pub(crate) send_waiters: Vec<Waker>,
+    /// Wakes the driver. It stays in place when used (the driver changes it only when its
+    /// waker changes), so a driver with nothing to do parks without taking the lock.
     pub(crate) driver: Option<Waker>,
     pub(crate) inbox: VecDeque<Message>,
     pub(crate) inbox_bytes: usize,
@@ -106,8 +108,8 @@ impl Shared {
         }
         inner.outbox.push_back(command);
         self.has_commands.store(true, Ordering::Release);
-        if let Some(w) = inner.driver.take() {
-            w.wake();
+        if let Some(w) = &inner.driver {
+            w.wake_by_ref();
         }
     }
 
@@ -120,14 +122,11 @@ impl Shared {
         std::mem::take(&mut inner.outbox)
     }
 
-    /// Stores the driver's waker before it parks; returns whether commands arrived meanwhile.
-    pub(crate) fn park_driver(&self, waker: &Waker) -> bool {
-        let mut inner = self.lock();
-        match &inner.driver {
-            Some(w) if w.will_wake(waker) => {}
-            _ => inner.driver = Some(waker.clone()),
-        }
-        !inner.outbox.is_empty()
+    /// Stores the driver's waker (the driver calls this when its waker changed, before it
+    /// parks; [`has_commands`](Self::has_commands) then tells whether commands arrived
+    /// meanwhile).
+    pub(crate) fn set_driver_waker(&self, waker: &Waker) {
+        self.lock().driver = Some(waker.clone());
     }
 
     pub(crate) fn push_error(&self, error: Error) {
@@ -146,6 +145,9 @@ impl Shared {
         let mut inner = self.lock();
         inner.closing = true;
         inner.closed = Some(info);
+        // The driver parks no more; its waker would keep its task's memory alive for as long
+        // as a handle lives.
+        inner.driver = None;
         wake_all(&mut inner.done_waiters);
         wake_all(&mut inner.send_waiters);
         for w in [inner.receiver.take(), inner.errors_waker.take()].into_iter().flatten() {

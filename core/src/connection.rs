@@ -79,6 +79,10 @@ pub struct Connection {
     /// Received bytes not yet consumed. Payload bytes of `frame` before `frame.processed` are
     /// already unmasked and validated in place.
     inbuf: BytesMut,
+    /// An upper bound on the size of the block `inbuf` lives in. Once a received message has
+    /// been split off, `inbuf` may show no capacity and still hold its block, which it takes
+    /// back for the next input when the message is gone.
+    inbuf_block: usize,
     /// The frame whose header has been decoded and whose payload is being received.
     frame: Option<InFrame>,
     /// Kind of the fragmented message being received, if one is in progress.
@@ -162,6 +166,7 @@ impl Connection {
             config,
             now,
             inbuf: BytesMut::new(),
+            inbuf_block: 0,
             frame: None,
             msg_kind: None,
             msg_buf: BytesMut::new(),
@@ -242,17 +247,18 @@ impl Connection {
         }
         self.saw_peer(now);
         self.inbuf.extend_from_slice(data);
+        self.note_inbuf_block();
         match self.process_input() {
             Ok(()) => {
-                if self.inbuf.is_empty() && self.inbuf.capacity() > SHRINK_ABOVE {
-                    self.inbuf = BytesMut::new();
+                if self.inbuf.is_empty() && self.inbuf_block > SHRINK_ABOVE {
+                    self.drop_inbuf();
                 }
                 Ok(())
             }
             Err(err) => {
                 self.failure = Some(err.clone());
                 self.frame = None;
-                self.inbuf = BytesMut::new();
+                self.drop_inbuf();
                 if self.events.is_empty() {
                     self.fail(err.clone());
                 } else {
@@ -425,16 +431,20 @@ impl Connection {
     /// Bytes of buffer capacity the connection holds (input, output and message assembly): what
     /// [`release_buffers`](Self::release_buffers) could give back.
     pub fn buffer_capacity(&self) -> usize {
-        self.inbuf.capacity() + self.out.capacity() + self.msg_buf.capacity()
+        self.inbuf_block + self.out.capacity() + self.msg_buf.capacity()
     }
 
-    /// Gives back the capacity of the empty input buffers (received bytes and message assembly),
-    /// keeping the output buffer; a driver may call this whenever it parks.
-    pub fn release_input_buffers(&mut self) {
-        if self.inbuf.is_empty() {
-            self.inbuf = BytesMut::new();
+    /// Gives back the capacity of the empty input buffers (received bytes and message assembly)
+    /// that hold more than `keep` bytes, keeping the output buffer; a driver may call this
+    /// whenever it parks. Keeping a small buffer spares a busy connection an allocation per
+    /// message ([`release_buffers`](Self::release_buffers) gives it back once the connection
+    /// goes quiet); a large one usually backs a received message that is still in use, and
+    /// would cost its size per connection.
+    pub fn release_input_buffers(&mut self, keep: usize) {
+        if self.inbuf.is_empty() && self.inbuf_block > keep {
+            self.drop_inbuf();
         }
-        if self.msg_kind.is_none() {
+        if self.msg_kind.is_none() && self.msg_buf.capacity() > keep {
             self.msg_buf = BytesMut::new();
         }
     }
@@ -443,7 +453,7 @@ impl Connection {
     /// connection has gone quiet.
     pub fn release_buffers(&mut self) {
         if self.inbuf.is_empty() {
-            self.inbuf = BytesMut::new();
+            self.drop_inbuf();
         }
         if self.out.is_empty() {
             self.out = BytesMut::new();
@@ -477,14 +487,15 @@ impl Connection {
 
     /// Queues a binary message held in shared memory. On a server a large payload is not
     /// copied: the frame header is queued, and the payload is written from `data` itself (see
-    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)). A client masks every payload
-    /// (RFC 6455 section 5.3), so it copies as [`send_binary`](Self::send_binary) does.
+    /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)); `data` is cloned (a reference
+    /// count) only then. A small payload, and every payload of a client (which masks it, RFC 6455
+    /// section 5.3), is copied as [`send_binary`](Self::send_binary) does.
     ///
     /// # Errors
     ///
     /// As for [`send_text`](Self::send_text).
-    pub fn send_binary_bytes(&mut self, data: Bytes) -> Result<(), SendError> {
-        self.send_message(MessageKind::Binary, &data, Some(&data))
+    pub fn send_binary_bytes(&mut self, data: &Bytes) -> Result<(), SendError> {
+        self.send_message(MessageKind::Binary, data, Some(data))
     }
 
     /// Queues a text message held in shared memory, without copying a large payload on a
@@ -493,9 +504,9 @@ impl Connection {
     /// # Errors
     ///
     /// As for [`send_text`](Self::send_text).
-    pub fn send_text_bytes(&mut self, text: Utf8Bytes) -> Result<(), SendError> {
-        let data = text.into_bytes();
-        self.send_message(MessageKind::Text, &data, Some(&data))
+    pub fn send_text_bytes(&mut self, text: &Utf8Bytes) -> Result<(), SendError> {
+        let data = text.as_shared_bytes();
+        self.send_message(MessageKind::Text, data, Some(data))
     }
 
     /// Queues one fragment of a message whose size is not known up front (section 5.4).
@@ -576,6 +587,17 @@ impl Connection {
 
     // ---- internals: receiving ---------------------------------------------------------------
 
+    /// Records the block `inbuf` lives in after it may have grown: a block it moved to is as
+    /// long as its length and capacity together, and it never moves to a smaller one.
+    fn note_inbuf_block(&mut self) {
+        self.inbuf_block = self.inbuf_block.max(self.inbuf.len() + self.inbuf.capacity());
+    }
+
+    fn drop_inbuf(&mut self) {
+        self.inbuf = BytesMut::new();
+        self.inbuf_block = 0;
+    }
+
     fn saw_peer(&mut self, now: Instant) {
         self.timers.clear(Timer::Pong);
         if let (Some(idle), false) = (self.config.idle_timeout, self.sent_close) {
@@ -618,6 +640,7 @@ impl Connection {
                 // Make room for the rest of the frame now, so the payload is not moved again as
                 // it trickles in; bounded, so a header alone cannot make the buffer large.
                 self.inbuf.reserve((frame.len - available).min(RESERVE_AHEAD));
+                self.note_inbuf_block();
                 self.frame = Some(frame);
                 return Ok(());
             }
@@ -809,7 +832,7 @@ impl Connection {
         self.closed = true;
         self.shutdown = true;
         self.frame = None;
-        self.inbuf = BytesMut::new();
+        self.drop_inbuf();
         self.msg_buf = BytesMut::new();
         self.msg_kind = None;
         self.timers.clear_all();

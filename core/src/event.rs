@@ -41,6 +41,11 @@ impl Utf8Bytes {
         unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 
+    /// The underlying bytes, still shared.
+    pub fn as_shared_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
     /// The underlying bytes.
     pub fn into_bytes(self) -> Bytes {
         self.0

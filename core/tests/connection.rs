@@ -158,10 +158,10 @@ fn queue_mix(conn: &mut Connection, shared: bool) {
     let text = "ä€😀".repeat(3_000);
     let small = vec![7u8; 300];
     if shared {
-        conn.send_binary_bytes(big.into()).unwrap();
+        conn.send_binary_bytes(&big.into()).unwrap();
         conn.ping(b"between").unwrap();
-        conn.send_text_bytes(text.into()).unwrap();
-        conn.send_binary_bytes(small.into()).unwrap();
+        conn.send_text_bytes(&text.into()).unwrap();
+        conn.send_binary_bytes(&small.into()).unwrap();
     } else {
         conn.send_binary(&big).unwrap();
         conn.ping(b"between").unwrap();
@@ -229,7 +229,7 @@ fn shared_payloads_reach_a_peer_and_take_transmit_joins_them() {
 #[test]
 fn shared_payload_is_flushed_before_shutdown() {
     let (mut s, now) = server();
-    s.send_binary_bytes(vec![1u8; 50_000].into()).unwrap();
+    s.send_binary_bytes(&vec![1u8; 50_000].into()).unwrap();
     s.handle_input(&masked(0x88, &1000u16.to_be_bytes()), now).unwrap();
     assert!(!s.should_shutdown(), "the payload and the close reply are still queued");
     let out = transmit(&mut s);
@@ -737,14 +737,38 @@ fn buffers_are_given_back_once_empty() {
     assert_eq!(conn.buffer_capacity(), 0, "a new connection holds no buffers");
     let frame = masked(0x82, &[7; 70_000]);
     conn.handle_input(&frame[..40_000], now).unwrap();
-    conn.release_input_buffers();
+    conn.release_input_buffers(0);
     assert!(conn.buffer_capacity() >= 40_000 - 14, "a partial frame keeps its payload bytes");
     conn.handle_input(&frame[40_000..], now).unwrap();
     let _ = events(&mut conn);
     conn.send_binary(&[1; 10_000]).unwrap();
-    conn.release_input_buffers();
+    conn.release_input_buffers(0);
     assert!(conn.buffer_capacity() >= 10_000, "queued output is kept");
     let _ = transmit(&mut conn);
     conn.release_buffers();
     assert_eq!(conn.buffer_capacity(), 0);
+}
+
+#[test]
+fn small_input_buffers_are_kept_while_busy() {
+    /// The address of the payload of the one message `frame` carries.
+    fn payload_address(conn: &mut Connection, frame: &[u8], now: Instant) -> usize {
+        conn.handle_input(frame, now).unwrap();
+        match events(conn).as_slice() {
+            [Event::Binary(payload)] => payload.as_ptr() as usize,
+            other => panic!("unexpected events {other:?}"),
+        }
+    }
+    let frame = masked(0x82, &[7; 100]);
+    for (keep, kept) in [(4096, true), (0, false)] {
+        let (mut conn, now) = server();
+        let first = payload_address(&mut conn, &frame, now);
+        conn.release_input_buffers(keep);
+        // Takes the freed block if the buffer was given back, so the next one lands elsewhere.
+        let mut decoy = Vec::<u8>::with_capacity(frame.len());
+        decoy.push(1);
+        let second = payload_address(&mut conn, &frame, now);
+        assert_eq!(first == second, kept, "keep {keep}: the next message reuses the buffer only when kept");
+        drop(decoy);
+    }
 }

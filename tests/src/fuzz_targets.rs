@@ -170,7 +170,7 @@ pub fn connection_ops(data: &[u8]) {
                     conn.send_binary(data)
                 } else {
                     let len = if data.is_empty() { 0 } else { 8 * 1024 + grow * 16 };
-                    conn.send_binary_bytes(data.iter().copied().cycle().take(len).collect::<Vec<u8>>().into())
+                    conn.send_binary_bytes(&data.iter().copied().cycle().take(len).collect::<Vec<u8>>().into())
                 };
             }
             3 => {

@@ -105,6 +105,7 @@ macro_rules! runtime_suite {
             real sixteen_mib_message_round_trips_both_ways,
             paused server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006,
             paused server_keeps_responsive_peer_past_several_ping_periods,
+            paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
             real slow_reader_cannot_grow_server_output_past_high_water,
             real abrupt_disconnect_fires_done_with_1006_unclean,
             real abrupt_disconnect_reports_an_error_on_the_error_stream,
@@ -1071,6 +1072,36 @@ pub async fn server_keeps_responsive_peer_past_several_ping_periods<T: TestRunti
     assert!(!handle.is_closed(), "the server dropped a peer that answers pings");
     client.sender.send("still here".to_owned()).await.expect("sent");
     assert_eq!(client.receiver.recv().await.as_deref(), Some("still here"));
+}
+
+/// With a read timeout, steady traffic keeps a connection for several timeouts (each message
+/// moves the deadline later), and once the peer goes quiet the server drops it one timeout after
+/// its last message: 1006, unclean.
+pub async fn server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer<T: TestRuntime>() {
+    // Short enough that the client's first keepalive ping (48 s) comes after the drop: the
+    // server counts pings as traffic too.
+    let (timeout, slack) = if T::CAN_PAUSE {
+        (Duration::from_secs(4), Duration::from_millis(500))
+    } else {
+        (Duration::from_millis(200), Duration::from_millis(100))
+    };
+    // No keepalive from the server either: the client's pongs would count as traffic.
+    let options = Options::builder().read_timeout(Some(timeout)).ping_period(None).build().expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let handle = probe.handles.next().await;
+    for i in 0..8 {
+        sleep::<T>(timeout / 2).await;
+        client.sender.send(i.to_string()).await.expect("sent");
+        assert_eq!(client.receiver.recv().await, Some(i.to_string()));
+    }
+    assert!(!handle.is_closed(), "four timeouts of steady traffic, and the server dropped the peer");
+    let quiet = now::<T>();
+    let info = within::<T, _>(timeout + slack, "the quiet peer's drop", handle.done()).await;
+    let elapsed = now::<T>() - quiet;
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert!(elapsed + slack >= timeout, "dropped {elapsed:?} after the last message, before the timeout");
 }
 
 // ---- 4. slow reader -------------------------------------------------------------------------------------
