@@ -148,7 +148,7 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
 /// `echo/{size}x{batch}`: one poll of an upgraded connection that reads `batch` messages of
 /// `size` bytes and echoes each; throughput counts messages.
 fn echo(c: &mut Criterion) {
-    for (size, batch) in [(16, 1), (1024, 1), (16, 32), (1024, 32), (65536, 1)] {
+    for (size, batch) in [(16, 1), (1024, 1), (16, 32), (1024, 32), (4096, 32), (65536, 1)] {
         let name = format!("echo/{size}Bx{batch}");
         let mut group = c.benchmark_group(&name);
         group

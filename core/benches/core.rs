@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
-use ferrule_core::__bench::{apply_mask_reference, utf8_validate_in_pieces, utf8_validate_whole};
+use ferrule_core::__bench::{apply_mask_reference, extend_masked, utf8_validate_in_pieces, utf8_validate_whole};
 use ferrule_core::{Config, Connection, Event, Role, apply_mask};
 
 /// A group with short measurement settings (the whole file runs in about a minute and a half) and byte throughput.
@@ -40,6 +40,23 @@ fn mask(c: &mut Criterion) {
         });
         group.bench_function("apply_mask", |b| b.iter(|| apply_mask(black_box(&mut buf), black_box(KEY))));
         group.bench_function("scalar", |b| b.iter(|| apply_mask_reference(black_box(&mut buf), black_box(KEY))));
+        // Received payload: appended to the input buffer, then unmasked in place; or unmasked on the way in.
+        let mut input = bytes::BytesMut::with_capacity(len);
+        group.bench_function("copy_then_mask", |b| {
+            b.iter(|| {
+                input.clear();
+                input.extend_from_slice(black_box(&source));
+                apply_mask(&mut input, black_box(KEY));
+                black_box(&mut input);
+            });
+        });
+        group.bench_function("extend_masked", |b| {
+            b.iter(|| {
+                input.clear();
+                extend_masked(&mut input, black_box(&source), black_box(KEY));
+                black_box(&mut input);
+            });
+        });
         group.finish();
     }
 }

@@ -91,5 +91,10 @@ pub use mask::apply_mask;
 #[doc(hidden)]
 pub mod __bench {
     pub use crate::mask::apply_mask_reference;
+
+    /// The decoder's unmask-while-appending loop (from payload offset 0), for the masking benchmark.
+    pub fn extend_masked(dst: &mut bytes::BytesMut, src: &[u8], key: [u8; 4]) {
+        crate::mask::extend_masked(dst, src, key, 0);
+    }
     pub use crate::utf8::{utf8_validate_in_pieces, utf8_validate_whole};
 }

@@ -9,6 +9,8 @@
 //! benchmark (`cargo bench -p ferrule-core -- mask`) showed neither aligning the head, nor `align_to_mut`, nor an
 //! explicit AVX2 path going any faster, so there is no `unsafe` here.
 
+use bytes::BytesMut;
+
 /// Masks (or unmasks) `buf` in place with the 4-byte masking `key` (RFC 6455 section 5.3).
 ///
 /// Byte `i` of `buf` is XORed with `key[i % 4]`, so `buf` must start at byte 0 of the payload. Applying the same key
@@ -42,6 +44,31 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
     for (byte, key_byte) in words.into_remainder().iter_mut().zip(key.iter().cycle()) {
         *byte ^= key_byte;
     }
+}
+
+/// Appends `src` to `dst` masked (or unmasked) with `key`, as if `src` started at byte `offset` of the payload: one
+/// pass over the bytes where copying them and then masking in place would take two.
+pub(crate) fn extend_masked(dst: &mut BytesMut, src: &[u8], key: [u8; 4], offset: usize) {
+    let key = rotate_key(key, offset);
+    let key_word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    dst.reserve(src.len());
+    let spare = &mut dst.spare_capacity_mut()[..src.len()];
+    let mut out = spare.chunks_exact_mut(8);
+    let mut words = src.chunks_exact(8);
+    for (out, word) in (&mut out).zip(&mut words) {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        for (out, byte) in out.iter_mut().zip((u64::from_ne_bytes(bytes) ^ key_word).to_ne_bytes()) {
+            out.write(byte);
+        }
+    }
+    // Every word is 8 bytes long, so the key's phase is still 0 here.
+    for ((out, byte), key_byte) in out.into_remainder().iter_mut().zip(words.remainder()).zip(key.iter().cycle()) {
+        out.write(byte ^ key_byte);
+    }
+    // SAFETY: the loops above wrote each of the first `src.len()` bytes of the spare capacity (`spare` is exactly that
+    // long, and the word loop and the remainder loop together cover it), and `reserve` made that much room.
+    unsafe { dst.set_len(dst.len() + src.len()) };
 }
 
 /// Masks `buf` as if it started at byte `offset` of the payload: byte `i` is XORed with `key[(offset + i) % 4]`.
@@ -171,6 +198,24 @@ mod tests {
                     let mut fast = original[offset..].to_vec();
                     apply_mask_offset(&mut fast, key, offset);
                     assert_eq!(fast, reference[offset..], "len {len}, offset {offset}, key {key:02x?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn extend_masked_matches_reference_offsets_0_to_8() {
+        for &key in TEST_KEYS {
+            for offset in 0..8 {
+                for len in (0..=64).chain(LARGE_LENGTHS.iter().copied()) {
+                    let original = pattern(offset + len);
+                    let mut reference = original.clone();
+                    apply_mask_reference(&mut reference, key);
+                    // Appended after bytes already there, which it leaves alone.
+                    let mut buf = BytesMut::from(&b"kept"[..]);
+                    extend_masked(&mut buf, &original[offset..], key, offset);
+                    assert_eq!(&buf[..4], b"kept");
+                    assert_eq!(buf[4..], reference[offset..], "len {len}, offset {offset}, key {key:02x?}");
                 }
             }
         }
