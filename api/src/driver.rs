@@ -27,6 +27,15 @@ use crate::shared::{Command, Shared};
 /// Most bytes read from the transport per read call: a 64 KiB message and its header in one
 /// call, several when they queue up.
 const READ_CHUNK: usize = 256 * 1024;
+/// Most bytes read per call while the thread is crowded (see [`CROWD`]). Each connection then
+/// keeps less in flight between reading a batch and writing its replies, so that the data of
+/// all of them stays in cache: at 100 connections echoing 64 KiB messages, 256 KiB reads cost
+/// 10% more CPU per message than 64 KiB ones, while a single connection runs 50% faster with
+/// them (a third of the system calls).
+const CROWDED_READ_CHUNK: usize = 64 * 1024;
+/// A connection finds its thread crowded when at least this many other connections' polls ran
+/// on it since its own previous one.
+const CROWD: u64 = 8;
 /// A read never makes the output exceed `HIGH_WATER` by more than this (an echo of everything
 /// read): reads shrink as output builds up.
 const READ_OVERSHOOT: usize = 64 * 1024;
@@ -36,6 +45,23 @@ thread_local! {
     /// fed to the core within the same call, so no connection holds a read buffer while it
     /// waits, and the buffer is zeroed once per thread rather than on every read.
     static READ_BUFFER: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+thread_local! {
+    /// How many connection polls have run on this thread.
+    static POLLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a poll on this thread; returns how many polls of other connections ran on it since
+/// `last` (a value this returned as its second item for the same connection) and the new mark.
+fn count_poll(last: u64) -> (u64, u64) {
+    POLLS.with(|polls| {
+        let now = polls.get().wrapping_add(1);
+        polls.set(now);
+        // A connection that moved to another thread sees a meaningless difference; large or
+        // wrapped, it counts as crowded, the cautious choice.
+        (now.wrapping_sub(last).wrapping_sub(1), now)
+    })
 }
 
 /// Runs `f` with this thread's read buffer (or, if a driver is already using it further up the
@@ -213,6 +239,10 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     sleep_waker: Option<Waker>,
     /// The waker last left with the handles (in `Shared`), for the same reason.
     parked_waker: Option<Waker>,
+    /// This thread's poll count at this connection's previous poll (see [`count_poll`]).
+    last_poll: u64,
+    /// Most bytes per read in the current poll.
+    read_chunk: usize,
     write_wait: Option<Duration>,
     write_deadline: Option<Instant>,
     /// When to give the core's buffers back, if it holds any.
@@ -256,6 +286,8 @@ where
             armed: None,
             sleep_waker: None,
             parked_waker: None,
+            last_poll: 0,
+            read_chunk: READ_CHUNK,
             write_wait,
             write_deadline: None,
             release_at: None,
@@ -382,7 +414,7 @@ where
     /// or `None` when none are ready.
     fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<usize> {
         // Called only below HIGH_WATER, so this is at least READ_OVERSHOOT.
-        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(READ_CHUNK);
+        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(self.read_chunk);
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
@@ -595,6 +627,9 @@ where
         }
         // One clock reading per poll: a poll takes microseconds, and deadlines are milliseconds.
         let now = this.runtime.now();
+        let (others, mark) = count_poll(this.last_poll);
+        this.last_poll = mark;
+        this.read_chunk = if others >= CROWD { CROWDED_READ_CHUNK } else { READ_CHUNK };
         if !this.opened {
             this.opened = true;
             let (mut ctx, front) = this.ctx(now);
@@ -644,5 +679,26 @@ where
         // Out of turns or of read budget with work left: run again after the other tasks.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_poll;
+
+    #[test]
+    fn count_poll_counts_the_other_polls_in_between() {
+        // A thread of its own, so that no other test's polls are counted.
+        std::thread::spawn(|| {
+            let (_, first) = count_poll(0);
+            count_poll(0);
+            count_poll(0);
+            let (others, again) = count_poll(first);
+            assert_eq!(others, 2);
+            let (others, _) = count_poll(again);
+            assert_eq!(others, 0, "polled twice in a row");
+        })
+        .join()
+        .expect("the checks passed");
     }
 }
