@@ -139,8 +139,8 @@ pub fn connection_ops(data: &[u8]) {
     let role = if input.byte() % 2 == 0 { Role::Server } else { Role::Client };
     let mut now = Instant::now();
     let config = Config::default()
-        .max_frame_size(2048)
-        .max_message_size(4096)
+        .max_frame_size(24 * 1024)
+        .max_message_size(32 * 1024)
         .outgoing_frame_size(usize::from(input.byte()).max(1) * 16)
         .ping_interval(Some(Duration::from_secs(10)))
         .pong_timeout(Duration::from_secs(15))
@@ -152,7 +152,7 @@ pub fn connection_ops(data: &[u8]) {
     let mut closed_event_seen = false;
     let mut closed_out_len = 0;
     while let Some(op) = input.next() {
-        match op % 10 {
+        match op % 11 {
             0 => {
                 let chunk = input.take_len();
                 let _ = conn.handle_input(chunk, now);
@@ -210,6 +210,36 @@ pub fn connection_ops(data: &[u8]) {
                 }
             }
             8 => conn.handle_eof(now),
+            10 => {
+                // A whole data frame from the peer with up to 20 KiB of payload (past the size
+                // from which a server unmasks on arrival), masked as the role expects unless the
+                // low bit says otherwise, delivered in two pieces.
+                let flags = input.byte();
+                let len = usize::from(input.byte()) * 80 + usize::from(input.byte());
+                let key = [input.byte(), input.byte(), input.byte(), input.byte()];
+                let split = usize::from(input.byte());
+                let seed = input.take_len();
+                let opcode = if flags & 2 == 0 { OpCode::Binary } else { OpCode::Continuation };
+                let masked = (role == Role::Server) != (flags & 1 == 1);
+                let mut payload: Vec<u8> = seed.iter().copied().cycle().take(len).collect();
+                payload.resize(len, b'a');
+                let header = FrameHeader {
+                    fin: flags & 4 == 0,
+                    rsv: 0,
+                    opcode: if flags & 8 == 0 { opcode } else { OpCode::Text },
+                    mask: masked.then_some(key),
+                    payload_len: len as u64,
+                };
+                let mut frame = Vec::with_capacity(header.encoded_len() + len);
+                header.encode(&mut frame);
+                if masked {
+                    apply_mask(&mut payload, key);
+                }
+                frame.extend_from_slice(&payload);
+                let split = frame.len() * split / 255;
+                let _ = conn.handle_input(&frame[..split], now);
+                let _ = conn.handle_input(&frame[split..], now);
+            }
             _ => {
                 let kind = if input.byte() % 2 == 0 { MessageKind::Text } else { MessageKind::Binary };
                 let fin = input.byte() % 2 == 0;
