@@ -241,8 +241,6 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     parked_waker: Option<Waker>,
     /// This thread's poll count at this connection's previous poll (see [`count_poll`]).
     last_poll: u64,
-    /// Most bytes per read in the current poll.
-    read_chunk: usize,
     write_wait: Option<Duration>,
     write_deadline: Option<Instant>,
     /// When to give the core's buffers back, if it holds any.
@@ -287,7 +285,6 @@ where
             sleep_waker: None,
             parked_waker: None,
             last_poll: 0,
-            read_chunk: READ_CHUNK,
             write_wait,
             write_deadline: None,
             release_at: None,
@@ -410,11 +407,11 @@ where
         self.conn.handle_eof(now);
     }
 
-    /// Reads once; returns how many bytes arrived (0 at the end of the stream or on an error),
-    /// or `None` when none are ready.
-    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> Option<usize> {
+    /// Reads once, at most `chunk` bytes; returns how many bytes arrived (0 at the end of the
+    /// stream or on an error), or `None` when none are ready.
+    fn read(&mut self, cx: &mut Context<'_>, now: Instant, chunk: usize) -> Option<usize> {
         // Called only below HIGH_WATER, so this is at least READ_OVERSHOOT.
-        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(self.read_chunk);
+        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(chunk);
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
@@ -629,7 +626,7 @@ where
         let now = this.runtime.now();
         let (others, mark) = count_poll(this.last_poll);
         this.last_poll = mark;
-        this.read_chunk = if others >= CROWD { CROWDED_READ_CHUNK } else { READ_CHUNK };
+        let read_chunk = if others >= CROWD { CROWDED_READ_CHUNK } else { READ_CHUNK };
         if !this.opened {
             this.opened = true;
             let (mut ctx, front) = this.ctx(now);
@@ -644,7 +641,7 @@ where
                 this.take_commands(now);
             }
             if !this.read_closed && this.conn.buffered_amount() < HIGH_WATER && this.front.poll_ready(cx) {
-                if let Some(n) = this.read(cx, now) {
+                if let Some(n) = this.read(cx, now, read_chunk) {
                     progress = true;
                     read_budget = read_budget.saturating_sub(n);
                 }
