@@ -1,10 +1,13 @@
-//! Benchmarks of the driver's own cost per message: the callback API's echo loop over an in-memory
-//! transport, so that no system call, reactor or scheduler is measured, only what ferrule adds
-//! between the bytes arriving and the reply being handed to the transport.
+//! Benchmarks of the driver's own cost per message: an echo over an in-memory transport, so that
+//! no system call, reactor or scheduler is measured, only what ferrule adds between the bytes
+//! arriving and the reply being handed to the transport.
 //!
-//! Each iteration makes one batch of client frames readable and polls the connection's future
-//! once, as a runtime does when the socket becomes readable: the driver reads the batch, runs the
-//! handler for each message, writes the replies and parks on its next read.
+//! `callback`: each iteration makes one batch of client frames readable and polls the
+//! connection's future once, as a runtime does when the socket becomes readable: the driver
+//! reads the batch, runs the handler for each message, writes the replies and parks on its next
+//! read. `channels`: the same through the channel API, with the echo loop a user writes
+//! (`while let Some(m) = receiver.recv().await { sender.send(m).await }`) in a task of its own;
+//! each iteration polls the connection, then the echo task, then the connection again.
 //!
 //! Run with `cargo bench -p ferrule --bench driver`.
 
@@ -14,18 +17,30 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ferrule::{Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Runtime};
+use ferrule::{Channels, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Runtime};
 use futures_io::{AsyncRead, AsyncWrite};
 
-/// A runtime with the system clock and timers that never fire: the benchmark runs far shorter
-/// than any deadline the options set.
-#[derive(Clone)]
-struct BenchRuntime;
+/// A runtime with the system clock and timers that never fire (the benchmark runs far shorter
+/// than any deadline the options set); spawned futures are kept for the benchmark to poll.
+#[derive(Clone, Default)]
+struct BenchRuntime {
+    spawned: Arc<Mutex<Vec<Task>>>,
+}
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl BenchRuntime {
+    fn take_spawned(&self) -> Task {
+        self.spawned.lock().expect("not poisoned").pop().expect("a task was spawned")
+    }
+}
 
 impl Runtime for BenchRuntime {
     type Sleep = std::future::Pending<()>;
@@ -40,11 +55,11 @@ impl Runtime for BenchRuntime {
 
     fn reset(&self, _sleep: Pin<&mut Self::Sleep>, _deadline: Instant) {}
 
-    fn spawn<F>(&self, _future: F)
+    fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        unreachable!("the callback benchmark polls its connection itself");
+        self.spawned.lock().expect("not poisoned").push(Box::pin(future));
     }
 }
 
@@ -145,9 +160,23 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
     }
 }
 
-/// `echo/{size}x{batch}`: one poll of an upgraded connection that reads `batch` messages of
-/// `size` bytes and echoes each; throughput counts messages.
+/// A pipe that reads the upgrade request first, then `batch` when made readable, with the
+/// counters it shares with the benchmark.
+fn new_pipe(batch: Arc<[u8]>) -> (Pipe, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let readable = Arc::new(AtomicUsize::new(0));
+    let written = Arc::new(AtomicUsize::new(0));
+    let pipe = Pipe { input: UPGRADE.to_vec(), pos: 0, batch, readable: readable.clone(), written: written.clone() };
+    (pipe, readable, written)
+}
+
+/// `echo/{size}x{batch}`: one batch of `batch` messages of `size` bytes read and echoed, through
+/// each API; throughput counts messages.
 fn echo(c: &mut Criterion) {
+    let options = Options::builder()
+        .max_message_size(64 << 20)
+        .allowed_origin(OriginPolicy::InsecureAllowAny)
+        .build()
+        .expect("valid options");
     for (size, batch) in [(16, 1), (1024, 1), (16, 32), (1024, 32), (4096, 32), (65536, 1)] {
         let name = format!("echo/{size}Bx{batch}");
         let mut group = c.benchmark_group(&name);
@@ -157,24 +186,21 @@ fn echo(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(3))
             .sample_size(30);
         let frames: Arc<[u8]> = client_frame(size).repeat(batch).into();
-        let readable = Arc::new(AtomicUsize::new(0));
-        let written = Arc::new(AtomicUsize::new(0));
-        let pipe = Pipe {
-            input: UPGRADE.to_vec(),
-            pos: 0,
-            batch: frames,
-            readable: readable.clone(),
-            written: written.clone(),
+        // Every message comes back, whole: an unmasked server frame per message.
+        let header = if size < 126 {
+            2
+        } else if size < 65536 {
+            4
+        } else {
+            10
         };
-        let options = Options::builder()
-            .max_message_size(64 << 20)
-            .allowed_origin(OriginPolicy::InsecureAllowAny)
-            .build()
-            .expect("valid options");
-        let (upgraded, handler) = block_on(ferrule::accept(BenchRuntime, pipe, &options, |_, _| Ok(Echo)))
+        let reply = batch * (header + size);
+        let mut cx = Context::from_waker(Waker::noop());
+
+        let (pipe, readable, written) = new_pipe(frames.clone());
+        let (upgraded, handler) = block_on(ferrule::accept(BenchRuntime::default(), pipe, &options, |_, _| Ok(Echo)))
             .expect("the upgrade request is valid");
         let mut connection = Box::pin(upgraded.run(handler));
-        let mut cx = Context::from_waker(Waker::noop());
         let before = written.load(Ordering::Relaxed);
         let mut polls = 0;
         group.bench_function("callback", |b| {
@@ -184,16 +210,32 @@ fn echo(c: &mut Criterion) {
                 polls += 1;
             });
         });
+        assert_eq!(written.load(Ordering::Relaxed) - before, polls * reply);
+
+        let (pipe, readable, written) = new_pipe(frames);
+        let runtime = BenchRuntime::default();
+        let (upgraded, ()) = block_on(ferrule::accept(runtime.clone(), pipe, &options, |_, _| Ok(())))
+            .expect("the upgrade request is valid");
+        let Channels { mut receiver, sender, .. } = upgraded.channels::<Bytes>();
+        let mut connection = runtime.take_spawned();
+        let mut echo = Box::pin(async move {
+            while let Some(message) = receiver.recv().await {
+                sender.send(message).await.expect("the connection is open");
+            }
+        });
+        let before = written.load(Ordering::Relaxed);
+        let mut polls = 0;
+        group.bench_function("channels", |b| {
+            b.iter(|| {
+                readable.store(1, Ordering::Relaxed);
+                assert!(connection.as_mut().poll(&mut cx).is_pending());
+                assert!(echo.as_mut().poll(&mut cx).is_pending());
+                assert!(connection.as_mut().poll(&mut cx).is_pending());
+                polls += 1;
+            });
+        });
+        assert_eq!(written.load(Ordering::Relaxed) - before, polls * reply);
         group.finish();
-        // Every message came back, whole: an unmasked server frame per message.
-        let header = if size < 126 {
-            2
-        } else if size < 65536 {
-            4
-        } else {
-            10
-        };
-        assert_eq!(written.load(Ordering::Relaxed) - before, polls * batch * (header + size));
     }
 }
 
