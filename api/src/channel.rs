@@ -81,6 +81,7 @@ impl<M: Codec> Receiver<M> {
                 match inner.inbox.pop_front() {
                     Some(m) => {
                         inner.inbox_bytes -= m.len();
+                        self.shared.update_inbox_full(&inner);
                         if inner.driver_waits_for_inbox {
                             inner.driver_waits_for_inbox = false;
                             if let Some(w) = &inner.driver {
@@ -213,6 +214,9 @@ pub(crate) struct ChannelFront {
 
 impl FrontEnd for ChannelFront {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.shared.inbox_full() {
+            return true;
+        }
         let mut inner = self.shared.lock();
         if inner.inbox.len() < inner.recv_bound.messages && inner.inbox_bytes < inner.recv_bound.bytes {
             return true;
@@ -230,6 +234,7 @@ impl FrontEnd for ChannelFront {
         let mut inner = self.shared.lock();
         inner.inbox_bytes += message.len();
         inner.inbox.push_back(message);
+        self.shared.update_inbox_full(&inner);
         if let Some(w) = inner.receiver.take() {
             w.wake();
         }

@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     /// Set when the outbox may hold commands, so an idle driver skips the lock.
     has_commands: AtomicBool,
+    /// Set while the inbox is at its bound (kept by whoever changes the inbox, under the lock),
+    /// so a driver with room to deliver skips the lock before each read.
+    inbox_full: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -88,6 +91,7 @@ impl Shared {
                 done_waiters: Vec::new(),
             }),
             has_commands: AtomicBool::new(false),
+            inbox_full: AtomicBool::new(false),
         }
     }
 
@@ -95,6 +99,17 @@ impl Shared {
         // A panic while holding the lock cannot leave the queues inconsistent (each update is a
         // single push or pop), so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the inbox was at its bound when last changed.
+    pub(crate) fn inbox_full(&self) -> bool {
+        self.inbox_full.load(Ordering::Acquire)
+    }
+
+    /// Records whether the inbox is at its bound; called with the lock held after each change.
+    pub(crate) fn update_inbox_full(&self, inner: &Inner) {
+        let full = inner.inbox.len() >= inner.recv_bound.messages || inner.inbox_bytes >= inner.recv_bound.bytes;
+        self.inbox_full.store(full, Ordering::Release);
     }
 
     pub(crate) fn has_commands(&self) -> bool {

@@ -107,6 +107,7 @@ macro_rules! runtime_suite {
             paused server_keeps_responsive_peer_past_several_ping_periods,
             paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
             real slow_reader_cannot_grow_server_output_past_high_water,
+            real channel_receiver_at_its_bound_stops_reading_until_drained,
             real abrupt_disconnect_fires_done_with_1006_unclean,
             real abrupt_disconnect_reports_an_error_on_the_error_stream,
             real server_rejects_cross_origin_with_403,
@@ -1196,6 +1197,79 @@ pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntim
     assert_eq!(probe.messages.load(Ordering::SeqCst), target_frames);
     let max = probe.max_buffered.load(Ordering::SeqCst);
     assert!(max <= BOUND, "the server queued {max} bytes of output (bound {BOUND})");
+}
+
+/// A channel-API task that does not read its receiver makes the server stop reading the socket
+/// once the receive buffer holds its bound (the peer's writes stall long before 64 MiB), and
+/// every message arrives, whole and in order, once the task reads again.
+pub async fn channel_receiver_at_its_bound_stops_reading_until_drained<T: TestRuntime>() {
+    const MESSAGE: usize = 16 * 1024;
+    const ATTEMPT: usize = 64 << 20;
+    let options = Options::builder().recv_buffer(Bound::new(4, 64 * 1024)).build().expect("valid");
+    let inbox = Inbox::<Channels<Bytes>>::default();
+    let server = handover_server::<T, Bytes>(options, &inbox).await;
+    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut channels = inbox.next().await;
+    let frame = |i: usize| client_frame(true, 0x2, &[i as u8; MESSAGE], [0; 4]);
+
+    // Phase 1: write whole frames, each filled with its index, until writes stall for 300 ms.
+    let (mut frames, mut current, mut at, mut written) = (0usize, frame(0), 0usize, 0usize);
+    loop {
+        assert!(written < ATTEMPT, "{ATTEMPT} bytes written without backpressure: the inbox is unbounded");
+        match select(write_some(&mut raw.io, &current[at..]), sleep::<T>(Duration::from_millis(300))).await {
+            Either::Left(n) => {
+                let n = n.expect("the write succeeded");
+                written += n;
+                at += n;
+                if at == current.len() {
+                    frames += 1;
+                    current = frame(frames);
+                    at = 0;
+                }
+            }
+            Either::Right(()) => break,
+        }
+    }
+
+    // Phase 2: finish the frame in progress while the task reads every message.
+    let total = frames + usize::from(at > 0);
+    let mut received = 0usize;
+    within::<T, _>(
+        Duration::from_secs(40),
+        "draining the receiver",
+        poll_fn(|cx| {
+            loop {
+                let mut progress = false;
+                if at > 0 {
+                    match Pin::new(&mut raw.io).poll_write(cx, &current[at..]) {
+                        Poll::Ready(Ok(n)) => {
+                            at = (at + n) % current.len();
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => panic!("write failed: {e}"),
+                        Poll::Pending => {}
+                    }
+                }
+                match channels.receiver.poll_recv(cx) {
+                    Poll::Ready(Some(message)) => {
+                        assert_eq!(message.len(), MESSAGE);
+                        assert!(message.iter().all(|&b| b == received as u8), "message {received} out of order");
+                        received += 1;
+                        progress = true;
+                    }
+                    Poll::Ready(None) => panic!("the connection ended after {received} of {total} messages"),
+                    Poll::Pending => {}
+                }
+                if received == total && at == 0 {
+                    return Poll::Ready(());
+                }
+                if !progress {
+                    return Poll::Pending;
+                }
+            }
+        }),
+    )
+    .await;
 }
 
 // ---- 5. abrupt disconnect -------------------------------------------------------------------------------
