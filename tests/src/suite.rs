@@ -2,8 +2,7 @@
 //! identical test names by [`runtime_suite!`](crate::runtime_suite).
 //!
 //! Every test runs over real loopback TCP. A runtime adapter plugs in by implementing
-//! [`TestRuntime`] (and [`TestServer`] for its standalone server) in `tests/tests/<runtime>.rs`
-//! and calling `ferrule_tests::runtime_suite!(ThatType);`.
+//! [`TestRuntime`] in `tests/tests/<runtime>.rs` and calling `ferrule_tests::runtime_suite!(ThatType);`.
 //!
 //! Tests marked `paused` in the macro run on a paused clock where the runtime has one
 //! ([`TestRuntime::CAN_PAUSE`]): deadlines of tens of seconds pass in no real time because the
@@ -25,7 +24,7 @@ use bytes::Bytes;
 use ferrule::core::handshake::HandshakeError;
 use ferrule::{
     Bound, Channels, CloseCode, CloseInfo, Codec, Ctx, Error, Handle, Handler, HandlerError, HandlerFactory, Json,
-    Message, MessageKind, Options, Rejection, Request, Runtime, TrySendError, Upgraded,
+    Message, MessageKind, Options, Rejection, Request, Runtime, Server, TrySendError, Upgraded,
 };
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::{Deserialize, Serialize};
@@ -40,9 +39,6 @@ pub trait TestRuntime: Sized + 'static {
     type Runtime: Runtime;
     /// A connected TCP stream, as the adapter's `connect` wraps it.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// The adapter's standalone server.
-    type Server: TestServer;
-
     /// Whether [`block_on`](Self::block_on) can run on a paused clock that jumps to the next
     /// timer when every task is idle.
     const CAN_PAUSE: bool;
@@ -55,10 +51,10 @@ pub trait TestRuntime: Sized + 'static {
     fn runtime() -> Self::Runtime;
 
     /// Binds a listener on `127.0.0.1:0` and serves it with the callback API.
-    fn serve<F: HandlerFactory>(options: Options, factory: F) -> impl Future<Output = Self::Server>;
+    fn serve<F: HandlerFactory>(options: Options, factory: F) -> impl Future<Output = Server<Self::Runtime>>;
 
     /// Binds a listener on `127.0.0.1:0` and serves it with the channel API.
-    fn serve_channels<M, F, Fut>(options: Options, task: F) -> impl Future<Output = Self::Server>
+    fn serve_channels<M, F, Fut>(options: Options, task: F) -> impl Future<Output = Server<Self::Runtime>>
     where
         M: Codec,
         F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
@@ -77,14 +73,9 @@ pub trait TestRuntime: Sized + 'static {
     fn alive_tasks() -> Option<usize>;
 }
 
-/// The adapter's standalone server, as the suite uses it.
-pub trait TestServer: Send + 'static {
-    /// The bound address.
-    fn local_addr(&self) -> SocketAddr;
-    /// How many upgraded connections are open.
-    fn connections(&self) -> usize;
-    /// Graceful shutdown; returns how many connections were still open at the deadline.
-    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize>;
+/// The address a test server listens on.
+pub fn addr<R: Runtime>(server: &Server<R>) -> SocketAddr {
+    server.local_addr().expect("a bound listener")
 }
 
 /// Expands to one `#[test]` per suite test for the runtime type `$rt` (a [`TestRuntime`]).
@@ -654,7 +645,7 @@ impl Handler for EchoHandler {
 }
 
 /// A callback-API echo server reporting to `probe`.
-pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> T::Server {
+pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> Server<T::Runtime> {
     let probe = probe.clone();
     T::serve(options, move |_: &Request, _: &mut ferrule::Acceptance| {
         probe.connects.fetch_add(1, Ordering::SeqCst);
@@ -664,7 +655,7 @@ pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> T::
 }
 
 /// A channel-API echo server (a plain recv/send loop).
-pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> T::Server {
+pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> Server<T::Runtime> {
     T::serve_channels(options, |_request, mut channels: Channels<M>| async move {
         while let Some(message) = channels.receiver.recv().await {
             if channels.sender.send(message).await.is_err() {
@@ -676,7 +667,10 @@ pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> 
 }
 
 /// A channel-API server that hands each connection's channels to the test body.
-pub async fn handover_server<T: TestRuntime, M: Codec>(options: Options, inbox: &Inbox<Channels<M>>) -> T::Server {
+pub async fn handover_server<T: TestRuntime, M: Codec>(
+    options: Options,
+    inbox: &Inbox<Channels<M>>,
+) -> Server<T::Runtime> {
     let inbox = inbox.clone();
     T::serve_channels(options, move |_request, channels: Channels<M>| {
         inbox.push(channels);
@@ -729,7 +723,7 @@ fn binary_messages() -> Vec<Bytes> {
 pub async fn callback_server_echoes_text<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     let sent = text_messages();
     for m in &sent {
         client.sender.send(m.clone()).await.expect("sent");
@@ -748,7 +742,7 @@ pub async fn callback_server_echoes_text<T: TestRuntime>() {
 pub async fn callback_server_echoes_binary<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut client = connect_channels::<T, Bytes>(server.local_addr()).await;
+    let mut client = connect_channels::<T, Bytes>(addr(&server)).await;
     let sent = binary_messages();
     for m in &sent {
         client.sender.send(m.clone()).await.expect("sent");
@@ -762,7 +756,7 @@ pub async fn callback_server_echoes_binary<T: TestRuntime>() {
 /// Text messages come back from a channel-API echo server (recv/send loop) intact and in order.
 pub async fn channel_server_echoes_text<T: TestRuntime>() {
     let server = channel_echo_server::<T, String>(Options::default()).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     let sent = text_messages();
     for m in &sent {
         client.sender.send(m.clone()).await.expect("sent");
@@ -776,7 +770,7 @@ pub async fn channel_server_echoes_text<T: TestRuntime>() {
 /// sent to the binary channel is skipped and reported, and the connection stays up.
 pub async fn channel_server_echoes_binary<T: TestRuntime>() {
     let server = channel_echo_server::<T, Bytes>(Options::default()).await;
-    let mut client = connect_channels::<T, Message>(server.local_addr()).await;
+    let mut client = connect_channels::<T, Message>(addr(&server)).await;
     client.sender.send(Message::text("not binary")).await.expect("sent");
     let sent = binary_messages();
     for m in &sent {
@@ -817,7 +811,7 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
         }
     })
     .await;
-    let mut client = connect_channels::<T, Json<Point>>(server.local_addr()).await;
+    let mut client = connect_channels::<T, Json<Point>>(addr(&server)).await;
     let points: Vec<Point> = (0..20).map(|i| Point { x: i, y: -i, label: format!("p{i} ✓") }).collect();
     client.sender.handle().send("{not json").await.expect("sent");
     for p in &points {
@@ -833,10 +827,10 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
 
 /// Runs `handler` as a ferrule client of an echo server with default options until the
 /// connection ends; returns how it ended, the server's probe, and the server (kept alive).
-async fn run_client_against_echo<T: TestRuntime, H: Handler>(handler: H) -> (CloseInfo, Probe, T::Server) {
+async fn run_client_against_echo<T: TestRuntime, H: Handler>(handler: H) -> (CloseInfo, Probe, Server<T::Runtime>) {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let upgraded = T::connect(&url(addr(&server)), &Options::default()).await.expect("connected");
     let info = within::<T, _>(Duration::from_secs(10), "the client run", upgraded.run(handler)).await;
     (info, probe, server)
 }
@@ -941,7 +935,7 @@ pub async fn client_handler_dropped_mid_connection_gets_on_close_1006<T: TestRun
     }
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let upgraded = T::connect(&url(server.local_addr()), &Options::default()).await.expect("connected");
+    let upgraded = T::connect(&url(addr(&server)), &Options::default()).await.expect("connected");
     let echoed = Arc::new(AtomicUsize::new(0));
     let closes = Inbox::default();
     let handler = Client { echoed: echoed.clone(), closes: closes.clone() };
@@ -970,7 +964,7 @@ pub async fn client_handler_dropped_mid_connection_gets_on_close_1006<T: TestRun
 pub async fn server_reassembles_fragmented_text_with_interleaved_ping<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let text = "Hellé wörld";
     let bytes = text.as_bytes();
     let key = [0x37, 0xfa, 0x21, 0x3d];
@@ -992,7 +986,7 @@ pub async fn server_reassembles_fragmented_text_with_interleaved_ping<T: TestRun
 pub async fn server_reassembles_fragments_delivered_byte_by_byte<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let payload: Vec<u8> = (0..70_010u32).map(|i| (i % 251) as u8).collect();
     let key = [1, 2, 3, 4];
     let parts = [&payload[..3], &payload[3..70_003], &payload[70_003..]];
@@ -1018,7 +1012,7 @@ pub async fn sixteen_mib_message_round_trips_both_ways<T: TestRuntime>() {
         Options::builder().max_message_size(32 << 20).max_frame_size(32 << 20).build().expect("valid options");
     let probe = Probe::default();
     let server = echo_server::<T>(options.clone(), &probe).await;
-    let mut client = connect_with::<T, Bytes>(server.local_addr(), &options).await;
+    let mut client = connect_with::<T, Bytes>(addr(&server), &options).await;
     let big: Bytes = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>().into();
     client.sender.send(big.clone()).await.expect("sent");
     let echo = within::<T, _>(Duration::from_secs(30), "the echo", client.receiver.recv()).await.expect("an echo");
@@ -1046,7 +1040,7 @@ pub async fn server_drops_silent_peer_within_ping_period_plus_pong_wait_with_100
     let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let start = now::<T>();
     let handle = probe.handles.next().await;
     let info = within::<T, _>(ping_period + pong_wait + slack, "the silent peer's drop", handle.done()).await;
@@ -1067,7 +1061,7 @@ pub async fn server_keeps_responsive_peer_past_several_ping_periods<T: TestRunti
     let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     let handle = probe.handles.next().await;
     sleep::<T>((ping_period + pong_wait) * 3).await;
     assert!(!handle.is_closed(), "the server dropped a peer that answers pings");
@@ -1090,7 +1084,7 @@ pub async fn server_read_timeout_restarts_with_each_message_then_drops_a_quiet_p
     let options = Options::builder().read_timeout(Some(timeout)).ping_period(None).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     let handle = probe.handles.next().await;
     for i in 0..8 {
         sleep::<T>(timeout / 2).await;
@@ -1123,7 +1117,7 @@ pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntim
         .expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let frame = client_frame(true, 0x2, &[0x5A; MESSAGE], [0; 4]);
     let mut written = 0usize;
 
@@ -1208,7 +1202,7 @@ pub async fn channel_receiver_at_its_bound_stops_reading_until_drained<T: TestRu
     let options = Options::builder().recv_buffer(Bound::new(4, 64 * 1024)).build().expect("valid");
     let inbox = Inbox::<Channels<Bytes>>::default();
     let server = handover_server::<T, Bytes>(options, &inbox).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let mut channels = inbox.next().await;
     let frame = |i: usize| client_frame(true, 0x2, &[i as u8; MESSAGE], [0; 4]);
 
@@ -1279,7 +1273,7 @@ pub async fn channel_receiver_at_its_bound_stops_reading_until_drained<T: TestRu
 pub async fn abrupt_disconnect_fires_done_with_1006_unclean<T: TestRuntime>() {
     let inbox = Inbox::<Channels<Message>>::default();
     let server = handover_server::<T, Message>(Options::default(), &inbox).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     raw.send(&client_frame(true, 0x1, b"last words", [9, 8, 7, 6])).await.expect("written");
     let mut channels = inbox.next().await;
     assert_eq!(channels.receiver.recv().await, Some(Message::text("last words")));
@@ -1295,7 +1289,7 @@ pub async fn abrupt_disconnect_fires_done_with_1006_unclean<T: TestRuntime>() {
 pub async fn abrupt_disconnect_reports_an_error_on_the_error_stream<T: TestRuntime>() {
     let inbox = Inbox::<Channels<Message>>::default();
     let server = handover_server::<T, Message>(Options::default(), &inbox).await;
-    let raw = raw_upgraded::<T>(server.local_addr()).await;
+    let raw = raw_upgraded::<T>(addr(&server)).await;
     let mut channels = inbox.next().await;
     drop(raw);
     let info = done_within::<T>(channels.done.clone()).await;
@@ -1311,7 +1305,7 @@ pub async fn abrupt_disconnect_reports_an_error_on_the_error_stream<T: TestRunti
 pub async fn server_rejects_cross_origin_with_403<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let (response, mut raw) =
         raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, Some("http://evil.example"))).await;
     assert_eq!(response.status, 403, "{response:?}");
@@ -1329,7 +1323,7 @@ pub async fn server_rejects_cross_origin_with_403<T: TestRuntime>() {
 async fn refused<T: TestRuntime>(method: &str, version: Option<&str>, upgrade: bool) -> HttpResponse {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let (response, mut raw) = raw_request::<T>(addr, &upgrade_request(addr, method, version, upgrade, None)).await;
     assert!(raw.closed_within::<T>(Duration::from_secs(5)).await, "the connection stayed open after {response:?}");
     assert_eq!(probe.connects.load(Ordering::SeqCst), 0);
@@ -1367,7 +1361,7 @@ pub async fn server_on_connect_rejection_sends_401_with_body<T: TestRuntime>() {
         Err::<EchoHandler, _>(Rejection::new(401, "no"))
     })
     .await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let (response, mut raw) = raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, None)).await;
     assert_eq!(response.status, 401, "{response:?}");
     // The body may end with a newline (the library adds one).
@@ -1393,7 +1387,7 @@ pub async fn server_drops_slowloris_at_handshake_timeout_with_408<T: TestRuntime
     let options = Options::builder().handshake_timeout(timeout).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let request = upgrade_request(addr, "GET", Some("13"), true, None);
     // Timed from before the connect: the server's deadline starts when it accepts, which can be
     // a moment before the client's connect returns.
@@ -1425,7 +1419,7 @@ pub async fn oversized_message_closes_1009<T: TestRuntime>() {
     let options = Options::builder().max_message_size(1024).max_frame_size(1024).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut client = connect_channels::<T, Bytes>(server.local_addr()).await;
+    let mut client = connect_channels::<T, Bytes>(addr(&server)).await;
     client.sender.send(Bytes::from(vec![1u8; 1024])).await.expect("sent");
     assert_eq!(client.receiver.recv().await.map(|b| b.len()), Some(1024));
     client.sender.send(Bytes::from(vec![2u8; 1025])).await.expect("sent");
@@ -1444,7 +1438,7 @@ pub async fn close_frame_reaches_a_peer_still_sending<T: TestRuntime>() {
     let options = Options::builder().max_message_size(64 * 1024).max_frame_size(64 * 1024).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let frame = client_frame(true, 0x2, &vec![0x5A; 1 << 20], [1, 2, 3, 4]);
     // The header and a first piece: the server fails the connection on the header.
     raw.send(&frame[..16 * 1024]).await.expect("the first piece is written");
@@ -1484,7 +1478,7 @@ async fn read_close<S: AsyncRead + AsyncWrite + Unpin>(raw: &mut RawClient<S>) -
 pub async fn server_receives_invalid_utf8_text_closes_1007<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     raw.send(&client_frame(true, 0x1, &[b'o', b'k', 0xC3, 0x28, b'!'], [0xA1, 0xB2, 0xC3, 0xD4])).await.expect("sent");
     // The first bytes after the 101 are the close frame: FIN + close, unmasked length, 1007.
     let head = within::<T, _>(Duration::from_secs(5), "the close frame", raw.read_raw(4)).await;
@@ -1500,7 +1494,7 @@ pub async fn server_receives_invalid_utf8_text_closes_1007<T: TestRuntime>() {
 pub async fn server_receives_unmasked_frame_closes_1002<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     raw.send(&[0x81, 0x02, b'h', b'i']).await.expect("sent");
     let payload = within::<T, _>(Duration::from_secs(5), "the close frame", read_close(&mut raw)).await;
     assert_eq!(payload.get(..2), Some(&[0x03, 0xEA][..]), "{payload:02x?}");
@@ -1529,7 +1523,7 @@ pub async fn server_disconnect_4000_reaches_client_done<T: TestRuntime>() {
         let _ = channels.done.await;
     })
     .await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     client.sender.send("close please".to_owned()).await.expect("sent");
     let info = done_within::<T>(client.done.clone()).await;
     assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() });
@@ -1541,7 +1535,7 @@ pub async fn server_disconnect_4000_reaches_client_done<T: TestRuntime>() {
 pub async fn client_disconnect_4000_reaches_server_done<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let client = connect_channels::<T, String>(server.local_addr()).await;
+    let client = connect_channels::<T, String>(addr(&server)).await;
     let handle = probe.handles.next().await;
     client.disconnect.disconnect(CloseCode::new(4000), "bye").expect("close");
     let expected = CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() };
@@ -1560,7 +1554,7 @@ pub async fn handler_error_with_code_closes_4001<T: TestRuntime>() {
         }
     }
     let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Refuse)).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     client.sender.send("anything".to_owned()).await.expect("sent");
     let info = done_within::<T>(client.done.clone()).await;
     assert_eq!((code(&info), info.reason.as_str()), (4001, "x"), "{info:?}");
@@ -1580,7 +1574,7 @@ pub async fn handler_question_mark_error_closes_1011<T: TestRuntime>() {
         }
     }
     let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Numbers)).await;
-    let mut client = connect_channels::<T, String>(server.local_addr()).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
     client.sender.send("21".to_owned()).await.expect("sent");
     assert_eq!(client.receiver.recv().await.as_deref(), Some("42"));
     client.sender.send("not a number".to_owned()).await.expect("sent");
@@ -1622,7 +1616,7 @@ pub async fn recv_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() 
     })
     .await;
     let options = Options::builder().recv_buffer(Bound::new(2, 64)).build().expect("valid");
-    let mut client = connect_with::<T, String>(server.local_addr(), &options).await;
+    let mut client = connect_with::<T, String>(addr(&server), &options).await;
     let mut got = Vec::with_capacity(N);
     let mut cancelled = 0usize;
     let mut rng = Lcg(7);
@@ -1677,7 +1671,7 @@ pub async fn send_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() 
     })
     .await;
     let options = Options::builder().send_buffer(Bound::new(2, 64)).build().expect("valid");
-    let mut client = connect_with::<T, String>(server.local_addr(), &options).await;
+    let mut client = connect_with::<T, String>(addr(&server), &options).await;
     let mut cancelled = 0usize;
     let mut rng = Lcg(11);
     within::<T, _>(Duration::from_secs(30), "sending every message", async {
@@ -1739,7 +1733,7 @@ pub async fn try_send_full_then_send_waits_until_drained<T: TestRuntime>() {
     let options = Options::builder().send_buffer(Bound::new(4, 1 << 20)).build().expect("valid");
     let inbox = Inbox::<Channels<Bytes>>::default();
     let server = handover_server::<T, Bytes>(options, &inbox).await;
-    let mut raw = raw_upgraded::<T>(server.local_addr()).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let channels = inbox.next().await;
     let handle = channels.sender.handle().clone();
     let mut accepted = 0u64;
@@ -1803,7 +1797,7 @@ async fn wait_until<T: TestRuntime>(what: &str, mut condition: impl FnMut() -> b
 pub async fn shutdown_closes_open_connections_with_1001<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(connect_channels::<T, String>(addr).await);
@@ -1826,7 +1820,7 @@ pub async fn shutdown_closes_open_connections_with_1001<T: TestRuntime>() {
 /// the client sees a clean 1001.
 pub async fn shutdown_closes_channel_connections_with_1001<T: TestRuntime>() {
     let server = channel_echo_server::<T, String>(Options::default()).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     let mut client = connect_channels::<T, String>(addr).await;
     client.sender.send("hi".to_owned()).await.expect("sent");
     assert_eq!(client.receiver.recv().await.as_deref(), Some("hi"));
@@ -1842,7 +1836,7 @@ pub async fn shutdown_closes_channel_connections_with_1001<T: TestRuntime>() {
 pub async fn shutdown_with_no_connections_refuses_new_connects<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     assert_eq!(server.shutdown(Duration::from_secs(1)).await, 0);
     let result =
         within::<T, _>(Duration::from_secs(5), "a connect after shutdown", T::connect(&url(addr), &Options::default()))
@@ -1861,7 +1855,7 @@ pub async fn shutdown_with_no_connections_refuses_new_connects<T: TestRuntime>()
 pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = server.local_addr();
+    let addr = addr(&server);
     // Let the accept loop start before taking the baseline.
     sleep::<T>(Duration::from_millis(10)).await;
     let baseline = T::alive_tasks();

@@ -7,29 +7,12 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use async_std::net::TcpListener;
 use ferrule_async_std::{AsyncStd, Channels, Codec, Error, HandlerFactory, Options, Request, TcpStream, Upgraded};
-use ferrule_tests::suite::{TestRuntime, TestServer};
+use ferrule_tests::suite::TestRuntime;
 
 struct AsyncStdRuntime;
-
-struct AsyncStdServer(ferrule_async_std::Server);
-
-impl TestServer for AsyncStdServer {
-    fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr().expect("a bound listener")
-    }
-
-    fn connections(&self) -> usize {
-        self.0.connections()
-    }
-
-    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
-        self.0.shutdown(deadline)
-    }
-}
 
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener")
@@ -38,7 +21,6 @@ async fn listener() -> TcpListener {
 impl TestRuntime for AsyncStdRuntime {
     type Runtime = AsyncStd;
     type Stream = TcpStream;
-    type Server = AsyncStdServer;
 
     const CAN_PAUSE: bool = false;
 
@@ -50,17 +32,17 @@ impl TestRuntime for AsyncStdRuntime {
         AsyncStd
     }
 
-    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> AsyncStdServer {
-        AsyncStdServer(ferrule_async_std::serve(listener().await, options, factory))
+    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> ferrule_async_std::Server {
+        ferrule_async_std::serve(listener().await, options, factory)
     }
 
-    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> AsyncStdServer
+    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> ferrule_async_std::Server
     where
         M: Codec,
         F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        AsyncStdServer(ferrule_async_std::serve_channels(listener().await, options, task))
+        ferrule_async_std::serve_channels(listener().await, options, task)
     }
 
     async fn connect(url: &str, options: &Options) -> Result<Upgraded<TcpStream, AsyncStd>, Error> {

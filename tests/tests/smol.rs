@@ -7,29 +7,12 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ferrule_smol::{Channels, Codec, Error, HandlerFactory, Options, Request, Smol, TcpStream, Upgraded};
-use ferrule_tests::suite::{TestRuntime, TestServer};
+use ferrule_tests::suite::TestRuntime;
 use smol::net::TcpListener;
 
 struct SmolRuntime;
-
-struct SmolServer(ferrule_smol::Server);
-
-impl TestServer for SmolServer {
-    fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr().expect("a bound listener")
-    }
-
-    fn connections(&self) -> usize {
-        self.0.connections()
-    }
-
-    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
-        self.0.shutdown(deadline)
-    }
-}
 
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener")
@@ -38,7 +21,6 @@ async fn listener() -> TcpListener {
 impl TestRuntime for SmolRuntime {
     type Runtime = Smol;
     type Stream = TcpStream;
-    type Server = SmolServer;
 
     const CAN_PAUSE: bool = false;
 
@@ -50,17 +32,17 @@ impl TestRuntime for SmolRuntime {
         Smol
     }
 
-    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> SmolServer {
-        SmolServer(ferrule_smol::serve(listener().await, options, factory))
+    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> ferrule_smol::Server {
+        ferrule_smol::serve(listener().await, options, factory)
     }
 
-    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> SmolServer
+    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> ferrule_smol::Server
     where
         M: Codec,
         F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        SmolServer(ferrule_smol::serve_channels(listener().await, options, task))
+        ferrule_smol::serve_channels(listener().await, options, task)
     }
 
     async fn connect(url: &str, options: &Options) -> Result<Upgraded<TcpStream, Smol>, Error> {

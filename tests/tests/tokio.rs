@@ -7,29 +7,12 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use ferrule_tests::suite::{TestRuntime, TestServer};
+use ferrule_tests::suite::TestRuntime;
 use ferrule_tokio::{Channels, Codec, Compat, Error, HandlerFactory, Options, Request, Tokio, Upgraded};
 use tokio::net::{TcpListener, TcpStream};
 
 struct TokioRuntime;
-
-struct TokioServer(ferrule_tokio::Server);
-
-impl TestServer for TokioServer {
-    fn local_addr(&self) -> SocketAddr {
-        self.0.local_addr().expect("a bound listener")
-    }
-
-    fn connections(&self) -> usize {
-        self.0.connections()
-    }
-
-    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
-        self.0.shutdown(deadline)
-    }
-}
 
 async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener")
@@ -38,7 +21,6 @@ async fn listener() -> TcpListener {
 impl TestRuntime for TokioRuntime {
     type Runtime = Tokio;
     type Stream = Compat<TcpStream>;
-    type Server = TokioServer;
 
     const CAN_PAUSE: bool = true;
 
@@ -55,17 +37,17 @@ impl TestRuntime for TokioRuntime {
         Tokio
     }
 
-    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> TokioServer {
-        TokioServer(ferrule_tokio::serve(listener().await, options, factory))
+    async fn serve<F: HandlerFactory>(options: Options, factory: F) -> ferrule_tokio::Server {
+        ferrule_tokio::serve(listener().await, options, factory)
     }
 
-    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> TokioServer
+    async fn serve_channels<M, F, Fut>(options: Options, task: F) -> ferrule_tokio::Server
     where
         M: Codec,
         F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        TokioServer(ferrule_tokio::serve_channels(listener().await, options, task))
+        ferrule_tokio::serve_channels(listener().await, options, task)
     }
 
     async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<TcpStream>, Tokio>, Error> {
