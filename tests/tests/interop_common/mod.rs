@@ -106,7 +106,7 @@ async fn client_echo(
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
 }
 
-/// A [`Streamer`] server handler answers the peer's client `fragments` with [`stream_fragments`]:
+/// An [`Echo`] server handler answers the peer's client `fragments` with [`stream_fragments`]:
 /// the client reports [`STREAMED_FRAMES`] and both messages whole, and closes clean.
 pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     let (tx, mut closed) = mpsc::unbounded_channel();
@@ -114,7 +114,7 @@ pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
     let options = server_options().build().expect("options");
     let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
-        Ok(Streamer { received: 0, closed: tx.clone() })
+        Ok(Echo { received: 0, closed: tx.clone() })
     });
 
     let run = run_client(peer, &["fragments", &url]).await;
@@ -359,32 +359,14 @@ fn server_options() -> ferrule_tokio::OptionsBuilder {
     Options::builder().max_message_size(MAX_SIZE).max_frame_size(MAX_SIZE).ping_period(None)
 }
 
-/// Echoes every message; reports how many it saw and how the connection ended.
+/// Echoes every message, except `please-fragment`, answered by [`stream_fragments`]; reports how
+/// many messages it saw and how the connection ended.
 struct Echo {
     received: usize,
     closed: mpsc::UnboundedSender<(usize, CloseInfo)>,
 }
 
 impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        self.received += 1;
-        ctx.send(&message)?;
-        Ok(())
-    }
-
-    fn on_close(&mut self, info: &CloseInfo) {
-        let _ = self.closed.send((self.received, info.clone()));
-    }
-}
-
-/// Echoes every message, except `please-fragment`, answered by [`stream_fragments`]; reports how
-/// many messages it saw and how the connection ended.
-struct Streamer {
-    received: usize,
-    closed: mpsc::UnboundedSender<(usize, CloseInfo)>,
-}
-
-impl Handler for Streamer {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
         self.received += 1;
         if message == Message::text("please-fragment") {
