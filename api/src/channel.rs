@@ -2,11 +2,12 @@
 //! a sender, a done signal, a disconnect handle and an error stream, all usable from one
 //! `select!` loop.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use ferrule_core::CloseCode;
 
@@ -40,7 +41,13 @@ impl<M: Codec> Channels<M> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let handle = Handle::new(shared.clone());
         Self {
-            receiver: Receiver { shared: shared.clone(), _m: PhantomData },
+            receiver: Receiver {
+                shared: shared.clone(),
+                batch: VecDeque::new(),
+                taken: 0,
+                taken_bytes: 0,
+                _m: PhantomData,
+            },
             sender: Sender { handle: handle.clone(), _m: PhantomData },
             done: handle.done(),
             disconnect: Disconnect { handle: handle.clone() },
@@ -52,6 +59,12 @@ impl<M: Codec> Channels<M> {
 /// Receives a connection's messages, decoded as `M`.
 pub struct Receiver<M> {
     shared: Arc<Shared>,
+    /// Messages taken from the inbox in one go and not yet returned.
+    batch: VecDeque<Message>,
+    /// How many messages of the batch were returned, and their bytes: they count against the
+    /// receive bound until the receiver comes back to the inbox for more.
+    taken: usize,
+    taken_bytes: usize,
     _m: PhantomData<fn() -> M>,
 }
 
@@ -76,30 +89,16 @@ impl<M: Codec> Receiver<M> {
     /// Polls for the next message (see [`recv`](Self::recv)).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<M>> {
         loop {
-            let message = {
-                let mut inner = self.shared.lock();
-                match inner.inbox.pop_front() {
-                    Some(m) => {
-                        inner.inbox_bytes -= m.len();
-                        self.shared.update_inbox_full(&inner);
-                        if inner.driver_waits_for_inbox {
-                            inner.driver_waits_for_inbox = false;
-                            if let Some(w) = &inner.driver {
-                                w.wake_by_ref();
-                            }
-                        }
-                        m
-                    }
-                    None if inner.closed.is_some() => return Poll::Ready(None),
-                    None => {
-                        match &inner.receiver {
-                            Some(w) if w.will_wake(cx.waker()) => {}
-                            _ => inner.receiver = Some(cx.waker().clone()),
-                        }
-                        return Poll::Pending;
-                    }
+            let Some(message) = self.batch.pop_front() else {
+                // One lock takes every message delivered so far.
+                let (taken, bytes) = (std::mem::take(&mut self.taken), std::mem::take(&mut self.taken_bytes));
+                if !ready!(self.shared.take_inbox(&mut self.batch, taken, bytes, cx.waker())) {
+                    return Poll::Ready(None);
                 }
+                continue;
             };
+            self.taken += 1;
+            self.taken_bytes += message.len();
             match M::decode(message) {
                 Ok(m) => return Poll::Ready(Some(m)),
                 Err(e) => self.shared.push_error(Error::Decode(e)),
@@ -207,23 +206,25 @@ impl Errors {
     }
 }
 
-/// Delivers messages into the shared inbox for a [`Receiver`].
+/// Delivers messages into the shared inbox for a [`Receiver`]: the messages of one delivery
+/// (everything decoded from one read) go in together, under one lock.
 pub(crate) struct ChannelFront {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    batch: VecDeque<Message>,
+    batch_bytes: usize,
+}
+
+impl ChannelFront {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared, batch: VecDeque::new(), batch_bytes: 0 }
+    }
 }
 
 impl FrontEnd for ChannelFront {
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.shared.inbox_full() {
-            return true;
-        }
-        let mut inner = self.shared.lock();
-        if inner.inbox.len() < inner.recv_bound.messages && inner.inbox_bytes < inner.recv_bound.bytes {
-            return true;
-        }
-        inner.driver_waits_for_inbox = true;
-        inner.driver = Some(cx.waker().clone());
-        false
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> bool {
+        // When full, the receiver wakes the driver through the waker it leaves when it parks,
+        // which it does before it waits (it makes no progress without reading).
+        self.shared.inbox_has_room()
     }
 
     fn on_open(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
@@ -231,14 +232,15 @@ impl FrontEnd for ChannelFront {
     }
 
     fn on_message(&mut self, _ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        let mut inner = self.shared.lock();
-        inner.inbox_bytes += message.len();
-        inner.inbox.push_back(message);
-        self.shared.update_inbox_full(&inner);
-        if let Some(w) = inner.receiver.take() {
-            w.wake();
-        }
+        self.batch_bytes += message.len();
+        self.batch.push_back(message);
         Ok(())
+    }
+
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            self.shared.deliver(&mut self.batch, std::mem::take(&mut self.batch_bytes));
+        }
     }
 
     fn on_close(&mut self, _info: &CloseInfo) {}

@@ -103,6 +103,8 @@ pub(crate) trait FrontEnd: Send + Unpin + 'static {
     fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError>;
     /// A message arrived.
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError>;
+    /// The messages of one delivery (everything decoded from one read) were handed over.
+    fn flush(&mut self) {}
     /// The connection finished.
     fn on_close(&mut self, info: &CloseInfo);
 }
@@ -363,6 +365,7 @@ where
                 self.handler_failed(err, now);
             }
         }
+        self.front.flush();
     }
 
     /// Writes queued output; returns whether any byte was written.

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use ferrule_core::CloseCode;
@@ -28,8 +28,9 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     /// Set when the outbox may hold commands, so an idle driver skips the lock.
     has_commands: AtomicBool,
-    /// Set while the inbox is at its bound (kept by whoever changes the inbox, under the lock),
-    /// so a driver with room to deliver skips the lock before each read.
+    /// Set while the messages received and not yet taken are at the receive bound (kept under
+    /// the lock by whoever changes them), so a driver with room to deliver skips the lock
+    /// before each read.
     inbox_full: AtomicBool,
 }
 
@@ -42,11 +43,18 @@ pub(crate) struct Inner {
     /// Wakes the driver. It stays in place when used (the driver changes it only when its
     /// waker changes), so a driver with nothing to do parks without taking the lock.
     pub(crate) driver: Option<Waker>,
+    /// Messages for the channel API's receiver, delivered a batch at a time.
     pub(crate) inbox: VecDeque<Message>,
-    pub(crate) inbox_bytes: usize,
+    /// Messages received and not yet taken: those in the inbox and those of the batch the
+    /// receiver last took from it (counted until it comes back for more), and their bytes.
+    /// This is what the receive bound limits.
+    pub(crate) received: usize,
+    pub(crate) received_bytes: usize,
     pub(crate) recv_bound: Bound,
+    /// The receiver's waker, kept between wakes; woken only while `receiver_waits`.
     pub(crate) receiver: Option<Waker>,
-    /// The driver stopped reading because the inbox was full.
+    pub(crate) receiver_waits: bool,
+    /// The driver stopped reading because the receive bound was reached.
     pub(crate) driver_waits_for_inbox: bool,
     pub(crate) errors: VecDeque<Error>,
     pub(crate) errors_waker: Option<Waker>,
@@ -70,6 +78,12 @@ fn wake_all(list: &mut Vec<Waker>) {
     }
 }
 
+impl Inner {
+    fn at_recv_bound(&self) -> bool {
+        self.received >= self.recv_bound.messages || self.received_bytes >= self.recv_bound.bytes
+    }
+}
+
 impl Shared {
     pub(crate) fn new(send_bound: Bound, recv_bound: Bound) -> Self {
         Self {
@@ -80,9 +94,11 @@ impl Shared {
                 send_waiters: Vec::new(),
                 driver: None,
                 inbox: VecDeque::new(),
-                inbox_bytes: 0,
+                received: 0,
+                received_bytes: 0,
                 recv_bound,
                 receiver: None,
+                receiver_waits: false,
                 driver_waits_for_inbox: false,
                 errors: VecDeque::new(),
                 errors_waker: None,
@@ -101,15 +117,81 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the inbox was at its bound when last changed.
-    pub(crate) fn inbox_full(&self) -> bool {
-        self.inbox_full.load(Ordering::Acquire)
+    /// Whether the driver may read more for the channel API: the messages received and not yet
+    /// taken are below the receive bound. When not, the receiver wakes the driver once it takes
+    /// more (through the waker the driver leaves when it parks, which it does before it waits).
+    pub(crate) fn inbox_has_room(&self) -> bool {
+        if !self.inbox_full.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut inner = self.lock();
+        if !inner.at_recv_bound() {
+            return true;
+        }
+        inner.driver_waits_for_inbox = true;
+        false
     }
 
-    /// Records whether the inbox is at its bound; called with the lock held after each change.
-    pub(crate) fn update_inbox_full(&self, inner: &Inner) {
-        let full = inner.inbox.len() >= inner.recv_bound.messages || inner.inbox_bytes >= inner.recv_bound.bytes;
-        self.inbox_full.store(full, Ordering::Release);
+    /// Moves a batch of received messages of `bytes` bytes in all into the inbox under one
+    /// lock, and wakes the receiver if it waits.
+    pub(crate) fn deliver(&self, batch: &mut VecDeque<Message>, bytes: usize) {
+        let mut inner = self.lock();
+        inner.received += batch.len();
+        inner.received_bytes += bytes;
+        if inner.inbox.is_empty() {
+            // The usual case: hand the batch's buffer over, and keep the inbox's spare one.
+            std::mem::swap(&mut inner.inbox, batch);
+        } else {
+            inner.inbox.append(batch);
+        }
+        self.update_inbox_full(&inner);
+        if std::mem::take(&mut inner.receiver_waits) {
+            if let Some(w) = &inner.receiver {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// For the receiver, whose previous batch of `taken` messages of `taken_bytes` bytes has
+    /// been consumed: takes every message in the inbox into `batch` (empty on entry).
+    /// `Ready(true)` when there were some, `Ready(false)` when there were none and the
+    /// connection has finished, and `Pending` otherwise, with `waker` left to be woken by the
+    /// next delivery or the end.
+    pub(crate) fn take_inbox(
+        &self,
+        batch: &mut VecDeque<Message>,
+        taken: usize,
+        taken_bytes: usize,
+        waker: &Waker,
+    ) -> Poll<bool> {
+        let mut inner = self.lock();
+        inner.received -= taken;
+        inner.received_bytes -= taken_bytes;
+        self.update_inbox_full(&inner);
+        if inner.driver_waits_for_inbox && !inner.at_recv_bound() {
+            inner.driver_waits_for_inbox = false;
+            if let Some(w) = &inner.driver {
+                w.wake_by_ref();
+            }
+        }
+        if !inner.inbox.is_empty() {
+            std::mem::swap(&mut inner.inbox, batch);
+            return Poll::Ready(true);
+        }
+        if inner.closed.is_some() {
+            return Poll::Ready(false);
+        }
+        if !inner.receiver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            inner.receiver = Some(waker.clone());
+        }
+        inner.receiver_waits = true;
+        Poll::Pending
+    }
+
+    /// Records whether the receive bound is reached; called with the lock held after each
+    /// change.
+    fn update_inbox_full(&self, inner: &Inner) {
+        self.inbox_full.store(inner.at_recv_bound(), Ordering::Release);
     }
 
     pub(crate) fn has_commands(&self) -> bool {
@@ -122,9 +204,12 @@ impl Shared {
             inner.outbox_bytes += m.len();
         }
         inner.outbox.push_back(command);
-        self.has_commands.store(true, Ordering::Release);
-        if let Some(w) = &inner.driver {
-            w.wake_by_ref();
+        // Already set: the driver was woken when it was set and has not taken the commands yet
+        // (it clears the flag under this lock), so it will see this one too.
+        if !self.has_commands.swap(true, Ordering::AcqRel) {
+            if let Some(w) = &inner.driver {
+                w.wake_by_ref();
+            }
         }
     }
 
@@ -165,6 +250,7 @@ impl Shared {
         inner.driver = None;
         wake_all(&mut inner.done_waiters);
         wake_all(&mut inner.send_waiters);
+        inner.receiver_waits = false;
         for w in [inner.receiver.take(), inner.errors_waker.take()].into_iter().flatten() {
             w.wake();
         }

@@ -104,7 +104,7 @@ where
         let shared = self.shared.clone();
         let channels = Channels::new(shared.clone());
         let runtime = self.runtime.clone();
-        let driver = self.into_driver(ChannelFront { shared: shared.clone() }, shared);
+        let driver = self.into_driver(ChannelFront::new(shared.clone()), shared);
         runtime.spawn(async move {
             driver.await;
         });
