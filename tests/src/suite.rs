@@ -88,6 +88,7 @@ macro_rules! runtime_suite {
             real channel_server_echoes_text,
             real channel_server_echoes_binary,
             real channel_server_echoes_json_and_reports_undecodable_messages,
+            real channel_echo_keeps_order_through_bursts_at_any_bound,
             real client_handler_run_receives_echo_and_closes_cleanly,
             real client_handler_streams_a_fragmented_message,
             real client_handler_dropped_mid_connection_gets_on_close_1006,
@@ -778,6 +779,31 @@ pub async fn channel_server_echoes_binary<T: TestRuntime>() {
     }
     for m in &sent {
         assert_eq!(client.receiver.recv().await, Some(Message::Binary(m.clone())));
+    }
+}
+
+/// Both sides use the channel API, and the client sends 10,000 numbered messages without waiting
+/// for replies, so that reads carry many messages at once, which are delivered together. With
+/// receive bounds of 1, 8 and 256 messages, the receivers reach their bound again and again, or
+/// find earlier deliveries still waiting. Every reply comes back exactly once, in order.
+pub async fn channel_echo_keeps_order_through_bursts_at_any_bound<T: TestRuntime>() {
+    const N: u64 = 10_000;
+    for bound in [1, 8, 256] {
+        let options = Options::builder().recv_buffer(Bound::new(bound, 64 * 1024)).build().expect("valid");
+        let server = channel_echo_server::<T, Bytes>(options.clone()).await;
+        let Channels { mut receiver, sender, .. } = connect_with::<T, Bytes>(addr(&server), &options).await;
+        let send_all = async {
+            for i in 0..N {
+                sender.send(numbered(i, 24)).await.expect("sent");
+            }
+        };
+        let receive_all = async {
+            for i in 0..N {
+                let reply = receiver.recv().await.unwrap_or_else(|| panic!("the connection ended after {i} replies"));
+                assert_eq!(reply, numbered(i, 24), "bound {bound}: reply {i} lost, duplicated or reordered");
+            }
+        };
+        within::<T, _>(Duration::from_secs(30), "10,000 pipelined round trips", join(send_all, receive_all)).await;
     }
 }
 
