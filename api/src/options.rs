@@ -194,7 +194,14 @@ impl OptionsBuilder {
         self.options.send_buffer = bound;
         self
     }
-    /// Incoming queue bound. Default 64 messages, 4 MiB.
+    /// Incoming queue bound of the channel API. Default 64 messages, 4 MiB.
+    ///
+    /// It counts the messages received and not yet returned by
+    /// [`Receiver::recv`](crate::Receiver::recv). Once they reach the bound, the connection stops
+    /// reading from the socket (so TCP flow control slows the peer) until the receiver comes
+    /// back for more. The messages decoded from one read are delivered together, so the queue
+    /// can pass the bound by one read's worth (at most 256 KiB). The callback API has no queue:
+    /// its handler runs as each message is decoded.
     pub fn recv_buffer(mut self, bound: Bound) -> Self {
         self.options.recv_buffer = bound;
         self
