@@ -221,10 +221,8 @@ impl ChannelFront {
 }
 
 impl FrontEnd for ChannelFront {
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> bool {
-        // When full, the receiver wakes the driver through the waker it leaves when it parks,
-        // which it does before it waits (it makes no progress without reading).
-        self.shared.inbox_has_room()
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        self.shared.inbox_has_room(cx.waker())
     }
 
     fn on_open(&mut self, _ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {

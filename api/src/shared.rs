@@ -118,9 +118,9 @@ impl Shared {
     }
 
     /// Whether the driver may read more for the channel API: the messages received and not yet
-    /// taken are below the receive bound. When not, the receiver wakes the driver once it takes
-    /// more (through the waker the driver leaves when it parks, which it does before it waits).
-    pub(crate) fn inbox_has_room(&self) -> bool {
+    /// taken are below the receive bound. When not, `waker` (the driver's) is left for the
+    /// receiver to wake once it takes more.
+    pub(crate) fn inbox_has_room(&self, waker: &Waker) -> bool {
         if !self.inbox_full.load(Ordering::Acquire) {
             return true;
         }
@@ -129,6 +129,12 @@ impl Shared {
             return true;
         }
         inner.driver_waits_for_inbox = true;
+        // Stored here, under the same lock, rather than left to the driver's park: a receiver
+        // that took messages in between would find the flag and no waker, and the wake would
+        // be lost.
+        if !inner.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            inner.driver = Some(waker.clone());
+        }
         false
     }
 
@@ -254,5 +260,51 @@ impl Shared {
         for w in [inner.receiver.take(), inner.errors_waker.take()].into_iter().flatten() {
             w.wake();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Poll, Wake, Waker};
+
+    use bytes::Bytes;
+
+    use super::Shared;
+    use crate::message::Message;
+    use crate::options::Bound;
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A driver that finds the receive bound reached is woken once the receiver has taken the
+    /// messages and comes back, even if it never parked before (so its waker was never stored
+    /// by a park).
+    #[test]
+    fn driver_at_the_receive_bound_is_woken_when_the_receiver_comes_back() {
+        let shared = Shared::new(Bound::new(4, 1024), Bound::new(1, 1024));
+        let mut batch = VecDeque::from([Message::Binary(Bytes::from_static(b"one"))]);
+        shared.deliver(&mut batch, 3);
+        let driver = Arc::new(CountingWaker::default());
+        let driver_waker = Waker::from(driver.clone());
+        assert!(!shared.inbox_has_room(&driver_waker), "one message reaches a bound of one");
+
+        let mut taken = VecDeque::new();
+        assert_eq!(shared.take_inbox(&mut taken, 0, 0, Waker::noop()), Poll::Ready(true));
+        let message = taken.pop_front().expect("the delivered message");
+        assert_eq!(driver.0.load(Ordering::SeqCst), 0, "a taken message counts until the receiver comes back");
+        assert!(!shared.inbox_has_room(&driver_waker));
+
+        assert!(shared.take_inbox(&mut taken, 1, message.len(), Waker::noop()).is_pending());
+        assert_eq!(driver.0.load(Ordering::SeqCst), 1, "the waiting driver was woken");
+        assert!(shared.inbox_has_room(&driver_waker));
     }
 }
