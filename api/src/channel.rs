@@ -15,7 +15,7 @@ use crate::driver::{Ctx, FrontEnd};
 use crate::error::{CloseInfo, Error, HandlerError};
 use crate::handle::{Done, Handle};
 use crate::message::{Codec, Message};
-use crate::shared::Shared;
+use crate::shared::{Shared, store_waker};
 
 /// The channels of one connection, typed by the message flavour `M`: [`String`] (text),
 /// [`Bytes`](bytes::Bytes) (binary), [`Json<T>`](crate::Json) or [`Message`] (either).
@@ -199,7 +199,7 @@ impl Errors {
             if inner.closed.is_some() {
                 return Poll::Ready(None);
             }
-            inner.errors_waker = Some(cx.waker().clone());
+            store_waker(&mut inner.errors_waker, cx.waker());
             Poll::Pending
         })
         .await

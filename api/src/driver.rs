@@ -22,7 +22,7 @@ use crate::error::{CloseInfo, Error, HandlerError};
 use crate::handle::{Handle, truncate_reason};
 use crate::message::Message;
 use crate::runtime::Runtime;
-use crate::shared::{Command, Shared};
+use crate::shared::{Command, Shared, store_waker};
 
 /// Most bytes read from the transport per read call: a 64 KiB message and its header in one
 /// call, several when they queue up.
@@ -450,9 +450,8 @@ where
     /// Leaves the task's waker with the handles, for their commands; returns whether commands
     /// arrived meanwhile.
     fn park(&mut self, cx: &Context<'_>) -> bool {
-        if !self.parked_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if store_waker(&mut self.parked_waker, cx.waker()) {
             self.handle.shared.set_driver_waker(cx.waker());
-            self.parked_waker = Some(cx.waker().clone());
         }
         self.handle.shared.has_commands()
     }
@@ -573,9 +572,7 @@ where
                 self.armed = Some(deadline);
             }
             if sleep.as_mut().poll(cx).is_pending() {
-                if !self.sleep_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    self.sleep_waker = Some(cx.waker().clone());
-                }
+                store_waker(&mut self.sleep_waker, cx.waker());
                 return false;
             }
             // It fired: at `deadline`, or at an earlier one, in which case it is set again.

@@ -22,7 +22,7 @@ use crate::handle::Handle;
 use crate::message::Codec;
 use crate::options::Options;
 use crate::runtime::Runtime;
-use crate::shared::register;
+use crate::shared::{register, store_waker};
 use crate::upgrade::accept;
 
 /// After a failed accept (out of file descriptors, say), wait this long before the next one.
@@ -222,10 +222,7 @@ where
                 if registry.stopping.load(Ordering::SeqCst) {
                     return Poll::Ready(());
                 }
-                match &mut registry.state().accept_loop {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
-                }
+                store_waker(&mut registry.state().accept_loop, cx.waker());
                 if let Some(sleep) = backoff.as_mut() {
                     if sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;

@@ -65,6 +65,16 @@ pub(crate) struct Inner {
     pub(crate) done_waiters: Vec<Waker>,
 }
 
+/// Puts `waker` in `slot` unless an equivalent one is there already (so a task polled again
+/// costs no clone); returns whether the slot changed.
+pub(crate) fn store_waker(slot: &mut Option<Waker>, waker: &Waker) -> bool {
+    if slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        return false;
+    }
+    *slot = Some(waker.clone());
+    true
+}
+
 /// Adds `waker` to `list` unless an equivalent one is there already.
 pub(crate) fn register(list: &mut Vec<Waker>, waker: &Waker) {
     if !list.iter().any(|w| w.will_wake(waker)) {
@@ -132,9 +142,7 @@ impl Shared {
         // Stored here, under the same lock, rather than left to the driver's park: a receiver
         // that took messages in between would find the flag and no waker, and the wake would
         // be lost.
-        if !inner.driver.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            inner.driver = Some(waker.clone());
-        }
+        store_waker(&mut inner.driver, waker);
         false
     }
 
@@ -187,9 +195,7 @@ impl Shared {
         if inner.closed.is_some() {
             return Poll::Ready(false);
         }
-        if !inner.receiver.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            inner.receiver = Some(waker.clone());
-        }
+        store_waker(&mut inner.receiver, waker);
         inner.receiver_waits = true;
         Poll::Pending
     }
