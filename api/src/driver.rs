@@ -131,38 +131,40 @@ impl Ctx<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once a close frame was sent.
+    /// [`Error::Closed`] once a close frame was sent; [`Error::Send`] with
+    /// [`SendError::FragmentedMessageInProgress`] while a message sent with
+    /// [`send_fragment`](Self::send_fragment) is open (nothing is sent).
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
         let sent = match message {
             Message::Text(t) => self.conn.send_text_bytes(t),
             Message::Binary(b) => self.conn.send_binary_bytes(b),
         };
-        sent.map_err(|_| Error::Closed)
+        sent.map_err(send_error)
     }
 
     /// Sends a text message.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once a close frame was sent.
+    /// As [`send`](Self::send).
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        self.conn.send_text(text).map_err(|_| Error::Closed)
+        self.conn.send_text(text).map_err(send_error)
     }
 
     /// Sends a binary message.
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`] once a close frame was sent.
+    /// As [`send`](Self::send).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.conn.send_binary(data).map_err(|_| Error::Closed)
+        self.conn.send_binary(data).map_err(send_error)
     }
 
     /// Serializes `value` as JSON and sends it as text.
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when serialization fails, [`Error::Closed`] once closing.
+    /// [`Error::Decode`] when serialization fails; otherwise as [`send`](Self::send).
     pub fn send_json<T: Serialize>(&mut self, value: &T) -> Result<(), Error> {
         let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
         self.send_text(&text)
@@ -170,18 +172,19 @@ impl Ctx<'_> {
 
     /// Sends one fragment of a message streamed in pieces (RFC 6455 section 5.4): the first call
     /// opens a message of `kind`, later calls continue it, and the call with `fin` set ends it.
-    /// Text may be split inside a character; the message as a whole must be UTF-8. Other
-    /// messages cannot be sent until it ends; pings can.
+    /// Text may be split inside a character; the message as a whole must be UTF-8.
+    ///
+    /// Data frames of two messages cannot interleave (section 5.4), so until the message ends
+    /// this context's other sends are refused, and messages sent through a [`Handle`] wait in
+    /// its queue and go out after the last fragment, in order. Pings and a close still go out
+    /// at once (a close ends the connection with the message unfinished).
     ///
     /// # Errors
     ///
     /// [`Error::Closed`] once closing; [`Error::Send`] for a kind that differs from the open
     /// message's or text that stops being UTF-8 (nothing of this fragment is sent).
     pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
-        self.conn.send_fragment(kind, payload, fin).map_err(|e| match e {
-            SendError::Closed => Error::Closed,
-            other => Error::Send(other),
-        })
+        self.conn.send_fragment(kind, payload, fin).map_err(send_error)
     }
 
     /// Sends a ping (payload cut to 125 bytes).
@@ -227,6 +230,14 @@ impl Ctx<'_> {
     }
 }
 
+/// The API's error for a send the core refused.
+fn send_error(error: SendError) -> Error {
+    match error {
+        SendError::Closed => Error::Closed,
+        other => Error::Send(other),
+    }
+}
+
 /// One connection's driver future; completes when the transport has been shut down.
 pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     io: S,
@@ -247,6 +258,9 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     write_deadline: Option<Instant>,
     /// When to give the core's buffers back, if it holds any.
     release_at: Option<Instant>,
+    /// Handles' messages were put back in their queue to wait for the end of a fragmented
+    /// message the handler is sending.
+    commands_held: bool,
     read_closed: bool,
     write_broken: bool,
     opened: bool,
@@ -290,6 +304,7 @@ where
             write_wait,
             write_deadline: None,
             release_at: None,
+            commands_held: false,
             read_closed: false,
             write_broken: false,
             opened: false,
@@ -329,8 +344,25 @@ where
         let _ = self.conn.close(code, &truncate_reason(&err.reason), now);
     }
 
+    /// Whether queued commands are worth taking: there are some, and they are not held back
+    /// behind a fragmented message the handler has open.
+    fn commands_ready(&self) -> bool {
+        self.handle.shared.has_commands() && !(self.commands_held && self.conn.is_sending_fragmented())
+    }
+
     fn take_commands(&mut self, now: Instant) {
-        for command in self.handle.shared.take_commands() {
+        self.commands_held = false;
+        let mut commands = self.handle.shared.take_commands();
+        while let Some(command) = commands.pop_front() {
+            if matches!(command, Command::Message(_)) && self.conn.is_sending_fragmented() {
+                // The handler is streaming a message with `Ctx::send_fragment`, and frames of
+                // two messages cannot interleave: this one and those after it wait for its
+                // last fragment, in order.
+                commands.push_front(command);
+                self.handle.shared.hold_commands(commands);
+                self.commands_held = true;
+                return;
+            }
             let result = match command {
                 Command::Message(Message::Text(t)) => self.conn.send_text_bytes(&t),
                 Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(&b),
@@ -637,7 +669,7 @@ where
         let mut read_budget = READ_BUDGET_PER_POLL;
         for _ in 0..TURNS_PER_POLL {
             let mut progress = false;
-            if this.handle.shared.has_commands() && this.conn.buffered_amount() < HIGH_WATER {
+            if this.commands_ready() && this.conn.buffered_amount() < HIGH_WATER {
                 this.take_commands(now);
             }
             if !this.read_closed && this.conn.buffered_amount() < HIGH_WATER && this.front.poll_ready(cx) {
@@ -656,7 +688,7 @@ where
             if !progress {
                 // Queued commands are worth another turn only when the output has room for
                 // them; otherwise the driver would spin until the peer reads.
-                if this.park(cx) && this.conn.buffered_amount() < HIGH_WATER {
+                if this.park(cx) && this.commands_ready() && this.conn.buffered_amount() < HIGH_WATER {
                     continue;
                 }
                 this.conn.release_input_buffers(KEEP_INPUT_BUFFER);

@@ -23,6 +23,16 @@ pub(crate) enum Command {
     Close(CloseCode, String),
 }
 
+impl Command {
+    /// The payload bytes a message counts against the send bound (other commands count none).
+    fn message_len(&self) -> usize {
+        match self {
+            Self::Message(m) => m.len(),
+            Self::Ping(_) | Self::Close(..) => 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
@@ -210,11 +220,9 @@ impl Shared {
         self.has_commands.load(Ordering::Acquire)
     }
 
-    /// Queues a command for the driver and wakes it. `force` skips the bound (close, ping).
+    /// Queues a command for the driver and wakes it.
     pub(crate) fn push_command(&self, inner: &mut Inner, command: Command) {
-        if let Command::Message(m) = &command {
-            inner.outbox_bytes += m.len();
-        }
+        inner.outbox_bytes += command.message_len();
         inner.outbox.push_back(command);
         // Already set: the driver was woken when it was set and has not taken the commands yet
         // (it clears the flag under this lock), so it will see this one too.
@@ -232,6 +240,16 @@ impl Shared {
         inner.outbox_bytes = 0;
         wake_all(&mut inner.send_waiters);
         std::mem::take(&mut inner.outbox)
+    }
+
+    /// Puts commands the driver took but cannot carry out yet back at the front of the queue,
+    /// ahead of any queued since, and leaves the queue flagged as holding commands.
+    pub(crate) fn hold_commands(&self, mut held: VecDeque<Command>) {
+        let mut inner = self.lock();
+        inner.outbox_bytes += held.iter().map(Command::message_len).sum::<usize>();
+        held.append(&mut inner.outbox);
+        inner.outbox = held;
+        self.has_commands.store(true, Ordering::Release);
     }
 
     /// Stores the driver's waker (the driver calls this when its waker changed, before it

@@ -416,6 +416,15 @@ impl Connection {
         self.segments_len + self.out.len() + self.pending_pong.as_ref().map_or(0, |p| p.len() + MAX_HEADER_LEN)
     }
 
+    /// Whether a message sent with [`send_fragment`](Self::send_fragment) is open: its last
+    /// fragment is not queued yet and the connection can still send. Meanwhile other messages
+    /// are refused with [`SendError::FragmentedMessageInProgress`] (section 5.4), so a caller
+    /// with messages of its own to send holds them until this turns false.
+    #[must_use]
+    pub fn is_sending_fragmented(&self) -> bool {
+        self.tx_fragment.is_some() && self.check_can_send().is_ok()
+    }
+
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -527,6 +527,20 @@ fn send_fragment_streams_a_text_message_split_inside_a_character() {
 }
 
 #[test]
+fn is_sending_fragmented_from_the_first_fragment_until_the_last_or_a_close() {
+    let (mut s, now) = server();
+    assert!(!s.is_sending_fragmented());
+    s.send_fragment(MessageKind::Binary, b"a", false).unwrap();
+    assert!(s.is_sending_fragmented());
+    s.send_fragment(MessageKind::Binary, b"b", true).unwrap();
+    assert!(!s.is_sending_fragmented(), "the last fragment ends it");
+    s.send_binary(b"whole").unwrap();
+    s.send_fragment(MessageKind::Text, b"c", false).unwrap();
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    assert!(!s.is_sending_fragmented(), "a sent close ends sending altogether");
+}
+
+#[test]
 fn send_fragment_refuses_invalid_utf8_and_keeps_the_message_open() {
     let (mut s, _) = server();
     s.send_fragment(MessageKind::Text, b"ok", false).unwrap();

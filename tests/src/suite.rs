@@ -91,6 +91,7 @@ macro_rules! runtime_suite {
             real channel_echo_keeps_order_through_bursts_at_any_bound,
             real client_handler_run_receives_echo_and_closes_cleanly,
             real client_handler_streams_a_fragmented_message,
+            real handle_sends_wait_for_the_handlers_fragmented_message,
             real client_handler_dropped_mid_connection_gets_on_close_1006,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
@@ -901,6 +902,60 @@ pub async fn client_handler_streams_a_fragmented_message<T: TestRuntime>() {
     let (refusals, echoed) = seen.next().await;
     assert_eq!(echoed, "κόσμε, world", "the echo is the whole message");
     assert_eq!(refusals.len(), 2, "{refusals:?}");
+}
+
+/// Messages sent through a [`Handle`] while the handler has a fragmented message open wait for
+/// its last fragment, then go out in order; a message the handler itself sends meanwhile is
+/// refused with `Error::Send`; a close sent meanwhile is not held back.
+pub async fn handle_sends_wait_for_the_handlers_fragmented_message<T: TestRuntime>() {
+    struct Streamer;
+    impl Handler for Streamer {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            let Message::Text(t) = message else { return Err(HandlerError::internal("binary")) };
+            match t.as_str() {
+                "open" => {
+                    ctx.send_fragment(MessageKind::Text, b"first ", false)?;
+                    // Queued while the message is open, and taken by the driver on later turns.
+                    let handle = ctx.handle();
+                    handle.try_send("queued 1").map_err(|e| HandlerError::internal(e.to_string()))?;
+                    handle.try_send("queued 2").map_err(|e| HandlerError::internal(e.to_string()))?;
+                    ctx.ping(b"meanwhile")?;
+                    match ctx.send_text("not now") {
+                        Err(Error::Send(ferrule_core::SendError::FragmentedMessageInProgress)) => {}
+                        other => return Err(HandlerError::internal(format!("expected a refusal, got {other:?}"))),
+                    }
+                }
+                "more" => ctx.send_fragment(MessageKind::Text, b"second ", false)?,
+                "end" => ctx.send_fragment(MessageKind::Text, b"last", true)?,
+                "open again" => {
+                    ctx.send_fragment(MessageKind::Binary, b"never finished", false)?;
+                    ctx.handle().close(CloseCode::new(4002), "closed mid-message")?;
+                }
+                other => ctx.send_text(other)?,
+            }
+            Ok(())
+        }
+    }
+    let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Streamer)).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
+    client.sender.send("open".to_owned()).await.expect("sent");
+    // Give the driver turns with the message open and the handle's messages queued.
+    sleep::<T>(Duration::from_millis(20)).await;
+    client.sender.send("more".to_owned()).await.expect("sent");
+    sleep::<T>(Duration::from_millis(20)).await;
+    client.sender.send("end".to_owned()).await.expect("sent");
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        let next = within::<T, _>(Duration::from_secs(10), "a message", client.receiver.recv()).await;
+        received.push(next.expect("a message, not the end of the connection"));
+    }
+    assert_eq!(received, ["first second last", "queued 1", "queued 2"]);
+    client.sender.send("echo".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("echo"), "the handler sends again");
+    client.sender.send("open again".to_owned()).await.expect("sent");
+    let info = done_within::<T>(client.done.clone()).await;
+    assert_eq!((code(&info), info.reason.as_str()), (4002, "closed mid-message"), "{info:?}");
+    assert_eq!(client.receiver.recv().await, None, "the unfinished message is not delivered");
 }
 
 /// A client run with the callback API (`Upgraded::run`) sends from `on_open`, gets every echo in
