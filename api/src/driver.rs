@@ -7,6 +7,7 @@
 //! step made progress. Replies to every message of one read leave in one write: write
 //! coalescing is the driver's job.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ferrule_core::{CloseCode, Connection, Event, MessageKind, SendError, State};
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::Serialize;
@@ -116,6 +118,17 @@ pub struct Ctx<'a> {
     conn: &'a mut Connection,
     handle: &'a Handle,
     now: Instant,
+    deferred: &'a mut Deferred,
+}
+
+/// Messages a handler sent while a [`MessageWriter`](crate::MessageWriter) had a message open:
+/// they go out after its last fragment.
+#[derive(Debug, Default)]
+struct Deferred {
+    /// A writer's message is open in the core.
+    writer_open: bool,
+    messages: VecDeque<Message>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -134,7 +147,15 @@ impl Ctx<'_> {
     /// [`Error::Closed`] once a close frame was sent; [`Error::Send`] with
     /// [`SendError::FragmentedMessageInProgress`] while a message sent with
     /// [`send_fragment`](Self::send_fragment) is open (nothing is sent).
+    ///
+    /// While a [`MessageWriter`](crate::MessageWriter) streams a message on this connection
+    /// (from another task), the message waits, and goes out after the writer's last fragment.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        if self.defers() {
+            self.deferred.bytes += message.len();
+            self.deferred.messages.push_back(message.clone());
+            return Ok(());
+        }
         let sent = match message {
             Message::Text(t) => self.conn.send_text_bytes(t),
             Message::Binary(b) => self.conn.send_binary_bytes(b),
@@ -148,6 +169,9 @@ impl Ctx<'_> {
     ///
     /// As [`send`](Self::send).
     pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        if self.defers() {
+            return self.send(&Message::text(text));
+        }
         self.conn.send_text(text).map_err(send_error)
     }
 
@@ -157,7 +181,16 @@ impl Ctx<'_> {
     ///
     /// As [`send`](Self::send).
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.defers() {
+            return self.send(&Message::binary(Bytes::copy_from_slice(data)));
+        }
         self.conn.send_binary(data).map_err(send_error)
+    }
+
+    /// Whether sends wait for the end of a message a [`MessageWriter`](crate::MessageWriter)
+    /// is streaming (and the connection can still send).
+    fn defers(&self) -> bool {
+        self.deferred.writer_open && self.conn.is_sending_fragmented()
     }
 
     /// Serializes `value` as JSON and sends it as text.
@@ -182,8 +215,13 @@ impl Ctx<'_> {
     /// # Errors
     ///
     /// [`Error::Closed`] once closing; [`Error::Send`] for a kind that differs from the open
-    /// message's or text that stops being UTF-8 (nothing of this fragment is sent).
+    /// message's or text that stops being UTF-8 (nothing of this fragment is sent), and with
+    /// [`SendError::FragmentedMessageInProgress`] while a
+    /// [`MessageWriter`](crate::MessageWriter) streams a message on this connection.
     pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
+        if self.defers() {
+            return Err(Error::Send(SendError::FragmentedMessageInProgress));
+        }
         self.conn.send_fragment(kind, payload, fin).map_err(send_error)
     }
 
@@ -261,6 +299,7 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     /// Handles' messages were put back in their queue to wait for the end of a fragmented
     /// message the handler is sending.
     commands_held: bool,
+    deferred: Deferred,
     read_closed: bool,
     write_broken: bool,
     opened: bool,
@@ -305,6 +344,7 @@ where
             write_deadline: None,
             release_at: None,
             commands_held: false,
+            deferred: Deferred::default(),
             read_closed: false,
             write_broken: false,
             opened: false,
@@ -334,7 +374,7 @@ where
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut F) {
-        (Ctx { conn: &mut self.conn, handle: &self.handle, now }, &mut self.front)
+        (Ctx { conn: &mut self.conn, handle: &self.handle, now, deferred: &mut self.deferred }, &mut self.front)
     }
 
     fn handler_failed(&mut self, err: HandlerError, now: Instant) {
@@ -354,10 +394,16 @@ where
         self.commands_held = false;
         let mut commands = self.handle.shared.take_commands();
         while let Some(command) = commands.pop_front() {
-            if matches!(command, Command::Message(_)) && self.conn.is_sending_fragmented() {
-                // The handler is streaming a message with `Ctx::send_fragment`, and frames of
-                // two messages cannot interleave: this one and those after it wait for its
-                // last fragment, in order.
+            // Frames of two messages cannot interleave. While the handler streams a message
+            // with `Ctx::send_fragment`, a handle's message or writer waits for its last
+            // fragment, and the commands after it wait too, in order. (While a writer streams
+            // one, no other handle's message is queued: `Shared::streaming` holds them back.)
+            let waits = match command {
+                Command::Message(_) => self.conn.is_sending_fragmented(),
+                Command::Fragment(..) => self.conn.is_sending_fragmented() && !self.deferred.writer_open,
+                Command::Ping(_) | Command::Close(..) => false,
+            };
+            if waits {
                 commands.push_front(command);
                 self.handle.shared.hold_commands(commands);
                 self.commands_held = true;
@@ -366,6 +412,7 @@ where
             let result = match command {
                 Command::Message(Message::Text(t)) => self.conn.send_text_bytes(&t),
                 Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(&b),
+                Command::Fragment(fragment, fin) => self.send_writer_fragment(&fragment, fin),
                 Command::Ping(p) => self.conn.ping(&p),
                 Command::Close(code, reason) => self.conn.close(code, &reason, now),
             };
@@ -375,6 +422,32 @@ where
                 tracing::debug!("command dropped: the connection is closing");
             }
         }
+    }
+
+    /// Queues a fragment of a [`MessageWriter`](crate::MessageWriter)'s message; after the
+    /// last one, the handler's sends that waited for it.
+    fn send_writer_fragment(&mut self, fragment: &Message, fin: bool) -> Result<(), SendError> {
+        self.conn.send_fragment(fragment.kind(), fragment.as_bytes(), fin)?;
+        self.deferred.writer_open = !fin;
+        if fin {
+            self.deferred.bytes = 0;
+            for message in std::mem::take(&mut self.deferred.messages) {
+                let sent = match &message {
+                    Message::Text(t) => self.conn.send_text_bytes(t),
+                    Message::Binary(b) => self.conn.send_binary_bytes(b),
+                };
+                if sent.is_err() {
+                    tracing::debug!("deferred message dropped: the connection is closing");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Output queued and not yet written, including the handler's sends that wait for a
+    /// writer's message: what the driver keeps under [`HIGH_WATER`].
+    fn backlog(&self) -> usize {
+        self.conn.buffered_amount() + self.deferred.bytes
     }
 
     fn deliver_events(&mut self, now: Instant) {
@@ -446,7 +519,7 @@ where
     /// stream or on an error), or `None` when none are ready.
     fn read(&mut self, cx: &mut Context<'_>, now: Instant, chunk: usize) -> Option<usize> {
         // Called only below HIGH_WATER, so this is at least READ_OVERSHOOT.
-        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.conn.buffered_amount()).min(chunk);
+        let limit = (HIGH_WATER + READ_OVERSHOOT).saturating_sub(self.backlog()).min(chunk);
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
@@ -669,10 +742,10 @@ where
         let mut read_budget = READ_BUDGET_PER_POLL;
         for _ in 0..TURNS_PER_POLL {
             let mut progress = false;
-            if this.commands_ready() && this.conn.buffered_amount() < HIGH_WATER {
+            if this.commands_ready() && this.backlog() < HIGH_WATER {
                 this.take_commands(now);
             }
-            if !this.read_closed && this.conn.buffered_amount() < HIGH_WATER && this.front.poll_ready(cx) {
+            if !this.read_closed && this.backlog() < HIGH_WATER && this.front.poll_ready(cx) {
                 if let Some(n) = this.read(cx, now, read_chunk) {
                     progress = true;
                     read_budget = read_budget.saturating_sub(n);
@@ -688,7 +761,7 @@ where
             if !progress {
                 // Queued commands are worth another turn only when the output has room for
                 // them; otherwise the driver would spin until the peer reads.
-                if this.park(cx) && this.commands_ready() && this.conn.buffered_amount() < HIGH_WATER {
+                if this.park(cx) && this.commands_ready() && this.backlog() < HIGH_WATER {
                     continue;
                 }
                 this.conn.release_input_buffers(KEEP_INPUT_BUFFER);

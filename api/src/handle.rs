@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ferrule_core::CloseCode;
+use ferrule_core::{CloseCode, MessageKind, SendError};
 use serde::Serialize;
 
 use crate::error::{CloseInfo, Error};
@@ -32,7 +32,8 @@ impl Handle {
         Self { shared }
     }
 
-    /// Queues a message, waiting while the send buffer is full.
+    /// Queues a message, waiting while the send buffer is full or a [`MessageWriter`] has a
+    /// message open.
     ///
     /// # Errors
     ///
@@ -79,15 +80,15 @@ impl Handle {
     ///
     /// # Errors
     ///
-    /// [`TrySendError::Full`] (with the message back) when the send buffer is full,
-    /// [`TrySendError::Closed`] once closing.
+    /// [`TrySendError::Full`] (with the message back) when the send buffer is full or a
+    /// [`MessageWriter`] has a message open; [`TrySendError::Closed`] once closing.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
         let message = message.into();
         let mut inner = self.shared.lock();
         if inner.closing {
             return Err(TrySendError::Closed(message));
         }
-        if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
+        if inner.streaming || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
             return Err(TrySendError::Full(message));
         }
         self.shared.push_command(&mut inner, Command::Message(message));
@@ -100,7 +101,7 @@ impl Handle {
             return Poll::Ready(Err(Error::Closed));
         }
         let len = message.as_ref().map_or(0, Message::len);
-        if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
+        if inner.streaming || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
             register(&mut inner.send_waiters, cx.waker());
             return Poll::Pending;
         }
@@ -111,6 +112,57 @@ impl Handle {
             }
             None => Poll::Ready(Ok(())),
         }
+    }
+
+    /// Starts a message of `kind` sent in fragments (RFC 6455 section 5.4), for a message whose
+    /// size is not known up front or that should not be held in memory whole: a file, a
+    /// stream of records. Waits while another [`MessageWriter`] on this connection has a
+    /// message open.
+    ///
+    /// Frames of two messages cannot interleave, so while the writer has its message open,
+    /// every other send on this connection waits for its end: [`send`](Self::send) and
+    /// [`Sender::send`](crate::Sender::send) wait, [`try_send`](Self::try_send) reports
+    /// [`TrySendError::Full`], and a callback handler's [`Ctx`](crate::Ctx) sends are queued
+    /// behind it. Pings, the keepalive and [`close`](Self::close) still go out.
+    ///
+    /// A task that holds a writer must therefore not wait on another send on the same
+    /// connection before it finishes the message: that send would wait for the writer, and the
+    /// writer for the task.
+    ///
+    /// ```no_run
+    /// # async fn example(handle: ferrule::Handle) -> Result<(), ferrule::Error> {
+    /// use ferrule::MessageKind;
+    ///
+    /// let mut writer = handle.start_message(MessageKind::Text).await?;
+    /// for record in ["one", "two", "three"] {
+    ///     writer.write(format!("{record}\n")).await?;
+    /// }
+    /// writer.finish("").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the message is started only when the future completes with `Ok`.
+    pub async fn start_message(&self, kind: MessageKind) -> Result<MessageWriter, Error> {
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.closing {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if inner.streaming {
+                register(&mut inner.send_waiters, cx.waker());
+                return Poll::Pending;
+            }
+            inner.streaming = true;
+            Poll::Ready(Ok(MessageWriter { shared: self.shared.clone(), kind, open: true, started: false }))
+        })
+        .await
     }
 
     /// Queues a ping with `payload` (at most 125 bytes; longer payloads are cut).
@@ -159,6 +211,115 @@ impl Handle {
     /// A future that completes when the connection has finished, with how it ended.
     pub fn done(&self) -> Done {
         Done { shared: self.shared.clone() }
+    }
+}
+
+/// Sends one message in fragments, from [`Handle::start_message`]: [`write`](Self::write) for
+/// each fragment but the last, then [`finish`](Self::finish).
+///
+/// A writer dropped after it sent a fragment and before [`finish`](Self::finish) closes the
+/// connection with 1011: the peer holds the start of a message that will never end, and
+/// ending it early would hand the peer a truncated message as if it were whole. A writer
+/// dropped before its first fragment sends nothing and closes nothing.
+pub struct MessageWriter {
+    shared: Arc<Shared>,
+    kind: MessageKind,
+    /// The message has not ended (neither finished nor abandoned).
+    open: bool,
+    /// A fragment was queued.
+    started: bool,
+}
+
+impl fmt::Debug for MessageWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageWriter").field("kind", &self.kind).field("open", &self.open).finish_non_exhaustive()
+    }
+}
+
+impl MessageWriter {
+    /// The kind of the message being written.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// Queues `fragment` as the next part of the message, waiting while the send buffer is
+    /// full. An empty fragment is allowed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Send`] with [`SendError::FragmentedMessageInProgress`] for a fragment whose kind
+    /// differs from the writer's (text to a binary message or the reverse), and with
+    /// [`SendError::NoFragmentedMessageInProgress`] after [`finish`](Self::finish);
+    /// [`Error::Closed`] once the connection is closing or closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the fragment is queued only when the future completes with `Ok`.
+    pub async fn write(&mut self, fragment: impl Into<Message>) -> Result<(), Error> {
+        self.push(fragment.into(), false).await
+    }
+
+    /// Queues `last` as the final fragment, which ends the message; other sends on the
+    /// connection then go ahead.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the fragment is queued, and the message ended, only when the future
+    /// completes with `Ok`; until then the writer can be used again.
+    pub async fn finish(&mut self, last: impl Into<Message>) -> Result<(), Error> {
+        self.push(last.into(), true).await
+    }
+
+    async fn push(&mut self, fragment: Message, fin: bool) -> Result<(), Error> {
+        if !self.open {
+            return Err(Error::Send(SendError::NoFragmentedMessageInProgress));
+        }
+        if fragment.kind() != self.kind {
+            return Err(Error::Send(SendError::FragmentedMessageInProgress));
+        }
+        let mut fragment = Some(fragment);
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.closing {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            let len = fragment.as_ref().map_or(0, Message::len);
+            if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
+                register(&mut inner.send_waiters, cx.waker());
+                return Poll::Pending;
+            }
+            if let Some(fragment) = fragment.take() {
+                self.shared.push_command(&mut inner, Command::Fragment(fragment, fin));
+            }
+            if fin {
+                self.shared.end_streaming(&mut inner);
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await?;
+        self.started = true;
+        self.open = !fin;
+        Ok(())
+    }
+}
+
+impl Drop for MessageWriter {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        self.shared.end_streaming(&mut inner);
+        if self.started && !inner.closing {
+            tracing::debug!("a message writer was dropped before its last fragment: closing with 1011");
+            inner.closing = true;
+            let reason = "message left unfinished".to_owned();
+            self.shared.push_command(&mut inner, Command::Close(CloseCode::INTERNAL_ERROR, reason));
+        }
     }
 }
 
@@ -223,5 +384,5 @@ impl std::error::Error for TrySendError {}
 
 /// The error for a close code that may not be sent (RFC 6455 section 7.4).
 pub(crate) fn check_sendable(code: CloseCode) -> Result<(), Error> {
-    if code.is_sendable() { Ok(()) } else { Err(Error::Send(ferrule_core::SendError::InvalidCloseCode(code.as_u16()))) }
+    if code.is_sendable() { Ok(()) } else { Err(Error::Send(SendError::InvalidCloseCode(code.as_u16()))) }
 }

@@ -42,7 +42,7 @@ pub use error::{CloseInfo, Error, HandlerError};
 pub use ferrule_core as core;
 pub use ferrule_core::handshake::{ClientRequest, OriginPattern, OriginPolicy, Request};
 pub use ferrule_core::{CloseCode, MessageKind, SendError, Utf8Bytes};
-pub use handle::{Done, Handle, TrySendError};
+pub use handle::{Done, Handle, MessageWriter, TrySendError};
 pub use message::{Codec, DecodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use ferrule_core::Utf8Bytes;
+use ferrule_core::{MessageKind, Utf8Bytes};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +25,14 @@ impl Message {
     /// A binary message.
     pub fn binary(data: impl Into<Bytes>) -> Self {
         Self::Binary(data.into())
+    }
+
+    /// Whether this is a text or a binary message.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Self::Text(_) => MessageKind::Text,
+            Self::Binary(_) => MessageKind::Binary,
+        }
     }
 
     /// The payload length in bytes.

@@ -19,6 +19,9 @@ const MAX_QUEUED_ERRORS: usize = 64;
 #[derive(Debug)]
 pub(crate) enum Command {
     Message(Message),
+    /// A fragment of a message streamed through a [`MessageWriter`](crate::MessageWriter);
+    /// `true` for the last one.
+    Fragment(Message, bool),
     Ping(Bytes),
     Close(CloseCode, String),
 }
@@ -27,7 +30,7 @@ impl Command {
     /// The payload bytes a message counts against the send bound (other commands count none).
     fn message_len(&self) -> usize {
         match self {
-            Self::Message(m) => m.len(),
+            Self::Message(m) | Self::Fragment(m, _) => m.len(),
             Self::Ping(_) | Self::Close(..) => 0,
         }
     }
@@ -72,6 +75,8 @@ pub(crate) struct Inner {
     pub(crate) closed: Option<CloseInfo>,
     /// A close was requested or the connection is closing: sends are refused.
     pub(crate) closing: bool,
+    /// A [`MessageWriter`](crate::MessageWriter) has a message open: other sends wait.
+    pub(crate) streaming: bool,
     pub(crate) done_waiters: Vec<Waker>,
 }
 
@@ -124,6 +129,7 @@ impl Shared {
                 errors_waker: None,
                 closed: None,
                 closing: false,
+                streaming: false,
                 done_waiters: Vec::new(),
             }),
             has_commands: AtomicBool::new(false),
@@ -231,6 +237,12 @@ impl Shared {
                 w.wake_by_ref();
             }
         }
+    }
+
+    /// The open [`MessageWriter`](crate::MessageWriter) is done: other sends may go ahead.
+    pub(crate) fn end_streaming(&self, inner: &mut Inner) {
+        inner.streaming = false;
+        wake_all(&mut inner.send_waiters);
     }
 
     /// Takes every queued command; wakes senders that waited for room.

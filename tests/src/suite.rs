@@ -92,6 +92,9 @@ macro_rules! runtime_suite {
             real client_handler_run_receives_echo_and_closes_cleanly,
             real client_handler_streams_a_fragmented_message,
             real handle_sends_wait_for_the_handlers_fragmented_message,
+            real handle_message_writer_streams_while_other_sends_wait,
+            real handle_message_writer_dropped_unfinished_closes_1011,
+            real handler_sends_wait_for_a_handle_writers_message,
             real client_handler_dropped_mid_connection_gets_on_close_1006,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
@@ -956,6 +959,92 @@ pub async fn handle_sends_wait_for_the_handlers_fragmented_message<T: TestRuntim
     let info = done_within::<T>(client.done.clone()).await;
     assert_eq!((code(&info), info.reason.as_str()), (4002, "closed mid-message"), "{info:?}");
     assert_eq!(client.receiver.recv().await, None, "the unfinished message is not delivered");
+}
+
+/// A `MessageWriter` streams a message in fragments: the echo server gets it whole. While it
+/// is open, other sends on the connection wait (`send` stays pending, `try_send` reports
+/// `Full`, a second writer waits), and they go out after it; a fragment of the other kind is
+/// refused; dropping a writer before its first fragment sends nothing.
+pub async fn handle_message_writer_streams_while_other_sends_wait<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
+    let handle = client.sender.handle().clone();
+
+    drop(handle.start_message(MessageKind::Binary).await.expect("started"));
+    let mut writer = handle.start_message(MessageKind::Text).await.expect("started");
+    assert_eq!(writer.kind(), MessageKind::Text);
+    writer.write("κόσ").await.expect("first fragment");
+    assert!(poll_once(handle.send("waits")).await.is_none(), "a send waits while the message is open");
+    assert!(matches!(handle.try_send("full"), Err(TrySendError::Full(_))));
+    assert!(poll_once(handle.start_message(MessageKind::Text)).await.is_none(), "one writer at a time");
+    match writer.write(Bytes::from_static(b"binary")).await {
+        Err(Error::Send(ferrule_core::SendError::FragmentedMessageInProgress)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    writer.write("με").await.expect("second fragment");
+    writer.write("").await.expect("an empty fragment");
+    let after = async {
+        // Waits for the writer, then goes out after its message.
+        handle.send("after").await.expect("sent after the message");
+    };
+    let finish = async {
+        sleep::<T>(Duration::from_millis(20)).await;
+        writer.finish(", world").await.expect("last fragment");
+    };
+    join(after, finish).await;
+    match writer.write("more").await {
+        Err(Error::Send(ferrule_core::SendError::NoFragmentedMessageInProgress)) => {}
+        other => panic!("expected a refusal after finish, got {other:?}"),
+    }
+    for expected in ["κόσμε, world", "after"] {
+        let got = within::<T, _>(Duration::from_secs(10), "an echo", client.receiver.recv()).await;
+        assert_eq!(got.as_deref(), Some(expected));
+    }
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 2, "the server got two messages, not fragments");
+    drop(writer);
+    client.sender.send("still open".to_owned()).await.expect("sent");
+    let got = within::<T, _>(Duration::from_secs(10), "an echo", client.receiver.recv()).await;
+    assert_eq!(got.as_deref(), Some("still open"), "a finished writer's drop closes nothing");
+}
+
+/// A `MessageWriter` dropped after its first fragment and before its last closes the
+/// connection with 1011: the peer never takes the start of the message for a whole one.
+pub async fn handle_message_writer_dropped_unfinished_closes_1011<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, Bytes>(addr(&server)).await;
+    let mut writer = client.sender.handle().start_message(MessageKind::Binary).await.expect("started");
+    writer.write(Bytes::from_static(b"the start")).await.expect("first fragment");
+    drop(writer);
+    let info = done_within::<T>(client.done.clone()).await;
+    assert!(info.was_clean && code(&info) == 1011, "{info:?}");
+    let server_side = done_within::<T>(probe.closes.next()).await;
+    assert_eq!((code(&server_side), server_side.reason.as_str()), (1011, "message left unfinished"), "{server_side:?}");
+    assert_eq!(probe.messages.load(Ordering::SeqCst), 0, "no message reached the server's handler");
+    assert_eq!(client.receiver.recv().await, None);
+}
+
+/// While a server-side `MessageWriter` streams a message, the callback handler's own sends
+/// wait and go out after it, in order, and its `send_fragment` is refused; a ping goes through.
+pub async fn handler_sends_wait_for_a_handle_writers_message<T: TestRuntime>() {
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
+    let handle = within::<T, _>(Duration::from_secs(10), "the server's handle", probe.handles.next()).await;
+    let mut writer = handle.start_message(MessageKind::Text).await.expect("started");
+    writer.write("streamed ").await.expect("first fragment");
+    for text in ["echo 1", "echo 2"] {
+        client.sender.send(text.to_owned()).await.expect("sent");
+    }
+    // Both echoes reach the handler while the message is open: they wait behind it.
+    wait_until::<T>("both messages reached the server", || probe.messages.load(Ordering::SeqCst) == 2).await;
+    handle.ping(Bytes::from_static(b"meanwhile")).expect("pings go through");
+    writer.finish("message").await.expect("last fragment");
+    for expected in ["streamed message", "echo 1", "echo 2"] {
+        let got = within::<T, _>(Duration::from_secs(10), "a message", client.receiver.recv()).await;
+        assert_eq!(got.as_deref(), Some(expected));
+    }
 }
 
 /// A client run with the callback API (`Upgraded::run`) sends from `on_open`, gets every echo in
