@@ -287,13 +287,20 @@ impl Connection {
     }
 
     /// Processes deadlines that have passed by `now`. Early, late and repeated calls are fine.
+    ///
+    /// A connection that fails on a deadline (the peer unresponsive or idle, the closing
+    /// handshake not completed within [`Config::close_timeout`]) drops the output it still
+    /// had queued, so that a peer that stopped reading cannot hold the transport open; so does
+    /// one whose failure's close frame is not written within the close timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         if self.timers.expired(Timer::Close, now) {
             self.timers.clear(Timer::Close);
             if self.closed {
-                // A client waited long enough for the server to close the transport.
+                // A client waited long enough for the server to close the transport, or the
+                // close frame of a failure could not be flushed in time.
                 self.shutdown = true;
+                self.discard_output();
             } else {
                 self.fail_without_close(Failure::CloseTimeout);
             }
@@ -428,7 +435,7 @@ impl Connection {
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.shutdown { None } else { self.timers.earliest() }
+        if self.should_shutdown() { None } else { self.timers.earliest() }
     }
 
     /// Whether the transport should now be shut down: the connection is closed (cleanly or not),
@@ -878,6 +885,9 @@ impl Connection {
         };
         self.failure = Some(err);
         self.finish_unclean(closed);
+        // The close frame is flushed before the transport is shut, but not for longer than the
+        // close timeout: a peer that stopped reading cannot keep the transport open.
+        self.timers.set(Timer::Close, self.now + self.config.close_timeout);
     }
 
     /// Fails the connection without sending anything (timeouts, a vanished transport).
@@ -891,6 +901,7 @@ impl Connection {
         if self.closed {
             return;
         }
+        let transport_closed = matches!(failure, Failure::TransportClosed);
         let closed = Closed {
             clean: false,
             code: CloseCode::ABNORMAL,
@@ -899,6 +910,19 @@ impl Connection {
             failure: Some(failure),
         };
         self.finish_unclean(closed);
+        if !transport_closed {
+            // A deadline passed: nothing more is worth writing, and a peer that stopped reading
+            // would otherwise keep the transport open until the queued bytes drain, which may
+            // be never. (After the peer's end of stream, what is queued may still be read.)
+            self.discard_output();
+        }
+    }
+
+    fn discard_output(&mut self) {
+        self.out = BytesMut::new();
+        self.segments.clear();
+        self.segments_len = 0;
+        self.pending_pong = None;
     }
 
     fn finish_unclean(&mut self, closed: Closed) {

@@ -541,6 +541,29 @@ fn is_sending_fragmented_from_the_first_fragment_until_the_last_or_a_close() {
 }
 
 #[test]
+fn a_close_timeout_drops_output_a_peer_never_read_and_lets_the_transport_shut() {
+    let (mut s, now) = server();
+    s.send_binary(&[1; 1000]).unwrap();
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    assert!(s.buffered_amount() > 1000, "nothing was written: the peer does not read");
+    let deadline = s.poll_timeout().expect("the close timeout is armed");
+    s.handle_timeout(deadline);
+    assert_eq!(s.buffered_amount(), 0);
+    assert!(s.should_shutdown());
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn a_protocol_failure_waits_at_most_the_close_timeout_for_its_close_frame_to_be_written() {
+    let (mut s, now) = server();
+    assert!(s.handle_input(&[0x81, 0x00], now).is_err(), "an unmasked frame from a client");
+    assert!(!s.should_shutdown(), "the close frame waits to be written");
+    let deadline = s.poll_timeout().expect("the close timeout is armed");
+    s.handle_timeout(deadline);
+    assert!(s.should_shutdown(), "given up on a peer that does not read");
+}
+
+#[test]
 fn send_fragment_refuses_invalid_utf8_and_keeps_the_message_open() {
     let (mut s, _) = server();
     s.send_fragment(MessageKind::Text, b"ok", false).unwrap();
