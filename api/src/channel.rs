@@ -21,7 +21,8 @@ use crate::shared::{Shared, store_waker};
 /// [`Bytes`](bytes::Bytes) (binary), [`Json<T>`](crate::Json) or [`Message`] (either).
 ///
 /// Dropping the [`Receiver`] closes the connection with 1001 Going Away (nobody is left to read
-/// it), as does returning from the per-connection task that owns these channels.
+/// it), as does returning from the per-connection task that owns these channels; messages it
+/// had not returned are discarded, and the closing handshake still completes.
 #[derive(Debug)]
 pub struct Channels<M: Codec = Message> {
     /// Incoming messages.
@@ -110,7 +111,8 @@ impl<M: Codec> Receiver<M> {
 impl<M> Drop for Receiver<M> {
     fn drop(&mut self) {
         // Nobody reads this connection any more: close it (an error only means it is already
-        // closing).
+        // closing), and let the driver read on to the end of the closing handshake.
+        self.shared.receiver_dropped();
         let _ = Handle::new(self.shared.clone()).close(CloseCode::GOING_AWAY, "");
     }
 }

@@ -118,17 +118,100 @@ pub struct Ctx<'a> {
     conn: &'a mut Connection,
     handle: &'a Handle,
     now: Instant,
-    deferred: &'a mut Deferred,
+    sending: &'a mut Sending,
 }
 
-/// Messages a handler sent while a [`MessageWriter`](crate::MessageWriter) had a message open:
-/// they go out after its last fragment.
+/// How the handles' commands and a handler's sends take turns in the core.
 #[derive(Debug, Default)]
-struct Deferred {
-    /// A writer's message is open in the core.
+struct Sending {
+    /// A [`MessageWriter`](crate::MessageWriter)'s message is open in the core.
     writer_open: bool,
-    messages: VecDeque<Message>,
-    bytes: usize,
+    /// Messages the handler sent while a writer's message was open: they go out after its last
+    /// fragment.
+    deferred: VecDeque<Message>,
+    deferred_bytes: usize,
+    /// Handles' commands were put back in their queue to wait for the end of a fragmented
+    /// message the handler is sending.
+    commands_held: bool,
+}
+
+impl Sending {
+    /// Whether queued commands are worth taking: there are some, and they are not held back
+    /// behind a fragmented message the handler has open.
+    fn commands_ready(&self, conn: &Connection, shared: &Shared) -> bool {
+        shared.has_commands() && !(self.commands_held && conn.is_sending_fragmented())
+    }
+
+    /// Takes the handles' commands into the core, in order.
+    fn take_commands(&mut self, conn: &mut Connection, shared: &Shared, now: Instant) {
+        self.commands_held = false;
+        let mut commands = shared.take_commands();
+        while let Some(command) = commands.pop_front() {
+            // Frames of two messages cannot interleave. While the handler streams a message
+            // with `Ctx::send_fragment`, a handle's message or writer waits for its last
+            // fragment, and the commands after it wait too, in order. (While a writer streams
+            // one, no other handle's message is queued: `Shared::streaming` holds them back.)
+            let waits = match command {
+                Command::Message(_) => conn.is_sending_fragmented(),
+                Command::Fragment(..) => conn.is_sending_fragmented() && !self.writer_open,
+                Command::Ping(_) | Command::Close(..) => false,
+            };
+            if waits {
+                commands.push_front(command);
+                shared.hold_commands(commands);
+                self.commands_held = true;
+                return;
+            }
+            let result = match command {
+                Command::Message(Message::Text(t)) => conn.send_text_bytes(&t),
+                Command::Message(Message::Binary(b)) => conn.send_binary_bytes(&b),
+                Command::Fragment(fragment, fin) => self.send_writer_fragment(conn, &fragment, fin),
+                Command::Ping(p) => conn.ping(&p),
+                Command::Close(code, reason) => conn.close(code, &reason, now),
+            };
+            if result.is_err() {
+                // The connection closed under the command (the peer closed first): the
+                // handle already reports Closed for later sends.
+                tracing::debug!("command dropped: the connection is closing");
+            }
+        }
+    }
+
+    /// Queues a fragment of a [`MessageWriter`](crate::MessageWriter)'s message; after the
+    /// last one, the handler's sends that waited for it.
+    fn send_writer_fragment(&mut self, conn: &mut Connection, fragment: &Message, fin: bool) -> Result<(), SendError> {
+        conn.send_fragment(fragment.kind(), fragment.as_bytes(), fin)?;
+        self.writer_open = !fin;
+        if fin {
+            self.deferred_bytes = 0;
+            for message in std::mem::take(&mut self.deferred) {
+                let sent = match &message {
+                    Message::Text(t) => conn.send_text_bytes(t),
+                    Message::Binary(b) => conn.send_binary_bytes(b),
+                };
+                if sent.is_err() {
+                    tracing::debug!("deferred message dropped: the connection is closing");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection from inside the driver (the handler asked, or failed): the
+    /// handles' messages queued before go out first, as for [`Handle::close`], and no more are
+    /// accepted.
+    fn close(
+        &mut self,
+        conn: &mut Connection,
+        shared: &Shared,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        shared.lock().closing = true;
+        self.take_commands(conn, shared, now);
+        conn.close(code, reason, now)
+    }
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -152,8 +235,8 @@ impl Ctx<'_> {
     /// (from another task), the message waits, and goes out after the writer's last fragment.
     pub fn send(&mut self, message: &Message) -> Result<(), Error> {
         if self.defers() {
-            self.deferred.bytes += message.len();
-            self.deferred.messages.push_back(message.clone());
+            self.sending.deferred_bytes += message.len();
+            self.sending.deferred.push_back(message.clone());
             return Ok(());
         }
         let sent = match message {
@@ -190,7 +273,7 @@ impl Ctx<'_> {
     /// Whether sends wait for the end of a message a [`MessageWriter`](crate::MessageWriter)
     /// is streaming (and the connection can still send).
     fn defers(&self) -> bool {
-        self.deferred.writer_open && self.conn.is_sending_fragmented()
+        self.sending.writer_open && self.conn.is_sending_fragmented()
     }
 
     /// Serializes `value` as JSON and sends it as text.
@@ -242,8 +325,8 @@ impl Ctx<'_> {
     /// [`Handle::close`]; [`Error::Closed`] when a close frame was already sent.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
         crate::handle::check_sendable(code)?;
-        self.handle.shared.lock().closing = true;
-        self.conn.close(code, &truncate_reason(reason), self.now).map_err(|_| Error::Closed)
+        let reason = truncate_reason(reason);
+        self.sending.close(self.conn, &self.handle.shared, code, &reason, self.now).map_err(|_| Error::Closed)
     }
 
     /// Changes this connection's incoming limits (from `on_open`, for example).
@@ -298,8 +381,7 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     release_at: Option<Instant>,
     /// Handles' messages were put back in their queue to wait for the end of a fragmented
     /// message the handler is sending.
-    commands_held: bool,
-    deferred: Deferred,
+    sending: Sending,
     read_closed: bool,
     write_broken: bool,
     opened: bool,
@@ -343,8 +425,7 @@ where
             write_wait,
             write_deadline: None,
             release_at: None,
-            commands_held: false,
-            deferred: Deferred::default(),
+            sending: Sending::default(),
             read_closed: false,
             write_broken: false,
             opened: false,
@@ -374,80 +455,28 @@ where
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut F) {
-        (Ctx { conn: &mut self.conn, handle: &self.handle, now, deferred: &mut self.deferred }, &mut self.front)
+        (Ctx { conn: &mut self.conn, handle: &self.handle, now, sending: &mut self.sending }, &mut self.front)
     }
 
     fn handler_failed(&mut self, err: HandlerError, now: Instant) {
         tracing::debug!(code = %err.code, reason = %err.reason, "handler closed the connection");
         let code = if err.code.is_sendable() { err.code } else { CloseCode::INTERNAL_ERROR };
-        self.handle.shared.lock().closing = true;
-        let _ = self.conn.close(code, &truncate_reason(&err.reason), now);
+        let reason = truncate_reason(&err.reason);
+        let _ = self.sending.close(&mut self.conn, &self.handle.shared, code, &reason, now);
     }
 
-    /// Whether queued commands are worth taking: there are some, and they are not held back
-    /// behind a fragmented message the handler has open.
-    fn commands_ready(&self) -> bool {
-        self.handle.shared.has_commands() && !(self.commands_held && self.conn.is_sending_fragmented())
-    }
-
-    fn take_commands(&mut self, now: Instant) {
-        self.commands_held = false;
-        let mut commands = self.handle.shared.take_commands();
-        while let Some(command) = commands.pop_front() {
-            // Frames of two messages cannot interleave. While the handler streams a message
-            // with `Ctx::send_fragment`, a handle's message or writer waits for its last
-            // fragment, and the commands after it wait too, in order. (While a writer streams
-            // one, no other handle's message is queued: `Shared::streaming` holds them back.)
-            let waits = match command {
-                Command::Message(_) => self.conn.is_sending_fragmented(),
-                Command::Fragment(..) => self.conn.is_sending_fragmented() && !self.deferred.writer_open,
-                Command::Ping(_) | Command::Close(..) => false,
-            };
-            if waits {
-                commands.push_front(command);
-                self.handle.shared.hold_commands(commands);
-                self.commands_held = true;
-                return;
-            }
-            let result = match command {
-                Command::Message(Message::Text(t)) => self.conn.send_text_bytes(&t),
-                Command::Message(Message::Binary(b)) => self.conn.send_binary_bytes(&b),
-                Command::Fragment(fragment, fin) => self.send_writer_fragment(&fragment, fin),
-                Command::Ping(p) => self.conn.ping(&p),
-                Command::Close(code, reason) => self.conn.close(code, &reason, now),
-            };
-            if result.is_err() {
-                // The connection closed under the command (the peer closed first): the
-                // handle already reports Closed for later sends.
-                tracing::debug!("command dropped: the connection is closing");
-            }
-        }
-    }
-
-    /// Queues a fragment of a [`MessageWriter`](crate::MessageWriter)'s message; after the
-    /// last one, the handler's sends that waited for it.
-    fn send_writer_fragment(&mut self, fragment: &Message, fin: bool) -> Result<(), SendError> {
-        self.conn.send_fragment(fragment.kind(), fragment.as_bytes(), fin)?;
-        self.deferred.writer_open = !fin;
-        if fin {
-            self.deferred.bytes = 0;
-            for message in std::mem::take(&mut self.deferred.messages) {
-                let sent = match &message {
-                    Message::Text(t) => self.conn.send_text_bytes(t),
-                    Message::Binary(b) => self.conn.send_binary_bytes(b),
-                };
-                if sent.is_err() {
-                    tracing::debug!("deferred message dropped: the connection is closing");
-                }
-            }
-        }
-        Ok(())
+    /// Whether to take the handles' commands this turn: some are ready, and the output has
+    /// room for them or a close was requested (a close must start its timeout even when the
+    /// peer stopped reading; what is queued before it is bounded by the send buffer).
+    fn may_take_commands(&self) -> bool {
+        self.sending.commands_ready(&self.conn, &self.handle.shared)
+            && (self.conn.buffered_amount() < HIGH_WATER || self.handle.shared.lock().closing)
     }
 
     /// Output queued and not yet written, including the handler's sends that wait for a
-    /// writer's message: what the driver keeps under [`HIGH_WATER`].
+    /// writer's message: the driver reads only while this is under [`HIGH_WATER`].
     fn backlog(&self) -> usize {
-        self.conn.buffered_amount() + self.deferred.bytes
+        self.conn.buffered_amount() + self.sending.deferred_bytes
     }
 
     fn deliver_events(&mut self, now: Instant) {
@@ -742,8 +771,8 @@ where
         let mut read_budget = READ_BUDGET_PER_POLL;
         for _ in 0..TURNS_PER_POLL {
             let mut progress = false;
-            if this.commands_ready() && this.backlog() < HIGH_WATER {
-                this.take_commands(now);
+            if this.may_take_commands() {
+                this.sending.take_commands(&mut this.conn, &this.handle.shared, now);
             }
             if !this.read_closed && this.backlog() < HIGH_WATER && this.front.poll_ready(cx) {
                 if let Some(n) = this.read(cx, now, read_chunk) {
@@ -761,7 +790,7 @@ where
             if !progress {
                 // Queued commands are worth another turn only when the output has room for
                 // them; otherwise the driver would spin until the peer reads.
-                if this.park(cx) && this.commands_ready() && this.backlog() < HIGH_WATER {
+                if this.park(cx) && this.may_take_commands() {
                     continue;
                 }
                 this.conn.release_input_buffers(KEEP_INPUT_BUFFER);

@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) receiver_waits: bool,
     /// The driver stopped reading because the receive bound was reached.
     pub(crate) driver_waits_for_inbox: bool,
+    /// The channel API's receiver was dropped: received messages are discarded.
+    pub(crate) receiver_gone: bool,
     pub(crate) errors: VecDeque<Error>,
     pub(crate) errors_waker: Option<Waker>,
     /// Set once, when the driver finished.
@@ -125,6 +127,7 @@ impl Shared {
                 receiver: None,
                 receiver_waits: false,
                 driver_waits_for_inbox: false,
+                receiver_gone: false,
                 errors: VecDeque::new(),
                 errors_waker: None,
                 closed: None,
@@ -166,6 +169,10 @@ impl Shared {
     /// lock, and wakes the receiver if it waits.
     pub(crate) fn deliver(&self, batch: &mut VecDeque<Message>, bytes: usize) {
         let mut inner = self.lock();
+        if inner.receiver_gone {
+            batch.clear();
+            return;
+        }
         inner.received += batch.len();
         inner.received_bytes += bytes;
         if inner.inbox.is_empty() {
@@ -214,6 +221,25 @@ impl Shared {
         store_waker(&mut inner.receiver, waker);
         inner.receiver_waits = true;
         Poll::Pending
+    }
+
+    /// The receiver was dropped: nobody will take the messages waiting for it, so they are
+    /// dropped, and the driver, if it waits for room, reads on (the peer's close reply must
+    /// still be read).
+    pub(crate) fn receiver_dropped(&self) {
+        let mut inner = self.lock();
+        inner.receiver_gone = true;
+        inner.inbox.clear();
+        inner.received = 0;
+        inner.received_bytes = 0;
+        inner.receiver = None;
+        inner.receiver_waits = false;
+        self.update_inbox_full(&inner);
+        if std::mem::take(&mut inner.driver_waits_for_inbox) {
+            if let Some(w) = &inner.driver {
+                w.wake_by_ref();
+            }
+        }
     }
 
     /// Records whether the receive bound is reached; called with the lock held after each

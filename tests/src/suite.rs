@@ -95,6 +95,10 @@ macro_rules! runtime_suite {
             real handle_message_writer_streams_while_other_sends_wait,
             real handle_message_writer_dropped_unfinished_closes_1011,
             real handler_sends_wait_for_a_handle_writers_message,
+            real handle_message_writer_finishes_behind_a_large_backlog_of_handler_sends,
+            real handle_message_queued_before_ctx_close_is_sent_first,
+            real receiver_dropped_at_its_bound_still_closes_cleanly,
+            real close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout,
             real client_handler_dropped_mid_connection_gets_on_close_1006,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
@@ -1045,6 +1049,100 @@ pub async fn handler_sends_wait_for_a_handle_writers_message<T: TestRuntime>() {
         let got = within::<T, _>(Duration::from_secs(10), "a message", client.receiver.recv()).await;
         assert_eq!(got.as_deref(), Some(expected));
     }
+}
+
+/// A server-side `MessageWriter` finishes its message even after the echo handler's replies
+/// held back behind it have passed the driver's 256 KiB output mark: the writer's fragments are
+/// still taken, and the replies follow its message.
+pub async fn handle_message_writer_finishes_behind_a_large_backlog_of_handler_sends<T: TestRuntime>() {
+    const MESSAGE: usize = 64 * 1024;
+    let probe = Probe::default();
+    let server = echo_server::<T>(Options::default(), &probe).await;
+    let mut client = connect_channels::<T, Message>(addr(&server)).await;
+    let handle = within::<T, _>(Duration::from_secs(10), "the server's handle", probe.handles.next()).await;
+    let mut writer = handle.start_message(MessageKind::Text).await.expect("started");
+    writer.write("start ").await.expect("first fragment");
+    for _ in 0..6 {
+        client.sender.send(Message::binary(vec![7u8; MESSAGE])).await.expect("sent");
+    }
+    wait_until::<T>("256 KiB of replies held back", || probe.bytes.load(Ordering::SeqCst) >= 4 * MESSAGE).await;
+    writer.finish("end").await.expect("last fragment");
+    let got = within::<T, _>(Duration::from_secs(10), "the writer's message", client.receiver.recv()).await;
+    assert_eq!(got, Some(Message::text("start end")));
+    for _ in 0..6 {
+        let got = within::<T, _>(Duration::from_secs(10), "an echo", client.receiver.recv()).await;
+        assert_eq!(got.map(|m| m.len()), Some(MESSAGE));
+    }
+}
+
+/// A message queued through a `Handle` before the handler closes with `Ctx::close` goes out
+/// before the close frame, as it does before `Handle::close`.
+pub async fn handle_message_queued_before_ctx_close_is_sent_first<T: TestRuntime>() {
+    struct Closer;
+    impl Handler for Closer {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, _message: Message) -> Result<(), HandlerError> {
+            ctx.handle().try_send("bye").map_err(|e| HandlerError::internal(e.to_string()))?;
+            ctx.close(CloseCode::NORMAL, "done")?;
+            Ok(())
+        }
+    }
+    let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| Ok(Closer)).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
+    client.sender.send("hi".to_owned()).await.expect("sent");
+    let got = within::<T, _>(Duration::from_secs(10), "the reply", client.receiver.recv()).await;
+    assert_eq!(got.as_deref(), Some("bye"));
+    let info = done_within::<T>(client.done.clone()).await;
+    assert!(info.was_clean && code(&info) == 1000, "{info:?}");
+}
+
+/// Dropping the channels while the receive bound holds unread messages still completes the
+/// closing handshake: the server reads the peer's reply and ends with a clean 1001, not after
+/// its close timeout with 1006.
+pub async fn receiver_dropped_at_its_bound_still_closes_cleanly<T: TestRuntime>() {
+    let inbox = Inbox::<Channels<String>>::default();
+    let options = Options::builder().recv_buffer(Bound::new(2, 1 << 20)).build().expect("valid");
+    let server = handover_server::<T, String>(options, &inbox).await;
+    let client = connect_channels::<T, String>(addr(&server)).await;
+    let channels = inbox.next().await;
+    for i in 0..10 {
+        client.sender.send(format!("m{i}")).await.expect("sent");
+    }
+    // The server takes two and stops reading at its bound; nobody receives them.
+    sleep::<T>(Duration::from_millis(200)).await;
+    let done = channels.done.clone();
+    let started = now::<T>();
+    drop(channels);
+    let client_side = done_within::<T>(client.done.clone()).await;
+    assert!(client_side.was_clean && code(&client_side) == 1001, "{client_side:?}");
+    let server_side = done_within::<T>(done).await;
+    assert!(server_side.was_clean && code(&server_side) == 1001, "{server_side:?}");
+    assert!(now::<T>() - started < Duration::from_secs(4), "ended at the close timeout");
+}
+
+/// `Handle::close` to a peer that stopped reading, with the server's output past its 256 KiB
+/// mark and write timeouts off, still ends the connection at the close timeout.
+pub async fn close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout<T: TestRuntime>() {
+    const MESSAGE: usize = 64 * 1024;
+    let probe = Probe::default();
+    let options =
+        Options::builder().write_wait(Duration::ZERO).close_timeout(Duration::from_secs(1)).build().expect("valid");
+    let server = echo_server::<T>(options, &probe).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
+    let handle = probe.handles.next().await;
+    let frame = client_frame(true, 0x2, &[0x5A; MESSAGE], [0; 4]);
+    let mut written = 0usize;
+    // Write echo requests until the server stops reading (its output is full and we never read).
+    loop {
+        let at = written % frame.len();
+        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(Duration::from_millis(300))).await {
+            Either::Left(n) => written += n.expect("the write succeeded"),
+            Either::Right(()) => break,
+        }
+    }
+    assert!(written > 512 * 1024, "the server's output passed its mark: {written} bytes written");
+    handle.close(CloseCode::GOING_AWAY, "bye").expect("close requested");
+    let info = within::<T, _>(Duration::from_secs(6), "the end at the close timeout", probe.closes.next()).await;
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
 }
 
 /// A client run with the callback API (`Upgraded::run`) sends from `on_open`, gets every echo in
