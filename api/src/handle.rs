@@ -247,7 +247,7 @@ impl MessageWriter {
     ///
     /// # Errors
     ///
-    /// [`Error::Send`] with [`SendError::FragmentedMessageInProgress`] for a fragment whose kind
+    /// [`Error::Send`] with [`SendError::FragmentKindMismatch`] for a fragment whose kind
     /// differs from the writer's (text to a binary message or the reverse), and with
     /// [`SendError::NoFragmentedMessageInProgress`] after [`finish`](Self::finish);
     /// [`Error::Closed`] once the connection is closing or closed.
@@ -279,7 +279,7 @@ impl MessageWriter {
             return Err(Error::Send(SendError::NoFragmentedMessageInProgress));
         }
         if fragment.kind() != self.kind {
-            return Err(Error::Send(SendError::FragmentedMessageInProgress));
+            return Err(Error::Send(SendError::FragmentKindMismatch));
         }
         let mut fragment = Some(fragment);
         std::future::poll_fn(|cx| {

@@ -536,7 +536,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`SendError::Closed`]; [`SendError::FragmentedMessageInProgress`] when `kind` differs from
+    /// [`SendError::Closed`]; [`SendError::FragmentKindMismatch`] when `kind` differs from
     /// the open message's; [`SendError::InvalidUtf8`] when text fragments stop being a valid
     /// UTF-8 prefix (nothing of this fragment is sent and the message stays open).
     pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), SendError> {
@@ -544,7 +544,7 @@ impl Connection {
         let opcode = match self.tx_fragment {
             None => kind.opcode(),
             Some(open) if open == kind => OpCode::Continuation,
-            Some(_) => return Err(SendError::FragmentedMessageInProgress),
+            Some(_) => return Err(SendError::FragmentKindMismatch),
         };
         if kind == MessageKind::Text {
             let mut validator = self.tx_utf8.clone();

@@ -118,6 +118,8 @@ pub enum SendError {
     CloseReasonTooLong(usize),
     /// A whole message was sent while a fragmented message is still being sent (section 5.4).
     FragmentedMessageInProgress,
+    /// A fragment of one kind (text or binary) was sent to continue a message of the other.
+    FragmentKindMismatch,
     /// A continuation fragment was sent with no fragmented message in progress.
     NoFragmentedMessageInProgress,
     /// Text fragments were not valid UTF-8 (section 8.1).
@@ -133,7 +135,12 @@ impl fmt::Display for SendError {
             }
             Self::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent"),
             Self::CloseReasonTooLong(n) => write!(f, "close reason of {n} bytes exceeds 123 bytes"),
-            Self::FragmentedMessageInProgress => f.write_str("a fragmented message is in progress; finish it first"),
+            Self::FragmentedMessageInProgress => {
+                f.write_str("another message is being sent in fragments; it must end first")
+            }
+            Self::FragmentKindMismatch => {
+                f.write_str("a fragment's kind (text or binary) differs from the message it continues")
+            }
             Self::NoFragmentedMessageInProgress => f.write_str("no fragmented message is in progress to continue"),
             Self::InvalidUtf8 => f.write_str("text fragments are not valid UTF-8"),
         }

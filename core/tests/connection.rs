@@ -517,7 +517,7 @@ fn send_fragment_streams_a_text_message_split_inside_a_character() {
     let b = "κόσμε".as_bytes();
     s.send_fragment(MessageKind::Text, &b[..1], false).unwrap();
     assert_eq!(s.send_text("no"), Err(SendError::FragmentedMessageInProgress));
-    assert_eq!(s.send_fragment(MessageKind::Binary, b"x", false), Err(SendError::FragmentedMessageInProgress));
+    assert_eq!(s.send_fragment(MessageKind::Binary, b"x", false), Err(SendError::FragmentKindMismatch));
     s.ping(b"between").unwrap();
     s.send_fragment(MessageKind::Text, &b[1..], true).unwrap();
     let out = transmit(&mut s);

@@ -983,7 +983,7 @@ pub async fn handle_message_writer_streams_while_other_sends_wait<T: TestRuntime
     assert!(matches!(handle.try_send("full"), Err(TrySendError::Full(_))));
     assert!(poll_once(handle.start_message(MessageKind::Text)).await.is_none(), "one writer at a time");
     match writer.write(Bytes::from_static(b"binary")).await {
-        Err(Error::Send(ferrule_core::SendError::FragmentedMessageInProgress)) => {}
+        Err(Error::Send(ferrule_core::SendError::FragmentKindMismatch)) => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
     writer.write("με").await.expect("second fragment");
