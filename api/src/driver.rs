@@ -163,8 +163,7 @@ impl Sending {
                 return;
             }
             let result = match command {
-                Command::Message(Message::Text(t)) => conn.send_text_bytes(&t),
-                Command::Message(Message::Binary(b)) => conn.send_binary_bytes(&b),
+                Command::Message(message) => send_message(conn, &message),
                 Command::Fragment(fragment, fin) => self.send_writer_fragment(conn, &fragment, fin),
                 Command::Ping(p) => conn.ping(&p),
                 Command::Close(code, reason) => conn.close(code, &reason, now),
@@ -185,11 +184,7 @@ impl Sending {
         if fin {
             self.deferred_bytes = 0;
             for message in std::mem::take(&mut self.deferred) {
-                let sent = match &message {
-                    Message::Text(t) => conn.send_text_bytes(t),
-                    Message::Binary(b) => conn.send_binary_bytes(b),
-                };
-                if sent.is_err() {
+                if send_message(conn, &message).is_err() {
                     tracing::debug!("deferred message dropped: the connection is closing");
                 }
             }
@@ -239,11 +234,7 @@ impl Ctx<'_> {
             self.sending.deferred.push_back(message.clone());
             return Ok(());
         }
-        let sent = match message {
-            Message::Text(t) => self.conn.send_text_bytes(t),
-            Message::Binary(b) => self.conn.send_binary_bytes(b),
-        };
-        sent.map_err(send_error)
+        send_message(self.conn, message).map_err(send_error)
     }
 
     /// Sends a text message.
@@ -351,6 +342,15 @@ impl Ctx<'_> {
     }
 }
 
+/// Queues a whole message in the core. Its payload is shared, not copied: a server writes a
+/// large payload straight from the message's buffer.
+fn send_message(conn: &mut Connection, message: &Message) -> Result<(), SendError> {
+    match message {
+        Message::Text(t) => conn.send_text_bytes(t),
+        Message::Binary(b) => conn.send_binary_bytes(b),
+    }
+}
+
 /// The API's error for a send the core refused.
 fn send_error(error: SendError) -> Error {
     match error {
@@ -379,8 +379,7 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     write_deadline: Option<Instant>,
     /// When to give the core's buffers back, if it holds any.
     release_at: Option<Instant>,
-    /// Handles' messages were put back in their queue to wait for the end of a fragmented
-    /// message the handler is sending.
+    /// How the handles' commands and the handler's sends take turns.
     sending: Sending,
     read_closed: bool,
     write_broken: bool,

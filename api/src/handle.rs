@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use ferrule_core::{CloseCode, MessageKind, SendError};
@@ -44,8 +44,8 @@ impl Handle {
     /// Cancel safe: the message is queued only when the future completes with `Ok`; dropping
     /// the future earlier sends nothing.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let mut message = Some(message.into());
-        std::future::poll_fn(|cx| self.poll_send(cx, &mut message)).await
+        let mut command = Some(Command::Message(message.into()));
+        std::future::poll_fn(|cx| self.shared.poll_queue(cx, &mut command, true).map_ok(drop)).await
     }
 
     /// Encodes and queues a typed message ([`Codec`]), waiting while the send buffer is full.
@@ -93,25 +93,6 @@ impl Handle {
         }
         self.shared.push_command(&mut inner, Command::Message(message));
         Ok(())
-    }
-
-    pub(crate) fn poll_send(&self, cx: &mut Context<'_>, message: &mut Option<Message>) -> Poll<Result<(), Error>> {
-        let mut inner = self.shared.lock();
-        if inner.closing {
-            return Poll::Ready(Err(Error::Closed));
-        }
-        let len = message.as_ref().map_or(0, Message::len);
-        if inner.streaming || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
-            register(&mut inner.send_waiters, cx.waker());
-            return Poll::Pending;
-        }
-        match message.take() {
-            Some(m) => {
-                self.shared.push_command(&mut inner, Command::Message(m));
-                Poll::Ready(Ok(()))
-            }
-            None => Poll::Ready(Ok(())),
-        }
     }
 
     /// Starts a message of `kind` sent in fragments (RFC 6455 section 5.4), for a message whose
@@ -281,24 +262,13 @@ impl MessageWriter {
         if fragment.kind() != self.kind {
             return Err(Error::Send(SendError::FragmentKindMismatch));
         }
-        let mut fragment = Some(fragment);
+        let mut command = Some(Command::Fragment(fragment, fin));
         std::future::poll_fn(|cx| {
-            let mut inner = self.shared.lock();
-            if inner.closing {
-                return Poll::Ready(Err(Error::Closed));
-            }
-            let len = fragment.as_ref().map_or(0, Message::len);
-            if !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
-                register(&mut inner.send_waiters, cx.waker());
-                return Poll::Pending;
-            }
-            if let Some(fragment) = fragment.take() {
-                self.shared.push_command(&mut inner, Command::Fragment(fragment, fin));
-            }
+            let mut inner = ready!(self.shared.poll_queue(cx, &mut command, false))?;
             if fin {
                 self.shared.end_streaming(&mut inner);
             }
-            Poll::Ready(Ok(()))
+            Poll::Ready(Ok::<(), Error>(()))
         })
         .await?;
         self.started = true;

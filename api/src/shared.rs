@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use ferrule_core::CloseCode;
@@ -109,6 +109,15 @@ impl Inner {
     fn at_recv_bound(&self) -> bool {
         self.received >= self.recv_bound.messages || self.received_bytes >= self.recv_bound.bytes
     }
+
+    /// Wakes the driver if it stopped reading at the receive bound.
+    fn wake_driver_waiting_for_inbox(&mut self) {
+        if std::mem::take(&mut self.driver_waits_for_inbox) {
+            if let Some(w) = &self.driver {
+                w.wake_by_ref();
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -205,11 +214,8 @@ impl Shared {
         inner.received -= taken;
         inner.received_bytes -= taken_bytes;
         self.update_inbox_full(&inner);
-        if inner.driver_waits_for_inbox && !inner.at_recv_bound() {
-            inner.driver_waits_for_inbox = false;
-            if let Some(w) = &inner.driver {
-                w.wake_by_ref();
-            }
+        if !inner.at_recv_bound() {
+            inner.wake_driver_waiting_for_inbox();
         }
         if !inner.inbox.is_empty() {
             std::mem::swap(&mut inner.inbox, batch);
@@ -235,11 +241,7 @@ impl Shared {
         inner.receiver = None;
         inner.receiver_waits = false;
         self.update_inbox_full(&inner);
-        if std::mem::take(&mut inner.driver_waits_for_inbox) {
-            if let Some(w) = &inner.driver {
-                w.wake_by_ref();
-            }
-        }
+        inner.wake_driver_waiting_for_inbox();
     }
 
     /// Records whether the receive bound is reached; called with the lock held after each
@@ -250,6 +252,30 @@ impl Shared {
 
     pub(crate) fn has_commands(&self) -> bool {
         self.has_commands.load(Ordering::Acquire)
+    }
+
+    /// Queues the command in `slot` once the connection accepts sends and the send bound has
+    /// room for it (and, for `behind_writer`, no [`MessageWriter`](crate::MessageWriter) has a
+    /// message open); returns the lock, still held, so the caller can finish under it.
+    pub(crate) fn poll_queue(
+        &self,
+        cx: &Context<'_>,
+        slot: &mut Option<Command>,
+        behind_writer: bool,
+    ) -> Poll<Result<MutexGuard<'_, Inner>, Error>> {
+        let mut inner = self.lock();
+        if inner.closing {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let len = slot.as_ref().map_or(0, Command::message_len);
+        if (behind_writer && inner.streaming) || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, len) {
+            register(&mut inner.send_waiters, cx.waker());
+            return Poll::Pending;
+        }
+        if let Some(command) = slot.take() {
+            self.push_command(&mut inner, command);
+        }
+        Poll::Ready(Ok(inner))
     }
 
     /// Queues a command for the driver and wakes it.
