@@ -773,10 +773,19 @@ where
             if this.may_take_commands() {
                 this.sending.take_commands(&mut this.conn, &this.handle.shared, now);
             }
-            if !this.read_closed && this.backlog() < HIGH_WATER && this.front.poll_ready(cx) {
-                if let Some(n) = this.read(cx, now, read_chunk) {
-                    progress = true;
-                    read_budget = read_budget.saturating_sub(n);
+            if !this.read_closed && this.backlog() < HIGH_WATER {
+                if this.front.poll_ready(cx) {
+                    if this.conn.is_read_paused() {
+                        this.conn.handle_read_resumed(now);
+                    }
+                    if let Some(n) = this.read(cx, now, read_chunk) {
+                        progress = true;
+                        read_budget = read_budget.saturating_sub(n);
+                    }
+                } else if !this.conn.is_read_paused() {
+                    // The application is behind, not the peer: what the peer sends (its pongs
+                    // too) waits unread, so the liveness deadlines stand still until it catches up.
+                    this.conn.handle_read_paused(now);
                 }
             }
             this.deliver_events(now);

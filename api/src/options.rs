@@ -169,6 +169,10 @@ impl OptionsBuilder {
         self
     }
     /// Time allowed for the peer to show life after a ping. Default 60 s.
+    ///
+    /// Only time during which the connection reads counts: while a full
+    /// [`recv_buffer`](Self::recv_buffer) holds reading back, the peer's pong waits unread, so
+    /// the wait stands still until the receiver catches up.
     pub fn pong_wait(mut self, wait: Duration) -> Self {
         self.options.pong_wait = wait;
         self
@@ -199,7 +203,8 @@ impl OptionsBuilder {
     /// It counts the messages received and not yet returned by
     /// [`Receiver::recv`](crate::Receiver::recv). Once they reach the bound, the connection stops
     /// reading from the socket (so TCP flow control slows the peer) until the receiver comes
-    /// back for more. The messages decoded from one read are delivered together, so the queue
+    /// back for more; meanwhile the peer is not held to `pong_wait` or `read_timeout`, whose
+    /// clocks stand still. The messages decoded from one read are delivered together, so the queue
     /// can pass the bound by one read's worth (at most 256 KiB). The callback API has no queue:
     /// its handler runs as each message is decoded.
     pub fn recv_buffer(mut self, bound: Bound) -> Self {
@@ -212,6 +217,9 @@ impl OptionsBuilder {
         self
     }
     /// Idle read timeout; `None` disables it. Default none.
+    ///
+    /// As for [`pong_wait`](Self::pong_wait), time during which a full
+    /// [`recv_buffer`](Self::recv_buffer) holds reading back does not count.
     pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.options.read_timeout = timeout;
         self

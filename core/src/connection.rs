@@ -43,7 +43,9 @@ impl MessageKind {
 ///
 /// 1. Feed received bytes with [`handle_input`](Self::handle_input) (the end of the stream with
 ///    [`handle_eof`](Self::handle_eof)), and expired deadlines with
-///    [`handle_timeout`](Self::handle_timeout).
+///    [`handle_timeout`](Self::handle_timeout). A driver that stops reading for its
+///    application's sake says so with [`handle_read_paused`](Self::handle_read_paused), and
+///    with [`handle_read_resumed`](Self::handle_read_resumed) before it reads again.
 /// 2. Queue outgoing messages with [`send_text`](Self::send_text),
 ///    [`send_binary`](Self::send_binary) (or, without copying a large payload on a server,
 ///    [`send_text_bytes`](Self::send_text_bytes) and
@@ -67,6 +69,13 @@ impl MessageKind {
 /// connection fails with [`Failure::PeerUnresponsive`]. A silent peer is therefore detected within
 /// `ping_interval + pong_timeout`. [`Config::idle_timeout`] fails a connection on which nothing
 /// was received for that long, and [`Config::close_timeout`] bounds the closing handshake.
+///
+/// Those two liveness deadlines count only time during which the transport is read. A driver
+/// that stops reading for its application's sake (its receive queue is full) reports it with
+/// [`handle_read_paused`](Self::handle_read_paused): the peer's pongs and messages then wait
+/// unread in the transport, and silence is not the peer's fault. The liveness clock stands still
+/// until [`handle_read_resumed`](Self::handle_read_resumed), and the deadlines move later by the
+/// length of the pause. Keepalive pings and the closing handshake's deadline run on.
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
@@ -117,6 +126,9 @@ pub struct Connection {
     pending_failure: Option<ProtocolError>,
     events: VecDeque<Event>,
     timers: Timers,
+    /// When the driver stopped reading the transport, while it has (see
+    /// [`handle_read_paused`](Connection::handle_read_paused)).
+    read_paused_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +203,7 @@ impl Connection {
             pending_failure: None,
             events: VecDeque::new(),
             timers,
+            read_paused_at: None,
         })
     }
 
@@ -286,6 +299,43 @@ impl Connection {
         }
     }
 
+    /// Reports that the driver stopped reading the transport on its own account, for instance
+    /// because the application's receive queue is full, although the peer may be sending.
+    ///
+    /// Until [`handle_read_resumed`](Self::handle_read_resumed), the liveness deadlines (the pong
+    /// wait after a keepalive ping, and [`Config::idle_timeout`]) stand still: whatever the peer
+    /// sent meanwhile, pongs included, waits unread, so its silence proves nothing. Keepalive
+    /// pings still go out, and the closing handshake's deadline runs on. Repeated calls keep the
+    /// first pause's start.
+    pub fn handle_read_paused(&mut self, now: Instant) {
+        self.now = now;
+        self.read_paused_at.get_or_insert(now);
+    }
+
+    /// Reports that the driver reads the transport again after
+    /// [`handle_read_paused`](Self::handle_read_paused): the liveness deadlines move later by the
+    /// length of the pause, so that each counts only time during which the peer could be heard.
+    /// Without a pause in progress this does nothing.
+    pub fn handle_read_resumed(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(since) = self.read_paused_at.take() {
+            let paused = now.saturating_duration_since(since);
+            for timer in [Timer::Pong, Timer::Idle] {
+                if let Some(at) = self.timers.get(timer) {
+                    self.timers.set(timer, at + paused);
+                }
+            }
+        }
+    }
+
+    /// Whether reading is paused: [`handle_read_paused`](Self::handle_read_paused) was called
+    /// and [`handle_read_resumed`](Self::handle_read_resumed) not since.
+    #[inline]
+    #[must_use]
+    pub fn is_read_paused(&self) -> bool {
+        self.read_paused_at.is_some()
+    }
+
     /// Processes deadlines that have passed by `now`. Early, late and repeated calls are fine.
     ///
     /// A connection that fails on a deadline (the peer unresponsive or idle, the closing
@@ -309,13 +359,15 @@ impl Connection {
         if self.closed {
             return;
         }
-        if self.timers.expired(Timer::Pong, now) {
-            self.fail_without_close(Failure::PeerUnresponsive);
-            return;
-        }
-        if self.timers.expired(Timer::Idle, now) {
-            self.fail_without_close(Failure::Idle);
-            return;
+        if self.read_paused_at.is_none() {
+            if self.timers.expired(Timer::Pong, now) {
+                self.fail_without_close(Failure::PeerUnresponsive);
+                return;
+            }
+            if self.timers.expired(Timer::Idle, now) {
+                self.fail_without_close(Failure::Idle);
+                return;
+            }
         }
         if self.timers.expired(Timer::Ping, now) {
             if let Some(interval) = self.config.ping_interval {
@@ -323,7 +375,8 @@ impl Connection {
                     self.flush_pending_pong();
                     self.write_frame(true, OpCode::Ping, &[]);
                     if self.timers.get(Timer::Pong).is_none() {
-                        self.timers.set(Timer::Pong, now + self.config.pong_timeout);
+                        let sent = self.liveness_now(now);
+                        self.timers.set(Timer::Pong, sent + self.config.pong_timeout);
                     }
                     self.timers.set(Timer::Ping, now + interval);
                 } else {
@@ -435,7 +488,14 @@ impl Connection {
     /// The earliest deadline at which [`handle_timeout`](Self::handle_timeout) has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.should_shutdown() { None } else { self.timers.earliest() }
+        if self.should_shutdown() {
+            None
+        } else if self.read_paused_at.is_some() {
+            // The liveness deadlines stand still while reading is paused.
+            [self.timers.get(Timer::Ping), self.timers.get(Timer::Close)].into_iter().flatten().min()
+        } else {
+            self.timers.earliest()
+        }
     }
 
     /// Whether the transport should now be shut down: the connection is closed (cleanly or not),
@@ -622,8 +682,15 @@ impl Connection {
     fn saw_peer(&mut self, now: Instant) {
         self.timers.clear(Timer::Pong);
         if let (Some(idle), false) = (self.config.idle_timeout, self.sent_close) {
-            self.timers.set(Timer::Idle, now + idle);
+            let heard = self.liveness_now(now);
+            self.timers.set(Timer::Idle, heard + idle);
         }
+    }
+
+    /// The time on the liveness clock, which stands still while reading is paused (see
+    /// [`handle_read_paused`](Self::handle_read_paused)).
+    fn liveness_now(&self, now: Instant) -> Instant {
+        self.read_paused_at.unwrap_or(now)
     }
 
     /// Adds `data` to the received bytes and processes them. The payload of a large masked data

@@ -716,11 +716,16 @@ fn eof_before_close_reports_transport_closed_1006() {
 
 // ---- keepalive ---------------------------------------------------------------------------------
 
+/// A server that pings every 10 s and waits 15 s for a sign of life.
+fn keepalive_server() -> (Connection, Instant) {
+    let now = Instant::now();
+    let config = Config::default().ping_interval(Some(secs(10))).pong_timeout(secs(15));
+    (Connection::new(Role::Server, config, now).unwrap(), now)
+}
+
 #[test]
 fn keepalive_pings_on_interval_and_fails_a_silent_peer() {
-    let now = Instant::now();
-    let config = Config::default().ping_interval(Some(Duration::from_secs(10))).pong_timeout(Duration::from_secs(15));
-    let mut conn = Connection::new(Role::Server, config, now).unwrap();
+    let (mut conn, now) = keepalive_server();
     assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(10)));
     conn.handle_timeout(now + Duration::from_secs(10));
     assert_eq!(transmit(&mut conn), [0x89, 0x00]);
@@ -740,9 +745,7 @@ fn keepalive_pings_on_interval_and_fails_a_silent_peer() {
 
 #[test]
 fn keepalive_any_received_bytes_prove_the_peer_alive() {
-    let now = Instant::now();
-    let config = Config::default().ping_interval(Some(Duration::from_secs(10))).pong_timeout(Duration::from_secs(15));
-    let mut conn = Connection::new(Role::Server, config, now).unwrap();
+    let (mut conn, now) = keepalive_server();
     conn.handle_timeout(now + Duration::from_secs(10));
     let _ = transmit(&mut conn);
     conn.handle_input(&masked(0x8A, b""), now + Duration::from_secs(11)).unwrap();
@@ -760,6 +763,92 @@ fn idle_timeout_fails_a_connection_that_receives_nothing() {
     assert_eq!(conn.state(), State::Open);
     conn.handle_timeout(now + Duration::from_secs(50));
     assert!(matches!(events(&mut conn).last(), Some(Event::Closed(Closed { failure: Some(Failure::Idle), .. }))));
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[test]
+fn paused_reading_holds_the_pong_deadline_while_pings_go_on() {
+    let (mut conn, now) = keepalive_server();
+    conn.handle_timeout(now + secs(10));
+    assert_eq!(transmit(&mut conn), [0x89, 0x00]);
+    // The pong deadline is t=25; the application falls behind at t=12 and catches up at t=100.
+    conn.handle_read_paused(now + secs(12));
+    assert!(conn.is_read_paused());
+    // Only the next ping is due while paused: the pong deadline does not wake the driver.
+    assert_eq!(conn.poll_timeout(), Some(now + secs(20)));
+    for t in (20..=100).step_by(10) {
+        conn.handle_timeout(now + secs(t));
+        assert_eq!(conn.state(), State::Open, "failed at t={t} while reading was paused");
+        assert_eq!(transmit(&mut conn), [0x89, 0x00], "keepalive ping at t={t}");
+    }
+    assert!(events(&mut conn).is_empty());
+    conn.handle_read_resumed(now + secs(100));
+    assert!(!conn.is_read_paused());
+    // 2 s of the pong wait had passed at the pause (10 s to 12 s): 13 s remain from t=100.
+    assert_eq!(conn.poll_timeout(), Some(now + secs(110)), "the next ping comes first");
+    conn.handle_timeout(now + secs(110));
+    let _ = transmit(&mut conn);
+    assert_eq!(conn.poll_timeout(), Some(now + secs(113)));
+    conn.handle_timeout(now + secs(112));
+    assert_eq!(conn.state(), State::Open);
+    conn.handle_timeout(now + secs(113));
+    assert!(matches!(
+        events(&mut conn).as_slice(),
+        [Event::Closed(Closed { failure: Some(Failure::PeerUnresponsive), .. })]
+    ));
+}
+
+#[test]
+fn paused_reading_then_the_unread_pong_keeps_the_peer() {
+    let (mut conn, now) = keepalive_server();
+    conn.handle_read_paused(now + secs(1));
+    // The first ping goes out during the pause: its wait starts when reading resumes.
+    conn.handle_timeout(now + secs(10));
+    assert_eq!(transmit(&mut conn), [0x89, 0x00]);
+    conn.handle_timeout(now + secs(60));
+    conn.handle_read_resumed(now + secs(60));
+    conn.handle_timeout(now + secs(60));
+    assert_eq!(conn.state(), State::Open);
+    // The peer's pong, waiting in the transport since t=10, is read now.
+    conn.handle_input(&masked(0x8A, b""), now + secs(60)).unwrap();
+    assert!(matches!(events(&mut conn).as_slice(), [Event::Pong(_)]));
+    conn.handle_timeout(now + secs(75));
+    assert_eq!(conn.state(), State::Open, "the pong cleared the deadline");
+}
+
+#[test]
+fn paused_reading_holds_the_idle_deadline() {
+    let now = Instant::now();
+    let mut conn = Connection::new(Role::Server, Config::default().idle_timeout(Some(secs(30))), now).unwrap();
+    conn.handle_input(&masked(0x81, b"hi"), now + secs(20)).unwrap();
+    // Pausing twice keeps the first pause's start.
+    conn.handle_read_paused(now + secs(40));
+    conn.handle_read_paused(now + secs(45));
+    assert_eq!(conn.poll_timeout(), None, "nothing is due while paused");
+    conn.handle_timeout(now + secs(500));
+    assert_eq!(conn.state(), State::Open);
+    conn.handle_read_resumed(now + secs(500));
+    // 20 s of the 30 s had passed at the pause: 10 s remain.
+    assert_eq!(conn.poll_timeout(), Some(now + secs(510)));
+    conn.handle_read_resumed(now + secs(505));
+    assert_eq!(conn.poll_timeout(), Some(now + secs(510)), "a resume without a pause changes nothing");
+    conn.handle_timeout(now + secs(510));
+    assert!(matches!(events(&mut conn).last(), Some(Event::Closed(Closed { failure: Some(Failure::Idle), .. }))));
+}
+
+#[test]
+fn paused_reading_does_not_hold_the_close_timeout() {
+    let (mut conn, now) = server();
+    conn.handle_read_paused(now);
+    conn.close(CloseCode::NORMAL, "", now).unwrap();
+    let _ = transmit(&mut conn);
+    let deadline = conn.poll_timeout().expect("the close timeout is armed");
+    conn.handle_timeout(deadline);
+    assert_eq!(conn.state(), State::Closed);
+    assert!(conn.should_shutdown());
 }
 
 #[test]

@@ -10,7 +10,7 @@ use ferrule_core::handshake::{
     ClientHandshake, ClientRequest, Limits, OriginPattern, OriginPolicy, ServerHandshake, ServerPolicy,
 };
 use ferrule_core::{
-    CloseCode, Config, Connection, Entropy, Event, FrameHeader, MessageKind, OpCode, Role, State, apply_mask,
+    CloseCode, Config, Connection, Entropy, Event, Failure, FrameHeader, MessageKind, OpCode, Role, State, apply_mask,
 };
 
 /// The header-bytes cap the handshake targets use, small so the fuzzer reaches it.
@@ -152,7 +152,7 @@ pub fn connection_ops(data: &[u8]) {
     let mut closed_event_seen = false;
     let mut closed_out_len = 0;
     while let Some(op) = input.next() {
-        match op % 11 {
+        match op % 12 {
             0 => {
                 let chunk = input.take_len();
                 let _ = conn.handle_input(chunk, now);
@@ -240,6 +240,14 @@ pub fn connection_ops(data: &[u8]) {
                 let _ = conn.handle_input(&frame[..split], now);
                 let _ = conn.handle_input(&frame[split..], now);
             }
+            11 => {
+                // The driver stops reading for its application, or reads again.
+                if conn.is_read_paused() {
+                    conn.handle_read_resumed(now);
+                } else {
+                    conn.handle_read_paused(now);
+                }
+            }
             _ => {
                 let kind = if input.byte() % 2 == 0 { MessageKind::Text } else { MessageKind::Binary };
                 let fin = input.byte() % 2 == 0;
@@ -266,6 +274,12 @@ fn check_events(conn: &mut Connection, closed: &mut bool) {
         assert!(!*closed, "no event after Closed");
         if let Event::Closed(c) = &event {
             *closed = true;
+            if conn.is_read_paused() {
+                assert!(
+                    !matches!(c.failure, Some(Failure::PeerUnresponsive | Failure::Idle)),
+                    "no liveness failure while reading is paused: {c:?}"
+                );
+            }
             assert_eq!(conn.state(), State::Closed);
             if c.clean {
                 assert!(c.failure.is_none());

@@ -20,6 +20,8 @@ pub enum Delivery {
     Chunks(Vec<usize>),
     /// Nothing: the bytes are written and lost, as to a peer that stopped reading and answering.
     Drop,
+    /// Nothing yet: the bytes wait in the link, as in a transport its reader has paused.
+    Held,
 }
 
 /// Which end of the pair.
@@ -66,6 +68,7 @@ impl Link {
                 self.in_flight.clear();
                 return None;
             }
+            Delivery::Held => return None,
         };
         let n = n.min(self.in_flight.len());
         Some(self.in_flight.drain(..n).collect())
@@ -135,6 +138,23 @@ impl Pair {
             Side::Server => self.to_server.delivery = delivery,
             Side::Client => self.to_client.delivery = delivery,
         }
+    }
+
+    /// `side` stops reading, as a driver does when its application falls behind: bytes towards it
+    /// are held in the link, and its connection is told
+    /// ([`Connection::handle_read_paused`]).
+    pub fn pause_reading(&mut self, side: Side) {
+        let now = self.now;
+        self.set_delivery(side, Delivery::Held);
+        self.conn(side).handle_read_paused(now);
+    }
+
+    /// `side` reads again: its connection is told first, then the held bytes are delivered whole.
+    pub fn resume_reading(&mut self, side: Side) {
+        let now = self.now;
+        self.conn(side).handle_read_resumed(now);
+        self.set_delivery(side, Delivery::Whole);
+        self.run();
     }
 
     /// Time elapsed on the virtual clock since the pair was made.
@@ -218,7 +238,8 @@ impl Pair {
             }
             return true;
         }
-        if link.shut && link.in_flight.is_empty() && !link.eof_delivered && link.delivery != Delivery::Drop {
+        let delivers = !matches!(link.delivery, Delivery::Drop | Delivery::Held);
+        if link.shut && link.in_flight.is_empty() && !link.eof_delivered && delivers {
             link.eof_delivered = true;
             conn.handle_eof(now);
             return true;

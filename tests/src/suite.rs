@@ -106,6 +106,8 @@ macro_rules! runtime_suite {
             paused server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006,
             paused server_keeps_responsive_peer_past_several_ping_periods,
             paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
+            paused server_behind_its_receiver_keeps_a_peer_that_answers_pings,
+            paused server_behind_its_receiver_drops_a_silent_peer_once_caught_up,
             real slow_reader_cannot_grow_server_output_past_high_water,
             real channel_receiver_at_its_bound_stops_reading_until_drained,
             real abrupt_disconnect_fires_done_with_1006_unclean,
@@ -1365,6 +1367,72 @@ pub async fn server_read_timeout_restarts_with_each_message_then_drops_a_quiet_p
     let elapsed = now::<T>() - quiet;
     assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
     assert!(elapsed + slack >= timeout, "dropped {elapsed:?} after the last message, before the timeout");
+}
+
+/// Keepalive options with a receive bound of one message: a server whose channel task does not
+/// read stops reading the socket after the first read.
+fn keepalive_with_small_receive_bound<T: TestRuntime>() -> Options {
+    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+    Options::builder()
+        .ping_period(Some(ping_period))
+        .pong_wait(pong_wait)
+        .recv_buffer(Bound::new(1, 1 << 20))
+        .build()
+        .expect("valid")
+}
+
+/// A channel-API server whose task falls behind (its receive bound is full, so the server stops
+/// reading the socket) keeps a peer that answers its pings for three times
+/// `ping_period + pong_wait`: the pongs wait unread behind the messages, and the pong wait stands
+/// still while the server is the one not reading. Once the task reads, every message arrives in
+/// order and the connection still echoes.
+pub async fn server_behind_its_receiver_keeps_a_peer_that_answers_pings<T: TestRuntime>() {
+    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+    let inbox = Inbox::<Channels<String>>::default();
+    let server = handover_server::<T, String>(keepalive_with_small_receive_bound::<T>(), &inbox).await;
+    let mut client = connect_channels::<T, String>(addr(&server)).await;
+    let mut channels = inbox.next().await;
+    for i in 0..3 {
+        client.sender.send(format!("m{i}")).await.expect("sent");
+    }
+    sleep::<T>((ping_period + pong_wait) * 3).await;
+    assert_eq!(
+        poll_once(channels.done.clone()).await,
+        None,
+        "the server dropped a peer that answers pings because its own task was behind"
+    );
+    for i in 0..3 {
+        assert_eq!(channels.receiver.recv().await, Some(format!("m{i}")));
+    }
+    channels.sender.send("still here".to_owned()).await.expect("sent");
+    assert_eq!(client.receiver.recv().await.as_deref(), Some("still here"));
+}
+
+/// Standing still while the server's task is behind does not hide a dead peer: a peer that
+/// never answers pings is kept while the task is behind, then dropped with 1006 within
+/// `ping_period + pong_wait` of the task catching up, and not before `pong_wait`.
+pub async fn server_behind_its_receiver_drops_a_silent_peer_once_caught_up<T: TestRuntime>() {
+    let (ping_period, pong_wait, slack) = keepalive_timing::<T>();
+    let inbox = Inbox::<Channels<String>>::default();
+    let server = handover_server::<T, String>(keepalive_with_small_receive_bound::<T>(), &inbox).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
+    let mut channels = inbox.next().await;
+    for text in ["one", "two"] {
+        raw.send(&client_frame(true, 0x1, text.as_bytes(), [1, 2, 3, 4])).await.expect("written");
+    }
+    sleep::<T>((ping_period + pong_wait) * 3).await;
+    assert_eq!(poll_once(channels.done.clone()).await, None, "dropped while the server's own task was behind");
+    let caught_up = now::<T>();
+    assert_eq!(channels.receiver.recv().await.as_deref(), Some("one"));
+    assert_eq!(channels.receiver.recv().await.as_deref(), Some("two"));
+    // The task waits for more, as a receive loop does: the server reads again.
+    let next =
+        within::<T, _>(ping_period + pong_wait + slack, "the silent peer's drop", channels.receiver.recv()).await;
+    assert_eq!(next, None, "the receiver ends with the connection");
+    let elapsed = now::<T>() - caught_up;
+    let info = poll_once(channels.done.clone()).await.expect("the connection ended");
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert!(elapsed + slack >= pong_wait, "dropped {elapsed:?} after the task caught up, before the pong wait");
 }
 
 // ---- 4. slow reader -------------------------------------------------------------------------------------

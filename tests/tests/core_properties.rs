@@ -236,6 +236,45 @@ proptest! {
         prop_assert_eq!(closed.failure.clone(), Some(ferrule_core::Failure::PeerUnresponsive));
     }
 
+    /// A pause in reading of any length, at any time, never gets a peer that answers pings
+    /// declared dead (its pongs wait in the transport), and once reading resumes a peer that
+    /// went silent is still found within ping interval + pong timeout of reading time.
+    #[test]
+    fn a_read_pause_spares_a_live_peer_and_still_finds_a_silent_one(
+        interval_ms in 100u64..5_000,
+        extra_ms in 1u64..5_000,
+        pause_at_ms in 0u64..20_000,
+        pause_ms in 0u64..120_000,
+        silent_during_pause in any::<bool>(),
+    ) {
+        let interval = Duration::from_millis(interval_ms);
+        let pong_timeout = interval + Duration::from_millis(extra_ms);
+        let server = Config::default().ping_interval(Some(interval)).pong_timeout(pong_timeout);
+        let mut pair = Pair::new(Config::default(), server);
+        pair.advance_by(Duration::from_millis(pause_at_ms));
+        pair.pause_reading(Side::Server);
+        if silent_during_pause {
+            // The peer vanished just as the server stopped reading.
+            pair.set_delivery(Side::Client, Delivery::Drop);
+        }
+        pair.advance_by(Duration::from_millis(pause_ms));
+        prop_assert!(!pair.closed(Side::Server), "failed while reading was paused");
+        let resumed_at = pair.now;
+        pair.resume_reading(Side::Server);
+        prop_assert!(!pair.closed(Side::Server), "failed on resuming");
+        pair.set_delivery(Side::Client, Delivery::Drop);
+        pair.set_delivery(Side::Server, Delivery::Drop);
+        while !pair.closed(Side::Server) {
+            prop_assert!(pair.advance_to_next_deadline().is_some());
+        }
+        prop_assert!(
+            pair.now - resumed_at <= interval + pong_timeout,
+            "found {:?} after resuming", pair.now - resumed_at
+        );
+        let closed = pair.closed_event(Side::Server).unwrap();
+        prop_assert_eq!(closed.failure.clone(), Some(ferrule_core::Failure::PeerUnresponsive));
+    }
+
     /// Arbitrary bytes, in arbitrary splits, interleaved with timeouts and end of stream, never
     /// panic either role, and the outcome is either events or a typed error.
     #[test]
