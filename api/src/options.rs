@@ -172,7 +172,9 @@ impl OptionsBuilder {
     ///
     /// Only time during which the connection reads counts: while a full
     /// [`recv_buffer`](Self::recv_buffer) holds reading back, the peer's pong waits unread, so
-    /// the wait stands still until the receiver catches up.
+    /// the wait stands still until the receiver catches up. A peer that stops reading what it is
+    /// sent also stops being read once the output backs up, and there the wait runs on: a peer
+    /// that does neither is dropped.
     pub fn pong_wait(mut self, wait: Duration) -> Self {
         self.options.pong_wait = wait;
         self

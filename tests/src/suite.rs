@@ -108,6 +108,7 @@ macro_rules! runtime_suite {
             paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
             paused server_behind_its_receiver_keeps_a_peer_that_answers_pings,
             paused server_behind_its_receiver_drops_a_silent_peer_once_caught_up,
+            paused server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait,
             real slow_reader_cannot_grow_server_output_past_high_water,
             real channel_receiver_at_its_bound_stops_reading_until_drained,
             real abrupt_disconnect_fires_done_with_1006_unclean,
@@ -1433,6 +1434,42 @@ pub async fn server_behind_its_receiver_drops_a_silent_peer_once_caught_up<T: Te
     let info = poll_once(channels.done.clone()).await.expect("the connection ended");
     assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
     assert!(elapsed + slack >= pong_wait, "dropped {elapsed:?} after the task caught up, before the pong wait");
+}
+
+/// The liveness clock stands still only for the server's own backlog of received messages, not
+/// for the peer's: a peer that floods an echo server without reading the echoes, until the server
+/// stops reading too, and then says nothing more is dropped within `ping_period + pong_wait`
+/// (write timeouts off, so the keepalive is what ends it): 1006, unclean.
+pub async fn server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait<T: TestRuntime>() {
+    // In real time, long enough for the flood to back the server's output up first.
+    let (ping_period, pong_wait, slack, stall) = if T::CAN_PAUSE {
+        (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(1), Duration::from_millis(300))
+    } else {
+        (Duration::from_millis(500), Duration::from_secs(1), Duration::from_millis(250), Duration::from_millis(100))
+    };
+    let options = Options::builder()
+        .ping_period(Some(ping_period))
+        .pong_wait(pong_wait)
+        .write_wait(Duration::ZERO)
+        .build()
+        .expect("valid");
+    let probe = Probe::default();
+    let server = echo_server::<T>(options, &probe).await;
+    let mut raw = raw_upgraded::<T>(addr(&server)).await;
+    let handle = probe.handles.next().await;
+    let frame = client_frame(true, 0x2, &[0x5A; 16 * 1024], [0; 4]);
+    let mut written = 0usize;
+    let stalled = loop {
+        let at = written % frame.len();
+        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(stall)).await {
+            Either::Left(n) => written += n.expect("the write succeeded"),
+            Either::Right(()) => break now::<T>(),
+        }
+    };
+    assert!(written > 512 * 1024, "the server's output passed its mark: {written} bytes written");
+    let info = within::<T, _>(ping_period + pong_wait + slack, "the drop of the peer", handle.done()).await;
+    assert!(!info.was_clean && code(&info) == 1006, "{info:?}");
+    assert!(now::<T>() - stalled <= ping_period + pong_wait + slack);
 }
 
 // ---- 4. slow reader -------------------------------------------------------------------------------------
