@@ -2228,14 +2228,23 @@ pub async fn shutdown_with_no_connections_refuses_new_connects<T: TestRuntime>()
 pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRuntime>() {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
-    let addr = addr(&server);
     // Let the accept loop start before taking the baseline.
     sleep::<T>(Duration::from_millis(10)).await;
     let baseline = T::alive_tasks();
-    for batch in 0..20 {
-        let round_trips = (0..50).map(|i| async move {
+    churn_connections::<T>(&server, 1000).await;
+    assert_eq!(probe.connects.load(Ordering::SeqCst), 1000);
+    wait_until_forgotten::<T>(&server, baseline).await;
+    assert_eq!(probe.closes.len(), 1000);
+}
+
+/// Opens `count` client connections to the echo server `server`, 50 at a time; each trades one
+/// message and closes with 1000, and every close must be clean.
+pub async fn churn_connections<T: TestRuntime>(server: &Server<T::Runtime>, count: usize) {
+    let addr = addr(server);
+    for batch in 0..count.div_ceil(50) {
+        let round_trips = (batch * 50..count.min(batch * 50 + 50)).map(|i| async move {
             let mut client = connect_channels::<T, String>(addr).await;
-            let text = format!("{batch}/{i}");
+            let text = format!("message {i}");
             client.sender.send(text.clone()).await.expect("sent");
             assert_eq!(client.receiver.recv().await, Some(text));
             client.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
@@ -2245,9 +2254,13 @@ pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRu
             assert!(info.was_clean && code(&info) == 1000, "{info:?}");
         }
     }
-    assert_eq!(probe.connects.load(Ordering::SeqCst), 1000);
+}
+
+/// Waits until `server` holds no connection and, where the runtime counts its tasks, until as
+/// many are alive as `tasks` (a count taken before the connections were opened).
+pub async fn wait_until_forgotten<T: TestRuntime>(server: &Server<T::Runtime>, tasks: Option<usize>) {
     wait_until::<T>("the server to forget every connection", || server.connections() == 0).await;
-    if let Some(baseline) = baseline {
+    if let Some(baseline) = tasks {
         let start = now::<T>();
         loop {
             let alive = T::alive_tasks().expect("counted before");
@@ -2262,5 +2275,4 @@ pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRu
             sleep::<T>(Duration::from_millis(5)).await;
         }
     }
-    assert_eq!(probe.closes.len(), 1000);
 }
