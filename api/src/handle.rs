@@ -16,6 +16,12 @@ use crate::shared::{Command, Shared, register};
 
 /// Sends on one connection from any task. Cheap to clone; every clone talks to the same
 /// connection. Sending after the connection closed gives [`Error::Closed`].
+///
+/// Messages queued through handles go out in the order they were queued, whichever clone
+/// queued them. The connection takes them between its reads: a message a handler queues through
+/// a handle during a callback goes out after whatever it sends through its
+/// [`Ctx`](crate::Ctx) in that callback, which is written in place. A handler that needs one
+/// order for both sends through its `Ctx`.
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) shared: Arc<Shared>,
