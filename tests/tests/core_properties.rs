@@ -63,6 +63,30 @@ fn small_config(frame_size: usize) -> Config {
     Config::default().outgoing_frame_size(frame_size)
 }
 
+/// A pair whose server pings every `interval_ms` and waits `interval_ms + extra_ms` for a sign of
+/// life; returns it with the bound on finding a silent peer (ping interval + pong timeout).
+fn keepalive_pair(interval_ms: u64, extra_ms: u64) -> (Pair, Duration) {
+    let interval = Duration::from_millis(interval_ms);
+    let pong_timeout = interval + Duration::from_millis(extra_ms);
+    let server = Config::default().ping_interval(Some(interval)).pong_timeout(pong_timeout);
+    (Pair::new(Config::default(), server), interval + pong_timeout)
+}
+
+/// Silences both directions from now on and checks that the server declares the peer
+/// unresponsive within `bound`.
+fn silent_peer_is_found_within(pair: &mut Pair, bound: Duration) -> Result<(), TestCaseError> {
+    let silent_since = pair.now;
+    pair.set_delivery(Side::Server, Delivery::Drop);
+    pair.set_delivery(Side::Client, Delivery::Drop);
+    while !pair.closed(Side::Server) {
+        prop_assert!(pair.advance_to_next_deadline().is_some());
+    }
+    prop_assert!(pair.now - silent_since <= bound, "found {:?} after going silent", pair.now - silent_since);
+    let closed = pair.closed_event(Side::Server).unwrap();
+    prop_assert_eq!(closed.failure.clone(), Some(ferrule_core::Failure::PeerUnresponsive));
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -209,10 +233,7 @@ proptest! {
         silent_after_ms in 0u64..20_000,
         chatter in any::<bool>(),
     ) {
-        let interval = Duration::from_millis(interval_ms);
-        let pong_timeout = interval + Duration::from_millis(extra_ms);
-        let server = Config::default().ping_interval(Some(interval)).pong_timeout(pong_timeout);
-        let mut pair = Pair::new(Config::default(), server);
+        let (mut pair, bound) = keepalive_pair(interval_ms, extra_ms);
         // A live peer: the client answers pings for a while (and maybe chats).
         let live_until = pair.now + Duration::from_millis(silent_after_ms);
         while pair.next_deadline().is_some_and(|t| t < live_until) {
@@ -225,15 +246,7 @@ proptest! {
         prop_assert!(!pair.closed(Side::Server), "a live peer is never declared dead");
         pair.now = pair.now.max(live_until);
         pair.run();
-        let silent_since = pair.now;
-        pair.set_delivery(Side::Server, Delivery::Drop);
-        pair.set_delivery(Side::Client, Delivery::Drop);
-        while !pair.closed(Side::Server) {
-            prop_assert!(pair.advance_to_next_deadline().is_some());
-        }
-        prop_assert!(pair.now - silent_since <= interval + pong_timeout);
-        let closed = pair.closed_event(Side::Server).unwrap();
-        prop_assert_eq!(closed.failure.clone(), Some(ferrule_core::Failure::PeerUnresponsive));
+        silent_peer_is_found_within(&mut pair, bound)?;
     }
 
     /// A pause in reading of any length, at any time, never gets a peer that answers pings
@@ -247,10 +260,7 @@ proptest! {
         pause_ms in 0u64..120_000,
         silent_during_pause in any::<bool>(),
     ) {
-        let interval = Duration::from_millis(interval_ms);
-        let pong_timeout = interval + Duration::from_millis(extra_ms);
-        let server = Config::default().ping_interval(Some(interval)).pong_timeout(pong_timeout);
-        let mut pair = Pair::new(Config::default(), server);
+        let (mut pair, bound) = keepalive_pair(interval_ms, extra_ms);
         pair.advance_by(Duration::from_millis(pause_at_ms));
         pair.pause_reading(Side::Server);
         if silent_during_pause {
@@ -259,20 +269,9 @@ proptest! {
         }
         pair.advance_by(Duration::from_millis(pause_ms));
         prop_assert!(!pair.closed(Side::Server), "failed while reading was paused");
-        let resumed_at = pair.now;
         pair.resume_reading(Side::Server);
         prop_assert!(!pair.closed(Side::Server), "failed on resuming");
-        pair.set_delivery(Side::Client, Delivery::Drop);
-        pair.set_delivery(Side::Server, Delivery::Drop);
-        while !pair.closed(Side::Server) {
-            prop_assert!(pair.advance_to_next_deadline().is_some());
-        }
-        prop_assert!(
-            pair.now - resumed_at <= interval + pong_timeout,
-            "found {:?} after resuming", pair.now - resumed_at
-        );
-        let closed = pair.closed_event(Side::Server).unwrap();
-        prop_assert_eq!(closed.failure.clone(), Some(ferrule_core::Failure::PeerUnresponsive));
+        silent_peer_is_found_within(&mut pair, bound)?;
     }
 
     /// Arbitrary bytes, in arbitrary splits, interleaved with timeouts and end of stream, never
