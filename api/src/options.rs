@@ -67,17 +67,20 @@ impl Bound {
 
 impl Default for Options {
     fn default() -> Self {
+        // The protocol settings' defaults are the core's, so that each has one value at every
+        // layer.
+        let core = Config::default();
         Self {
             write_wait: Some(Duration::from_secs(60)),
-            pong_wait: Duration::from_secs(60),
-            ping_period: Some(Duration::from_secs(48)),
-            max_message_size: 16 << 20,
-            max_frame_size: 16 << 20,
+            pong_wait: core.pong_wait,
+            ping_period: core.ping_period,
+            max_message_size: core.max_message_size,
+            max_frame_size: core.max_frame_size,
             send_buffer: Bound::new(64, 4 << 20),
             recv_buffer: Bound::new(64, 4 << 20),
             handshake_timeout: Duration::from_secs(10),
-            read_timeout: None,
-            close_timeout: Duration::from_secs(5),
+            read_timeout: core.read_timeout,
+            close_timeout: core.close_timeout,
             allowed_origin: OriginPolicy::SameOrigin,
             subprotocols: Vec::new(),
             compression: false,
@@ -149,9 +152,9 @@ impl Options {
         Config::default()
             .max_frame_size(self.max_frame_size)
             .max_message_size(self.max_message_size)
-            .ping_interval(self.ping_period)
-            .pong_timeout(self.pong_wait)
-            .idle_timeout(self.read_timeout)
+            .ping_period(self.ping_period)
+            .pong_wait(self.pong_wait)
+            .read_timeout(self.read_timeout)
             .close_timeout(self.close_timeout)
     }
 }
@@ -315,8 +318,8 @@ mod tests {
             .pong_wait(Duration::from_secs(60))
             .build()
             .unwrap_err();
-        assert!(matches!(e, OptionsError::Protocol(ConfigError::PingIntervalNotBelowPongTimeout { .. })));
-        assert!(e.to_string().contains("shorter than pong timeout"));
+        assert!(matches!(e, OptionsError::Protocol(ConfigError::PingPeriodNotBelowPongWait { .. })));
+        assert_eq!(e.to_string(), "`ping_period` (60s) must be shorter than `pong_wait` (60s)");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct Config {
     /// Checked when the frame header is decoded, before any payload is buffered; a larger frame
     /// closes the connection with 1009 (RFC 6455 section 7.4.1).
     pub max_frame_size: usize,
-    /// Largest incoming message (all fragments together), in bytes. Default 64 MiB.
+    /// Largest incoming message (all fragments together), in bytes. Default 16 MiB.
     ///
     /// Checked when each frame header is decoded; a larger message closes with 1009.
     pub max_message_size: usize,
@@ -34,17 +34,18 @@ pub struct Config {
     /// Answer each incoming ping with a pong carrying the same payload (RFC 6455 section 5.5.2).
     /// Default `true`. When `false`, pings are still reported as events and the application answers.
     pub auto_pong: bool,
-    /// Send a ping after this long without one being sent; `None` disables keepalive. Default `None`.
+    /// Send a keepalive ping this often; `None` disables keepalive. Default 48 s (four fifths of
+    /// [`pong_wait`](Self::pong_wait), the ratio of the Go socket libraries).
     ///
-    /// Must be shorter than [`pong_timeout`](Self::pong_timeout) when both are set.
-    pub ping_interval: Option<Duration>,
+    /// Must be shorter than [`pong_wait`](Self::pong_wait) when both are set.
+    pub ping_period: Option<Duration>,
     /// How long to wait for any frame from the peer after a keepalive ping before the peer is
     /// declared dead (the connection fails with 1006 and no close frame). Default 60 s.
-    /// Only used when [`ping_interval`](Self::ping_interval) is set.
-    pub pong_timeout: Duration,
-    /// Fail the connection when nothing at all is received for this long; `None` disables it.
-    /// Default `None`.
-    pub idle_timeout: Option<Duration>,
+    /// Only used when [`ping_period`](Self::ping_period) is set.
+    pub pong_wait: Duration,
+    /// Fail the connection when nothing at all is received for this long (the connection's
+    /// idle timeout); `None` disables it. Default `None`.
+    pub read_timeout: Option<Duration>,
     /// How long to wait for the peer's close frame (and, on a client, for the server to close the
     /// transport) once a close has been sent. Default 5 s.
     pub close_timeout: Duration,
@@ -57,12 +58,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_frame_size: 16 << 20,
-            max_message_size: 64 << 20,
+            max_message_size: 16 << 20,
             outgoing_frame_size: 16 << 20,
             auto_pong: true,
-            ping_interval: None,
-            pong_timeout: Duration::from_secs(60),
-            idle_timeout: None,
+            ping_period: Some(Duration::from_secs(48)),
+            pong_wait: Duration::from_secs(60),
+            read_timeout: None,
             close_timeout: Duration::from_secs(5),
             rng_seed: None,
         }
@@ -76,9 +77,9 @@ impl fmt::Debug for Config {
             .field("max_message_size", &self.max_message_size)
             .field("outgoing_frame_size", &self.outgoing_frame_size)
             .field("auto_pong", &self.auto_pong)
-            .field("ping_interval", &self.ping_interval)
-            .field("pong_timeout", &self.pong_timeout)
-            .field("idle_timeout", &self.idle_timeout)
+            .field("ping_period", &self.ping_period)
+            .field("pong_wait", &self.pong_wait)
+            .field("read_timeout", &self.read_timeout)
             .field("close_timeout", &self.close_timeout)
             .field("rng_seed", &self.rng_seed.map(|_| "<seeded>"))
             .finish()
@@ -106,19 +107,19 @@ impl Config {
         self.auto_pong = on;
         self
     }
-    /// Sets [`ping_interval`](Self::ping_interval).
-    pub fn ping_interval(mut self, interval: Option<Duration>) -> Self {
-        self.ping_interval = interval;
+    /// Sets [`ping_period`](Self::ping_period).
+    pub fn ping_period(mut self, interval: Option<Duration>) -> Self {
+        self.ping_period = interval;
         self
     }
-    /// Sets [`pong_timeout`](Self::pong_timeout).
-    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
-        self.pong_timeout = timeout;
+    /// Sets [`pong_wait`](Self::pong_wait).
+    pub fn pong_wait(mut self, timeout: Duration) -> Self {
+        self.pong_wait = timeout;
         self
     }
-    /// Sets [`idle_timeout`](Self::idle_timeout).
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
+    /// Sets [`read_timeout`](Self::read_timeout).
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
         self
     }
     /// Sets [`close_timeout`](Self::close_timeout).
@@ -143,22 +144,22 @@ impl Config {
         if self.outgoing_frame_size == 0 {
             return Err(ConfigError::ZeroLimit("outgoing_frame_size"));
         }
-        if let Some(interval) = self.ping_interval {
+        if let Some(interval) = self.ping_period {
             if interval.is_zero() {
-                return Err(ConfigError::ZeroDuration("ping_interval"));
+                return Err(ConfigError::ZeroDuration("ping_period"));
             }
-            if self.pong_timeout.is_zero() {
-                return Err(ConfigError::ZeroDuration("pong_timeout"));
+            if self.pong_wait.is_zero() {
+                return Err(ConfigError::ZeroDuration("pong_wait"));
             }
-            if interval >= self.pong_timeout {
-                return Err(ConfigError::PingIntervalNotBelowPongTimeout {
-                    ping_interval: interval,
-                    pong_timeout: self.pong_timeout,
+            if interval >= self.pong_wait {
+                return Err(ConfigError::PingPeriodNotBelowPongWait {
+                    ping_period: interval,
+                    pong_wait: self.pong_wait,
                 });
             }
         }
-        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::ZeroDuration("idle_timeout"));
+        if self.read_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroDuration("read_timeout"));
         }
         Ok(())
     }
@@ -172,12 +173,12 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     /// A duration that must be positive was zero; the field is named.
     ZeroDuration(&'static str),
-    /// `ping_interval` must be shorter than `pong_timeout`, or a live peer would be declared dead.
-    PingIntervalNotBelowPongTimeout {
-        /// The configured ping interval.
-        ping_interval: Duration,
-        /// The configured pong timeout.
-        pong_timeout: Duration,
+    /// `ping_period` must be shorter than `pong_wait`, or a live peer would be declared dead.
+    PingPeriodNotBelowPongWait {
+        /// The configured `ping_period`.
+        ping_period: Duration,
+        /// The configured `pong_wait`.
+        pong_wait: Duration,
     },
 }
 
@@ -186,8 +187,8 @@ impl fmt::Display for ConfigError {
         match self {
             Self::ZeroLimit(field) => write!(f, "`{field}` must be at least 1 byte"),
             Self::ZeroDuration(field) => write!(f, "`{field}` must be longer than zero"),
-            Self::PingIntervalNotBelowPongTimeout { ping_interval, pong_timeout } => {
-                write!(f, "ping interval ({ping_interval:?}) must be shorter than pong timeout ({pong_timeout:?})")
+            Self::PingPeriodNotBelowPongWait { ping_period, pong_wait } => {
+                write!(f, "`ping_period` ({ping_period:?}) must be shorter than `pong_wait` ({pong_wait:?})")
             }
         }
     }
@@ -205,9 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn ping_interval_equal_to_pong_timeout_is_rejected() {
-        let c = Config::default().ping_interval(Some(Duration::from_secs(10))).pong_timeout(Duration::from_secs(10));
-        assert!(matches!(c.validate(), Err(ConfigError::PingIntervalNotBelowPongTimeout { .. })));
+    fn ping_period_equal_to_pong_wait_is_rejected() {
+        let c = Config::default().ping_period(Some(Duration::from_secs(10))).pong_wait(Duration::from_secs(10));
+        assert!(matches!(c.validate(), Err(ConfigError::PingPeriodNotBelowPongWait { .. })));
     }
 
     #[test]
@@ -222,9 +223,9 @@ mod tests {
 
     #[test]
     fn zero_durations_are_rejected() {
-        let c = Config::default().ping_interval(Some(Duration::ZERO));
-        assert_eq!(c.validate(), Err(ConfigError::ZeroDuration("ping_interval")));
-        let c = Config::default().idle_timeout(Some(Duration::ZERO));
-        assert_eq!(c.validate(), Err(ConfigError::ZeroDuration("idle_timeout")));
+        let c = Config::default().ping_period(Some(Duration::ZERO));
+        assert_eq!(c.validate(), Err(ConfigError::ZeroDuration("ping_period")));
+        let c = Config::default().read_timeout(Some(Duration::ZERO));
+        assert_eq!(c.validate(), Err(ConfigError::ZeroDuration("read_timeout")));
     }
 }

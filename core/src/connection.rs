@@ -64,10 +64,10 @@ impl MessageKind {
 ///
 /// # Keepalive and timeouts
 ///
-/// With [`Config::ping_interval`] set, a ping is sent every interval. Any bytes received from the
-/// peer prove it alive; if nothing arrives within [`Config::pong_timeout`] of a ping, the
+/// With [`Config::ping_period`] set, a ping is sent every interval. Any bytes received from the
+/// peer prove it alive; if nothing arrives within [`Config::pong_wait`] of a ping, the
 /// connection fails with [`Failure::PeerUnresponsive`]. A silent peer is therefore detected within
-/// `ping_interval + pong_timeout`. [`Config::idle_timeout`] fails a connection on which nothing
+/// `ping_period + pong_wait`. [`Config::read_timeout`] fails a connection on which nothing
 /// was received for that long, and [`Config::close_timeout`] bounds the closing handshake.
 ///
 /// Those two liveness deadlines count only time during which the transport is read. A driver
@@ -115,10 +115,7 @@ pub struct Connection {
     /// Validator for outgoing text fragments.
     tx_utf8: Utf8Validator,
 
-    sent_close: bool,
-    received_close: bool,
-    closed: bool,
-    shutdown: bool,
+    phase: Phase,
     initiator: Option<Initiator>,
     failure: Option<ProtocolError>,
     /// A violation found after events that precede it in the stream; applied once those events
@@ -129,6 +126,29 @@ pub struct Connection {
     /// When the driver stopped reading the transport, while it has (see
     /// [`handle_read_paused`](Connection::handle_read_paused)).
     read_paused_at: Option<Instant>,
+}
+
+/// Where a connection is in its lifecycle: one value rather than flags for "close sent",
+/// "close received", "closed" and "shut down", so that no impossible mix of them can be
+/// represented. [`State`] is the public view of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow both ways.
+    Open,
+    /// This end sent a close frame and waits for the peer's (section 7.1.2).
+    CloseSent,
+    /// The closing handshake completed on a client, which waits for the server to close the
+    /// transport first (section 7.1.1), for at most the close timeout.
+    AwaitingShutdown,
+    /// Closed: the transport is to be shut once the output is flushed.
+    Shutdown,
+}
+
+impl Phase {
+    /// The closing handshake completed or the connection failed.
+    fn is_closed(self) -> bool {
+        matches!(self, Self::AwaitingShutdown | Self::Shutdown)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -171,10 +191,10 @@ impl Connection {
     pub fn new(role: Role, config: Config, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut timers = Timers::default();
-        if let Some(interval) = config.ping_interval {
+        if let Some(interval) = config.ping_period {
             timers.set(Timer::Ping, now + interval);
         }
-        if let Some(idle) = config.idle_timeout {
+        if let Some(idle) = config.read_timeout {
             timers.set(Timer::Idle, now + idle);
         }
         Ok(Self {
@@ -194,10 +214,7 @@ impl Connection {
             pending_pong: None,
             tx_fragment: None,
             tx_utf8: Utf8Validator::new(),
-            sent_close: false,
-            received_close: false,
-            closed: false,
-            shutdown: false,
+            phase: Phase::Open,
             initiator: None,
             failure: None,
             pending_failure: None,
@@ -219,12 +236,10 @@ impl Connection {
 
     /// Where the connection is in its lifecycle.
     pub fn state(&self) -> State {
-        if self.closed {
-            State::Closed
-        } else if self.sent_close {
-            State::Closing
-        } else {
-            State::Open
+        match self.phase {
+            Phase::Open => State::Open,
+            Phase::CloseSent => State::Closing,
+            Phase::AwaitingShutdown | Phase::Shutdown => State::Closed,
         }
     }
 
@@ -260,7 +275,7 @@ impl Connection {
         if let Some(err) = &self.failure {
             return Err(err.clone());
         }
-        if self.closed || self.received_close || data.is_empty() {
+        if self.phase.is_closed() || data.is_empty() {
             return Ok(());
         }
         self.saw_peer(now);
@@ -291,8 +306,8 @@ impl Connection {
     /// ([`Failure::TransportClosed`]); after it, a client stops waiting and may shut down.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
-        if self.closed {
-            self.shutdown = true;
+        if self.phase.is_closed() {
+            self.phase = Phase::Shutdown;
             self.timers.clear_all();
         } else {
             self.fail_without_close(Failure::TransportClosed);
@@ -303,7 +318,7 @@ impl Connection {
     /// because the application's receive queue is full, although the peer may be sending.
     ///
     /// Until [`handle_read_resumed`](Self::handle_read_resumed), the liveness deadlines (the pong
-    /// wait after a keepalive ping, and [`Config::idle_timeout`]) stand still: whatever the peer
+    /// wait after a keepalive ping, and [`Config::read_timeout`]) stand still: whatever the peer
     /// sent meanwhile, pongs included, waits unread, so its silence proves nothing. Keepalive
     /// pings still go out, and the closing handshake's deadline runs on. Repeated calls keep the
     /// first pause's start.
@@ -346,17 +361,17 @@ impl Connection {
         self.now = now;
         if self.timers.expired(Timer::Close, now) {
             self.timers.clear(Timer::Close);
-            if self.closed {
+            if self.phase.is_closed() {
                 // A client waited long enough for the server to close the transport, or the
                 // close frame of a failure could not be flushed in time.
-                self.shutdown = true;
+                self.phase = Phase::Shutdown;
                 self.discard_output();
             } else {
                 self.fail_without_close(Failure::CloseTimeout);
             }
             return;
         }
-        if self.closed {
+        if self.phase.is_closed() {
             return;
         }
         if self.read_paused_at.is_none() {
@@ -365,18 +380,18 @@ impl Connection {
                 return;
             }
             if self.timers.expired(Timer::Idle, now) {
-                self.fail_without_close(Failure::Idle);
+                self.fail_without_close(Failure::ReadTimeout);
                 return;
             }
         }
         if self.timers.expired(Timer::Ping, now) {
-            if let Some(interval) = self.config.ping_interval {
-                if !self.sent_close {
+            if let Some(interval) = self.config.ping_period {
+                if self.phase == Phase::Open {
                     self.flush_pending_pong();
                     self.write_frame(true, OpCode::Ping, &[]);
                     if self.timers.get(Timer::Pong).is_none() {
                         let sent = self.liveness_now(now);
-                        self.timers.set(Timer::Pong, sent + self.config.pong_timeout);
+                        self.timers.set(Timer::Pong, sent + self.config.pong_wait);
                     }
                     self.timers.set(Timer::Ping, now + interval);
                 } else {
@@ -504,7 +519,7 @@ impl Connection {
     /// closes the TCP connection first).
     #[must_use]
     pub fn should_shutdown(&self) -> bool {
-        self.shutdown && self.out.is_empty() && self.segments.is_empty()
+        self.phase == Phase::Shutdown && self.out.is_empty() && self.segments.is_empty()
     }
 
     /// Bytes of buffer capacity the connection holds (input, output and message assembly): what
@@ -648,7 +663,7 @@ impl Connection {
     /// [`SendError::CloseReasonTooLong`] for a reason over 123 bytes.
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
         self.now = now;
-        if self.sent_close || self.closed {
+        if self.phase != Phase::Open {
             return Err(SendError::Closed);
         }
         if !code.is_sendable() {
@@ -658,6 +673,7 @@ impl Connection {
             return Err(SendError::CloseReasonTooLong(reason.len()));
         }
         self.send_close_frame(Some(code), reason);
+        self.phase = Phase::CloseSent;
         self.initiator = Some(Initiator::Local);
         self.timers.clear_all();
         self.timers.set(Timer::Close, now + self.config.close_timeout);
@@ -681,7 +697,7 @@ impl Connection {
 
     fn saw_peer(&mut self, now: Instant) {
         self.timers.clear(Timer::Pong);
-        if let (Some(idle), false) = (self.config.idle_timeout, self.sent_close) {
+        if let (Some(idle), Phase::Open) = (self.config.read_timeout, self.phase) {
             let heard = self.liveness_now(now);
             self.timers.set(Timer::Idle, heard + idle);
         }
@@ -700,7 +716,7 @@ impl Connection {
     /// appended as they are and processed in place.
     fn take_input(&mut self, mut data: &[u8]) -> Result<(), ProtocolError> {
         loop {
-            if self.received_close {
+            if self.phase.is_closed() {
                 return Ok(());
             }
             match self.frame {
@@ -755,7 +771,7 @@ impl Connection {
 
     fn process_input(&mut self) -> Result<(), ProtocolError> {
         loop {
-            if self.received_close {
+            if self.phase.is_closed() {
                 self.inbuf.clear();
                 return Ok(());
             }
@@ -877,7 +893,7 @@ impl Connection {
                 let payload = payload.freeze();
                 match control {
                     OpCode::Ping => {
-                        if self.config.auto_pong && !self.sent_close {
+                        if self.config.auto_pong && self.phase == Phase::Open {
                             if self.segments_len + self.out.len() > COALESCE_PONGS_ABOVE {
                                 self.pending_pong = Some(payload.clone());
                             } else {
@@ -910,8 +926,7 @@ impl Connection {
 
     fn handle_close_frame(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
         let (code, reason) = parse_close_payload(payload)?;
-        self.received_close = true;
-        let initiator = if self.sent_close {
+        let initiator = if self.phase == Phase::CloseSent {
             Initiator::Local
         } else {
             // Echo the status code (section 5.5.1); an empty close is echoed empty.
@@ -922,11 +937,13 @@ impl Connection {
         self.initiator = Some(initiator);
         let closed = Closed { clean: true, code, reason: reason.to_owned(), initiator: Some(initiator), failure: None };
         self.timers.clear_all();
-        self.closed = true;
         match self.role {
-            Role::Server => self.shutdown = true,
+            Role::Server => self.phase = Phase::Shutdown,
             // Section 7.1.1: the client waits for the server to close the transport.
-            Role::Client => self.timers.set(Timer::Close, self.now + self.config.close_timeout),
+            Role::Client => {
+                self.phase = Phase::AwaitingShutdown;
+                self.timers.set(Timer::Close, self.now + self.config.close_timeout);
+            }
         }
         self.events.push_back(Event::Closed(closed));
         Ok(())
@@ -936,10 +953,10 @@ impl Connection {
     /// frame (unless one was sent already) and asks for the transport to be shut.
     fn fail(&mut self, err: ProtocolError) {
         self.pending_failure = None;
-        if self.closed {
+        if self.phase.is_closed() {
             return;
         }
-        if !self.sent_close {
+        if self.phase == Phase::Open {
             self.send_close_frame(Some(err.close_code()), err.close_reason());
             self.initiator = Some(Initiator::Local);
         }
@@ -965,7 +982,7 @@ impl Connection {
             return;
         }
         self.pending_pong = None;
-        if self.closed {
+        if self.phase.is_closed() {
             return;
         }
         let transport_closed = matches!(failure, Failure::TransportClosed);
@@ -993,8 +1010,7 @@ impl Connection {
     }
 
     fn finish_unclean(&mut self, closed: Closed) {
-        self.closed = true;
-        self.shutdown = true;
+        self.phase = Phase::Shutdown;
         self.frame = None;
         self.drop_inbuf();
         self.msg_buf = BytesMut::new();
@@ -1006,7 +1022,7 @@ impl Connection {
     // ---- internals: sending -----------------------------------------------------------------
 
     fn check_can_send(&self) -> Result<(), SendError> {
-        if self.sent_close || self.closed { Err(SendError::Closed) } else { Ok(()) }
+        if self.phase == Phase::Open { Ok(()) } else { Err(SendError::Closed) }
     }
 
     /// `shared` is `data` held in shared memory, when the caller has it so.
@@ -1043,7 +1059,6 @@ impl Connection {
             None => 0,
         };
         self.write_frame(true, OpCode::Close, &payload[..len]);
-        self.sent_close = true;
         self.pending_pong = None;
     }
 
@@ -1110,7 +1125,7 @@ enum Timer {
     Ping = 0,
     /// The peer must have sent something by then.
     Pong = 1,
-    /// Nothing received for `idle_timeout`.
+    /// Nothing received for `read_timeout`.
     Idle = 2,
     /// The closing handshake (or a client's wait for the server's transport close) ends.
     Close = 3,

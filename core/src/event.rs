@@ -169,10 +169,10 @@ pub enum Initiator {
 pub enum Failure {
     /// The peer violated the protocol; the matching close code was sent.
     Protocol(ProtocolError),
-    /// Nothing was received within `pong_timeout` of a keepalive ping.
+    /// Nothing was received within `pong_wait` of a keepalive ping.
     PeerUnresponsive,
-    /// Nothing was received for `idle_timeout`.
-    Idle,
+    /// Nothing was received for `read_timeout`.
+    ReadTimeout,
     /// The peer did not answer this end's close frame within `close_timeout`.
     CloseTimeout,
     /// The transport was closed before the closing handshake completed.
@@ -184,7 +184,7 @@ impl fmt::Display for Failure {
         match self {
             Self::Protocol(e) => write!(f, "protocol violation by the peer: {e}"),
             Self::PeerUnresponsive => f.write_str("the peer did not answer a keepalive ping in time"),
-            Self::Idle => f.write_str("nothing was received within the idle timeout"),
+            Self::ReadTimeout => f.write_str("nothing was received within the read timeout"),
             Self::CloseTimeout => f.write_str("the peer did not answer the close frame in time"),
             Self::TransportClosed => f.write_str("the transport closed before the closing handshake completed"),
         }

@@ -719,7 +719,7 @@ fn eof_before_close_reports_transport_closed_1006() {
 /// A server that pings every 10 s and waits 15 s for a sign of life.
 fn keepalive_server() -> (Connection, Instant) {
     let now = Instant::now();
-    let config = Config::default().ping_interval(Some(secs(10))).pong_timeout(secs(15));
+    let config = Config::default().ping_period(Some(secs(10))).pong_wait(secs(15));
     (Connection::new(Role::Server, config, now).unwrap(), now)
 }
 
@@ -753,16 +753,23 @@ fn keepalive_any_received_bytes_prove_the_peer_alive() {
 }
 
 #[test]
-fn idle_timeout_fails_a_connection_that_receives_nothing() {
+fn read_timeout_fails_a_connection_that_receives_nothing() {
     let now = Instant::now();
-    let mut conn =
-        Connection::new(Role::Server, Config::default().idle_timeout(Some(Duration::from_secs(30))), now).unwrap();
+    let mut conn = Connection::new(
+        Role::Server,
+        Config::default().ping_period(None).read_timeout(Some(Duration::from_secs(30))),
+        now,
+    )
+    .unwrap();
     conn.handle_input(&masked(0x81, b"hi"), now + Duration::from_secs(20)).unwrap();
     assert_eq!(conn.poll_timeout(), Some(now + Duration::from_secs(50)));
     conn.handle_timeout(now + Duration::from_secs(49));
     assert_eq!(conn.state(), State::Open);
     conn.handle_timeout(now + Duration::from_secs(50));
-    assert!(matches!(events(&mut conn).last(), Some(Event::Closed(Closed { failure: Some(Failure::Idle), .. }))));
+    assert!(matches!(
+        events(&mut conn).last(),
+        Some(Event::Closed(Closed { failure: Some(Failure::ReadTimeout), .. }))
+    ));
 }
 
 fn secs(n: u64) -> Duration {
@@ -822,7 +829,8 @@ fn paused_reading_then_the_unread_pong_keeps_the_peer() {
 #[test]
 fn paused_reading_holds_the_idle_deadline() {
     let now = Instant::now();
-    let mut conn = Connection::new(Role::Server, Config::default().idle_timeout(Some(secs(30))), now).unwrap();
+    let mut conn =
+        Connection::new(Role::Server, Config::default().ping_period(None).read_timeout(Some(secs(30))), now).unwrap();
     conn.handle_input(&masked(0x81, b"hi"), now + secs(20)).unwrap();
     // Pausing twice keeps the first pause's start.
     conn.handle_read_paused(now + secs(40));
@@ -836,7 +844,10 @@ fn paused_reading_holds_the_idle_deadline() {
     conn.handle_read_resumed(now + secs(505));
     assert_eq!(conn.poll_timeout(), Some(now + secs(510)), "a resume without a pause changes nothing");
     conn.handle_timeout(now + secs(510));
-    assert!(matches!(events(&mut conn).last(), Some(Event::Closed(Closed { failure: Some(Failure::Idle), .. }))));
+    assert!(matches!(
+        events(&mut conn).last(),
+        Some(Event::Closed(Closed { failure: Some(Failure::ReadTimeout), .. }))
+    ));
 }
 
 #[test]
@@ -853,7 +864,7 @@ fn paused_reading_does_not_hold_the_close_timeout() {
 
 #[test]
 fn invalid_config_is_refused_at_construction() {
-    let config = Config::default().ping_interval(Some(Duration::from_secs(60)));
+    let config = Config::default().ping_period(Some(Duration::from_secs(60)));
     assert!(Connection::new(Role::Server, config, Instant::now()).is_err());
 }
 

@@ -142,9 +142,9 @@ pub fn connection_ops(data: &[u8]) {
         .max_frame_size(24 * 1024)
         .max_message_size(32 * 1024)
         .outgoing_frame_size(usize::from(input.byte()).max(1) * 16)
-        .ping_interval(Some(Duration::from_secs(10)))
-        .pong_timeout(Duration::from_secs(15))
-        .idle_timeout(Some(Duration::from_secs(60)))
+        .ping_period(Some(Duration::from_secs(10)))
+        .pong_wait(Duration::from_secs(15))
+        .read_timeout(Some(Duration::from_secs(60)))
         .rng_seed(Some([7; 32]));
     let mut conn = Connection::new(role, config, now).expect("valid config");
     let mut written = Vec::new();
@@ -281,7 +281,7 @@ fn check_events(conn: &mut Connection, closed: &mut bool) {
             *closed = true;
             if conn.is_read_paused() {
                 assert!(
-                    !matches!(c.failure, Some(Failure::PeerUnresponsive | Failure::Idle)),
+                    !matches!(c.failure, Some(Failure::PeerUnresponsive | Failure::ReadTimeout)),
                     "no liveness failure while reading is paused: {c:?}"
                 );
             }

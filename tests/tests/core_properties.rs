@@ -67,9 +67,9 @@ fn small_config(frame_size: usize) -> Config {
 /// life; returns it with the bound on finding a silent peer (ping interval + pong timeout).
 fn keepalive_pair(interval_ms: u64, extra_ms: u64) -> (Pair, Duration) {
     let interval = Duration::from_millis(interval_ms);
-    let pong_timeout = interval + Duration::from_millis(extra_ms);
-    let server = Config::default().ping_interval(Some(interval)).pong_timeout(pong_timeout);
-    (Pair::new(Config::default(), server), interval + pong_timeout)
+    let pong_wait = interval + Duration::from_millis(extra_ms);
+    let server = Config::default().ping_period(Some(interval)).pong_wait(pong_wait);
+    (Pair::new(Config::default(), server), interval + pong_wait)
 }
 
 /// Silences both directions from now on and checks that the server declares the peer
@@ -227,7 +227,7 @@ proptest! {
 
     /// A peer that goes silent is declared dead within ping interval + pong timeout.
     #[test]
-    fn a_silent_peer_is_detected_within_ping_interval_plus_pong_timeout(
+    fn a_silent_peer_is_detected_within_ping_period_plus_pong_wait(
         interval_ms in 100u64..5_000,
         extra_ms in 1u64..5_000,
         silent_after_ms in 0u64..20_000,
@@ -286,7 +286,7 @@ proptest! {
         let now = std::time::Instant::now();
         let role = if client { Role::Client } else { Role::Server };
         let config = Config::default().max_frame_size(1000).max_message_size(1500)
-            .ping_interval(Some(Duration::from_secs(1))).pong_timeout(Duration::from_secs(2));
+            .ping_period(Some(Duration::from_secs(1))).pong_wait(Duration::from_secs(2));
         let mut c = Connection::new(role, config, now).unwrap();
         let mut rest = bytes.as_slice();
         let mut i = 0;
