@@ -243,14 +243,27 @@ impl Connection {
         }
     }
 
-    /// Changes the incoming size limits for frames not yet started (a driver may tighten them per
-    /// connection after the handshake).
+    /// Changes the largest incoming frame payload, for frames not yet started (a driver may
+    /// tighten it per connection after the handshake).
     ///
     /// # Errors
     ///
-    /// [`ConfigError::ZeroLimit`] when a limit is zero.
-    pub fn set_limits(&mut self, max_frame_size: usize, max_message_size: usize) -> Result<(), ConfigError> {
-        let config = self.config.clone().max_frame_size(max_frame_size).max_message_size(max_message_size);
+    /// [`ConfigError::ZeroLimit`] when `bytes` is zero; the limit is then unchanged.
+    pub fn set_max_frame_size(&mut self, bytes: usize) -> Result<(), ConfigError> {
+        self.set_config(self.config.clone().max_frame_size(bytes))
+    }
+
+    /// Changes the largest incoming message, for frames not yet started (eyesore's per-connection
+    /// `MaxMessageSize`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroLimit`] when `bytes` is zero; the limit is then unchanged.
+    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<(), ConfigError> {
+        self.set_config(self.config.clone().max_message_size(bytes))
+    }
+
+    fn set_config(&mut self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
         self.config = config;
         Ok(())

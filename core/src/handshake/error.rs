@@ -99,7 +99,8 @@ impl HandshakeError {
     /// ```
     pub fn response(&self) -> Option<Response> {
         let status = self.status()?;
-        let mut response = Response::rejection(status, &format!("WebSocket handshake failed: {self}"));
+        // A line of text, as a terminal or curl shows it best.
+        let mut response = Response::rejection(status, &format!("WebSocket handshake failed: {self}\n"));
         match self {
             Self::MethodNotGet => response.push_trusted_header("Allow", "GET"),
             Self::UnsupportedVersion => {

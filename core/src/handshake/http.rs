@@ -25,7 +25,7 @@ use std::fmt;
 /// assert!(response.insert_header("X-Evil", "a\r\nSet-Cookie: x").is_err());
 /// let bytes = response.to_bytes();
 /// assert!(bytes.starts_with(b"HTTP/1.1 401 Unauthorized\r\n"));
-/// assert!(bytes.ends_with(b"\r\n\r\nlog in first\n"));
+/// assert!(bytes.ends_with(b"\r\n\r\nlog in first"));
 /// # Ok::<(), ferrule_core::handshake::HeaderError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +37,8 @@ pub struct Response {
 }
 
 impl Response {
-    /// A plain-text rejection with the given `4xx` or `5xx` status and human-readable message
-    /// as its body (a final newline is added), carrying `Content-Type`, `Content-Length` and `Connection: close`.
+    /// A plain-text rejection with the given `4xx` or `5xx` status and `message`, byte for byte,
+    /// as its body, carrying `Content-Type`, `Content-Length` and `Connection: close`.
     ///
     /// Fails with [`HeaderError::InvalidStatus`] for a status outside `400..=599`.
     pub fn reject(status: u16, message: &str) -> Result<Self, HeaderError> {
@@ -204,15 +204,9 @@ impl Response {
         Self { status: 101, reason: "Switching Protocols".to_owned(), headers, body: Vec::new() }
     }
 
-    /// A plain-text rejection; `status` is trusted to be a 4xx or 5xx.
+    /// A plain-text rejection with `message` as its body; `status` is trusted to be a 4xx or 5xx.
     pub(crate) fn rejection(status: u16, message: &str) -> Self {
-        let mut body = message.as_bytes().to_vec();
-        if !body.ends_with(b"\n") {
-            body.push(b'\n');
-        }
-        if message.is_empty() {
-            body.clear();
-        }
+        let body = message.as_bytes().to_vec();
         let headers = vec![
             ("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned()),
             ("Content-Length".to_owned(), body.len().to_string()),
@@ -467,7 +461,7 @@ mod tests {
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(r.header("Connection"), Some("close"));
         assert_eq!(r.header("Content-Length"), Some(r.body().len().to_string().as_str()));
-        assert_eq!(r.body(), b"origin not allowed\n");
+        assert_eq!(r.body(), b"origin not allowed", "the body is the message, byte for byte");
         let bytes = r.to_bytes();
         let mut headers = [httparse::EMPTY_HEADER; 8];
         let mut parsed = httparse::Response::new(&mut headers);

@@ -341,7 +341,7 @@ impl ServerPolicy {
     /// Like [`accept`](Self::accept), but always a response to send: the 101, or the rejection.
     pub fn respond(&self, request: &Request) -> Response {
         self.accept(request).unwrap_or_else(|error| {
-            error.response().unwrap_or_else(|| Response::rejection(400, "WebSocket handshake failed"))
+            error.response().unwrap_or_else(|| Response::rejection(400, "WebSocket handshake failed\n"))
         })
     }
 
