@@ -2,12 +2,18 @@
 //! the upgrade request first.
 
 use std::task::Context;
+use std::time::Instant;
 
+use bytes::Bytes;
 use ferrule_core::handshake::{HeaderError, Request, Response};
+use ferrule_core::{CloseCode, Connection, MessageKind, SendError};
+use serde::Serialize;
 
-use crate::driver::{Ctx, FrontEnd};
-use crate::error::{CloseInfo, HandlerError};
+use crate::driver::FrontEnd;
+use crate::error::{CloseInfo, Error, HandlerError};
+use crate::handle::{Handle, truncate_reason};
 use crate::message::Message;
+use crate::sending::{Sending, send_error, send_message};
 
 /// Per-connection callbacks. They run inside the connection's driver task, so sends through
 /// [`Ctx`] go straight into the protocol core and replies to a burst of messages leave in one
@@ -17,7 +23,8 @@ use crate::message::Message;
 /// Returning an error closes the connection with the error's code (1011 by default,
 /// [`HandlerError`]); any error type converts with `?`.
 pub trait Handler: Send + Unpin + 'static {
-    /// The connection is open. May change this connection's limits with [`Ctx::set_limits`].
+    /// The connection is open. May change this connection's limits with
+    /// [`Ctx::set_max_message_size`] and [`Ctx::set_max_frame_size`].
     fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
         let _ = ctx;
         Ok(())
@@ -102,23 +109,218 @@ impl Acceptance {
     }
 }
 
-/// A refused upgrade: the HTTP status (400-599) and a plain-text body.
+/// A refused upgrade: the HTTP response sent instead of the `101`, with a status (400-599), a
+/// plain-text body sent byte for byte, and any headers the refusal needs.
+///
+/// # Examples
+///
+/// ```
+/// use ferrule::Rejection;
+///
+/// let mut rejection = Rejection::new(401, "log in first");
+/// rejection.insert_header("WWW-Authenticate", "Bearer realm=\"chat\"")?;
+/// assert_eq!(rejection.status(), 401);
+/// assert_eq!(rejection.body(), "log in first");
+/// # Ok::<(), ferrule::core::handshake::HeaderError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// The HTTP status code.
-    pub status: u16,
-    /// The body, sent as `text/plain`.
-    pub body: String,
+    body: String,
+    response: Response,
 }
 
 impl Rejection {
-    /// A rejection with `status` and `body`; a status outside 400-599 is sent as 500.
+    /// A rejection with `status` and `body` (sent as `text/plain`, exactly as given); a status
+    /// outside 400-599 is sent as 500.
     pub fn new(status: u16, body: impl Into<String>) -> Self {
-        Self { status, body: body.into() }
+        let body = body.into();
+        let response = Response::reject_or_500(status, &body);
+        Self { body, response }
     }
 
-    pub(crate) fn response(&self) -> Response {
-        Response::reject_or_500(self.status, &self.body)
+    /// The HTTP status sent.
+    pub fn status(&self) -> u16 {
+        self.response.status()
+    }
+
+    /// The body sent.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// Adds or replaces a response header, such as `WWW-Authenticate` on a 401 or `Retry-After`
+    /// on a 503.
+    ///
+    /// # Errors
+    ///
+    /// [`HeaderError`] for a name that is not a token, or a value with control characters (no
+    /// header injection); the rejection is then unchanged.
+    pub fn insert_header(&mut self, name: &str, value: &str) -> Result<&mut Self, HeaderError> {
+        self.response.insert_header(name, value)?;
+        Ok(self)
+    }
+
+    /// The response as it will be sent.
+    pub fn response(&self) -> &Response {
+        &self.response
+    }
+}
+
+/// What a handler can do with its connection while it runs inside the driver: send (queued
+/// directly in the protocol core, no channel hop), ping, close, change limits, or take a
+/// [`Handle`] to send from elsewhere.
+pub struct Ctx<'a> {
+    conn: &'a mut Connection,
+    handle: &'a Handle,
+    now: Instant,
+    sending: &'a mut Sending,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(conn: &'a mut Connection, handle: &'a Handle, now: Instant, sending: &'a mut Sending) -> Self {
+        Self { conn, handle, now, sending }
+    }
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("state", &self.conn.state()).finish_non_exhaustive()
+    }
+}
+
+impl Ctx<'_> {
+    /// Sends a message. Its payload is shared, not copied: a server writes a large payload
+    /// (8 KiB and up) straight from the message's buffer, so echoing or forwarding a received
+    /// message costs no copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once a close frame was sent; [`Error::Send`] with
+    /// [`SendError::FragmentedMessageInProgress`] while a message sent with
+    /// [`send_fragment`](Self::send_fragment) is open (nothing is sent).
+    ///
+    /// While a [`MessageWriter`](crate::MessageWriter) streams a message on this connection
+    /// (from another task), the message waits, and goes out after the writer's last fragment.
+    pub fn send(&mut self, message: &Message) -> Result<(), Error> {
+        if self.defers() {
+            self.sending.defer(message);
+            return Ok(());
+        }
+        send_message(self.conn, message).map_err(send_error)
+    }
+
+    /// Sends a text message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
+        if self.defers() {
+            return self.send(&Message::text(text));
+        }
+        self.conn.send_text(text).map_err(send_error)
+    }
+
+    /// Sends a binary message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.defers() {
+            return self.send(&Message::binary(Bytes::copy_from_slice(data)));
+        }
+        self.conn.send_binary(data).map_err(send_error)
+    }
+
+    /// Whether sends wait for the end of a message a [`MessageWriter`](crate::MessageWriter)
+    /// is streaming (and the connection can still send).
+    fn defers(&self) -> bool {
+        self.sending.defers(self.conn)
+    }
+
+    /// Serializes `value` as JSON and sends it as text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] when serialization fails; otherwise as [`send`](Self::send).
+    pub fn send_json<T: Serialize>(&mut self, value: &T) -> Result<(), Error> {
+        let text = serde_json::to_string(value).map_err(|e| Error::Encode(crate::message::EncodeError::json(e)))?;
+        self.send_text(&text)
+    }
+
+    /// Sends one fragment of a message streamed in pieces (RFC 6455 section 5.4): the first call
+    /// opens a message of `kind`, later calls continue it, and the call with `fin` set ends it.
+    /// Text may be split inside a character; the message as a whole must be UTF-8.
+    ///
+    /// Data frames of two messages cannot interleave (section 5.4), so until the message ends
+    /// this context's other sends are refused, and messages sent through a [`Handle`] wait in
+    /// its queue and go out after the last fragment, in order. Pings and a close still go out
+    /// at once (a close ends the connection with the message unfinished).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing; [`Error::Send`] for a kind that differs from the open
+    /// message's or text that stops being UTF-8 (nothing of this fragment is sent), and with
+    /// [`SendError::FragmentedMessageInProgress`] while a
+    /// [`MessageWriter`](crate::MessageWriter) streams a message on this connection.
+    pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
+        if self.defers() {
+            return Err(Error::Send(SendError::FragmentedMessageInProgress));
+        }
+        self.conn.send_fragment(kind, payload, fin).map_err(send_error)
+    }
+
+    /// Sends a ping (payload cut to 125 bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.conn.ping(&payload[..payload.len().min(125)]).map_err(|_| Error::Closed)
+    }
+
+    /// Starts the closing handshake (the reason is cut to 123 bytes at a character boundary).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Send`] for a code that may not be sent (RFC 6455 section 7.4), as
+    /// [`Handle::close`]; [`Error::Closed`] when a close frame was already sent.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        crate::handle::check_sendable(code)?;
+        let reason = truncate_reason(reason);
+        self.sending.close(self.conn, &self.handle.shared, code, &reason, self.now).map_err(|_| Error::Closed)
+    }
+
+    /// Changes this connection's largest incoming message, in bytes (from `on_open`, for
+    /// example; eyesore's per-connection `MaxMessageSize`). A larger message closes the
+    /// connection with 1009. Messages already started keep the limit they started with.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] when `bytes` is zero; the limit is then unchanged.
+    pub fn set_max_message_size(&mut self, bytes: usize) -> Result<(), Error> {
+        self.conn.set_max_message_size(bytes).map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))
+    }
+
+    /// Changes this connection's largest incoming frame, in bytes; see
+    /// [`set_max_message_size`](Self::set_max_message_size).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] when `bytes` is zero; the limit is then unchanged.
+    pub fn set_max_frame_size(&mut self, bytes: usize) -> Result<(), Error> {
+        self.conn.set_max_frame_size(bytes).map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))
+    }
+
+    /// Bytes queued for the transport and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.conn.buffered_amount()
+    }
+
+    /// A handle that sends on this connection from any task.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
     }
 }
 

@@ -11,7 +11,8 @@ use std::task::{Context, Poll, ready};
 
 use ferrule_core::CloseCode;
 
-use crate::driver::{Ctx, FrontEnd};
+use crate::callback::Ctx;
+use crate::driver::FrontEnd;
 use crate::error::{CloseInfo, Error, HandlerError};
 use crate::handle::{Done, Handle};
 use crate::message::{Codec, Message};
@@ -140,7 +141,7 @@ impl<M: Codec> Sender<M> {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when encoding fails; [`Error::Closed`] once the connection is closing.
+    /// [`Error::Encode`] when encoding fails; [`Error::Closed`] once the connection is closing.
     ///
     /// # Cancel safety
     ///

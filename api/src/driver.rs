@@ -7,7 +7,6 @@
 //! step made progress. Replies to every message of one read leave in one write: write
 //! coalescing is the driver's job.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -15,16 +14,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ferrule_core::{CloseCode, Connection, Event, MessageKind, SendError, State};
+use ferrule_core::{CloseCode, Connection, Event, State};
 use futures_io::{AsyncRead, AsyncWrite};
-use serde::Serialize;
 
-use crate::error::{CloseInfo, Error, HandlerError};
+use crate::callback::Ctx;
+use crate::error::{CloseCause, CloseInfo, HandlerError};
 use crate::handle::{Handle, truncate_reason};
 use crate::message::Message;
 use crate::runtime::Runtime;
-use crate::shared::{Command, Shared, store_waker};
+use crate::sending::Sending;
+use crate::shared::{Shared, store_waker};
 
 /// Most bytes read from the transport per read call: a 64 KiB message and its header in one
 /// call, several when they queue up.
@@ -111,252 +110,9 @@ pub(crate) trait FrontEnd: Send + Unpin + 'static {
     fn on_close(&mut self, info: &CloseInfo);
 }
 
-/// What a handler can do with its connection while it runs inside the driver: send (queued
-/// directly in the protocol core, no channel hop), ping, close, change limits, or take a
-/// [`Handle`] to send from elsewhere.
-pub struct Ctx<'a> {
-    conn: &'a mut Connection,
-    handle: &'a Handle,
-    now: Instant,
-    sending: &'a mut Sending,
-}
-
-/// How the handles' commands and a handler's sends take turns in the core.
-#[derive(Debug, Default)]
-struct Sending {
-    /// A [`MessageWriter`](crate::MessageWriter)'s message is open in the core.
-    writer_open: bool,
-    /// Messages the handler sent while a writer's message was open: they go out after its last
-    /// fragment.
-    deferred: VecDeque<Message>,
-    deferred_bytes: usize,
-    /// Handles' commands were put back in their queue to wait for the end of a fragmented
-    /// message the handler is sending.
-    commands_held: bool,
-}
-
-impl Sending {
-    /// Whether queued commands are worth taking: there are some, and they are not held back
-    /// behind a fragmented message the handler has open.
-    fn commands_ready(&self, conn: &Connection, shared: &Shared) -> bool {
-        shared.has_commands() && !(self.commands_held && conn.is_sending_fragmented())
-    }
-
-    /// Takes the handles' commands into the core, in order.
-    fn take_commands(&mut self, conn: &mut Connection, shared: &Shared, now: Instant) {
-        self.commands_held = false;
-        let mut commands = shared.take_commands();
-        while let Some(command) = commands.pop_front() {
-            // Frames of two messages cannot interleave. While the handler streams a message
-            // with `Ctx::send_fragment`, a handle's message or writer waits for its last
-            // fragment, and the commands after it wait too, in order. (While a writer streams
-            // one, no other handle's message is queued: `Shared::streaming` holds them back.)
-            let waits = match command {
-                Command::Message(_) => conn.is_sending_fragmented(),
-                Command::Fragment(..) => conn.is_sending_fragmented() && !self.writer_open,
-                Command::Ping(_) | Command::Close(..) => false,
-            };
-            if waits {
-                commands.push_front(command);
-                shared.hold_commands(commands);
-                self.commands_held = true;
-                return;
-            }
-            let result = match command {
-                Command::Message(message) => send_message(conn, &message),
-                Command::Fragment(fragment, fin) => self.send_writer_fragment(conn, &fragment, fin),
-                Command::Ping(p) => conn.ping(&p),
-                Command::Close(code, reason) => conn.close(code, &reason, now),
-            };
-            if result.is_err() {
-                // The connection closed under the command (the peer closed first): the
-                // handle already reports Closed for later sends.
-                tracing::debug!("command dropped: the connection is closing");
-            }
-        }
-    }
-
-    /// Queues a fragment of a [`MessageWriter`](crate::MessageWriter)'s message; after the
-    /// last one, the handler's sends that waited for it.
-    fn send_writer_fragment(&mut self, conn: &mut Connection, fragment: &Message, fin: bool) -> Result<(), SendError> {
-        conn.send_fragment(fragment.kind(), fragment.as_bytes(), fin)?;
-        self.writer_open = !fin;
-        if fin {
-            self.deferred_bytes = 0;
-            for message in std::mem::take(&mut self.deferred) {
-                if send_message(conn, &message).is_err() {
-                    tracing::debug!("deferred message dropped: the connection is closing");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Closes the connection from inside the driver (the handler asked, or failed): the
-    /// handles' messages queued before go out first, as for [`Handle::close`], and no more are
-    /// accepted.
-    fn close(
-        &mut self,
-        conn: &mut Connection,
-        shared: &Shared,
-        code: CloseCode,
-        reason: &str,
-        now: Instant,
-    ) -> Result<(), SendError> {
-        shared.lock().closing = true;
-        self.take_commands(conn, shared, now);
-        conn.close(code, reason, now)
-    }
-}
-
-impl std::fmt::Debug for Ctx<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ctx").field("state", &self.conn.state()).finish_non_exhaustive()
-    }
-}
-
-impl Ctx<'_> {
-    /// Sends a message. Its payload is shared, not copied: a server writes a large payload
-    /// (8 KiB and up) straight from the message's buffer, so echoing or forwarding a received
-    /// message costs no copy.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] once a close frame was sent; [`Error::Send`] with
-    /// [`SendError::FragmentedMessageInProgress`] while a message sent with
-    /// [`send_fragment`](Self::send_fragment) is open (nothing is sent).
-    ///
-    /// While a [`MessageWriter`](crate::MessageWriter) streams a message on this connection
-    /// (from another task), the message waits, and goes out after the writer's last fragment.
-    pub fn send(&mut self, message: &Message) -> Result<(), Error> {
-        if self.defers() {
-            self.sending.deferred_bytes += message.len();
-            self.sending.deferred.push_back(message.clone());
-            return Ok(());
-        }
-        send_message(self.conn, message).map_err(send_error)
-    }
-
-    /// Sends a text message.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    pub fn send_text(&mut self, text: &str) -> Result<(), Error> {
-        if self.defers() {
-            return self.send(&Message::text(text));
-        }
-        self.conn.send_text(text).map_err(send_error)
-    }
-
-    /// Sends a binary message.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Error> {
-        if self.defers() {
-            return self.send(&Message::binary(Bytes::copy_from_slice(data)));
-        }
-        self.conn.send_binary(data).map_err(send_error)
-    }
-
-    /// Whether sends wait for the end of a message a [`MessageWriter`](crate::MessageWriter)
-    /// is streaming (and the connection can still send).
-    fn defers(&self) -> bool {
-        self.sending.writer_open && self.conn.is_sending_fragmented()
-    }
-
-    /// Serializes `value` as JSON and sends it as text.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Decode`] when serialization fails; otherwise as [`send`](Self::send).
-    pub fn send_json<T: Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
-        self.send_text(&text)
-    }
-
-    /// Sends one fragment of a message streamed in pieces (RFC 6455 section 5.4): the first call
-    /// opens a message of `kind`, later calls continue it, and the call with `fin` set ends it.
-    /// Text may be split inside a character; the message as a whole must be UTF-8.
-    ///
-    /// Data frames of two messages cannot interleave (section 5.4), so until the message ends
-    /// this context's other sends are refused, and messages sent through a [`Handle`] wait in
-    /// its queue and go out after the last fragment, in order. Pings and a close still go out
-    /// at once (a close ends the connection with the message unfinished).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] once closing; [`Error::Send`] for a kind that differs from the open
-    /// message's or text that stops being UTF-8 (nothing of this fragment is sent), and with
-    /// [`SendError::FragmentedMessageInProgress`] while a
-    /// [`MessageWriter`](crate::MessageWriter) streams a message on this connection.
-    pub fn send_fragment(&mut self, kind: MessageKind, payload: &[u8], fin: bool) -> Result<(), Error> {
-        if self.defers() {
-            return Err(Error::Send(SendError::FragmentedMessageInProgress));
-        }
-        self.conn.send_fragment(kind, payload, fin).map_err(send_error)
-    }
-
-    /// Sends a ping (payload cut to 125 bytes).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Closed`] once closing.
-    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        self.conn.ping(&payload[..payload.len().min(125)]).map_err(|_| Error::Closed)
-    }
-
-    /// Starts the closing handshake (the reason is cut to 123 bytes at a character boundary).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Send`] for a code that may not be sent (RFC 6455 section 7.4), as
-    /// [`Handle::close`]; [`Error::Closed`] when a close frame was already sent.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        crate::handle::check_sendable(code)?;
-        let reason = truncate_reason(reason);
-        self.sending.close(self.conn, &self.handle.shared, code, &reason, self.now).map_err(|_| Error::Closed)
-    }
-
-    /// Changes this connection's incoming limits (from `on_open`, for example).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Options`] when a limit is zero.
-    pub fn set_limits(&mut self, max_frame_size: usize, max_message_size: usize) -> Result<(), Error> {
-        self.conn
-            .set_limits(max_frame_size, max_message_size)
-            .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))
-    }
-
-    /// Bytes queued for the transport and not yet written.
-    pub fn buffered_amount(&self) -> usize {
-        self.conn.buffered_amount()
-    }
-
-    /// A handle that sends on this connection from any task.
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-}
-
-/// Queues a whole message in the core. Its payload is shared, not copied: a server writes a
-/// large payload straight from the message's buffer.
-fn send_message(conn: &mut Connection, message: &Message) -> Result<(), SendError> {
-    match message {
-        Message::Text(t) => conn.send_text_bytes(t),
-        Message::Binary(b) => conn.send_binary_bytes(b),
-    }
-}
-
-/// The API's error for a send the core refused.
-fn send_error(error: SendError) -> Error {
-    match error {
-        SendError::Closed => Error::Closed,
-        other => Error::Send(other),
-    }
+/// The cause of a connection's end for a transport error.
+fn transport_error(error: std::io::Error) -> CloseCause {
+    CloseCause::Transport(Arc::new(error))
 }
 
 /// One connection's driver future; completes when the transport has been shut down.
@@ -383,6 +139,9 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     sending: Sending,
     read_closed: bool,
     write_broken: bool,
+    /// What went wrong with the transport, if something did: the core hears of it as an end of
+    /// stream, and the connection's end is put down to this instead.
+    transport_failure: Option<CloseCause>,
     opened: bool,
     closed: Option<CloseInfo>,
     /// The peer's end of stream (or a read error) was seen: nothing more will arrive.
@@ -427,6 +186,7 @@ where
             sending: Sending::default(),
             read_closed: false,
             write_broken: false,
+            transport_failure: None,
             opened: false,
             closed: None,
             input_done: false,
@@ -440,21 +200,21 @@ where
         if !leftover.is_empty() {
             let now = self.runtime.now();
             if let Err(e) = self.conn.handle_input(leftover, now) {
-                self.protocol_failed(e);
+                self.protocol_failed(&e);
             }
         }
     }
 
-    /// The peer violated the protocol: report it once and stop reading. The core has failed
-    /// the connection and would discard anything more (its error is sticky, so reading on while
-    /// the close frame waits to be written would report the same violation again and again).
-    fn protocol_failed(&mut self, error: ferrule_core::ProtocolError) {
+    /// The peer violated the protocol: stop reading. The core has failed the connection (the
+    /// violation is the end's cause) and would discard anything more; its error is sticky, so
+    /// reading on while the close frame waits to be written would only repeat it.
+    fn protocol_failed(&mut self, error: &ferrule_core::ProtocolError) {
+        tracing::trace!(%error, "stopped reading after a protocol violation");
         self.read_closed = true;
-        self.handle.shared.push_error(Error::Protocol(error));
     }
 
     fn ctx(&mut self, now: Instant) -> (Ctx<'_>, &mut F) {
-        (Ctx { conn: &mut self.conn, handle: &self.handle, now, sending: &mut self.sending }, &mut self.front)
+        (Ctx::new(&mut self.conn, &self.handle, now, &mut self.sending), &mut self.front)
     }
 
     fn handler_failed(&mut self, err: HandlerError, now: Instant) {
@@ -469,13 +229,13 @@ where
     /// peer stopped reading; what is queued before it is bounded by the send buffer).
     fn may_take_commands(&self) -> bool {
         self.sending.commands_ready(&self.conn, &self.handle.shared)
-            && (self.conn.buffered_amount() < HIGH_WATER || self.handle.shared.lock().closing)
+            && (self.conn.buffered_amount() < HIGH_WATER || self.handle.shared.lock().is_closing())
     }
 
     /// Output queued and not yet written, including the handler's sends that wait for a
     /// writer's message: the driver reads only while this is under [`HIGH_WATER`].
     fn backlog(&self) -> usize {
-        self.conn.buffered_amount() + self.sending.deferred_bytes
+        self.conn.buffered_amount() + self.sending.deferred_bytes()
     }
 
     fn deliver_events(&mut self, now: Instant) {
@@ -484,11 +244,9 @@ where
                 Event::Text(t) => Message::Text(t),
                 Event::Binary(b) => Message::Binary(b),
                 Event::Closed(closed) => {
-                    if let Some(ferrule_core::Failure::Protocol(e)) = &closed.failure {
-                        tracing::warn!(error = %e, "peer violated the protocol");
-                    }
-                    self.handle.shared.lock().closing = true;
-                    self.closed = Some(CloseInfo::from_core(&closed));
+                    self.handle.shared.lock().start_closing();
+                    let (local, transport) = (self.sending.local_close(), self.transport_failure.as_ref());
+                    self.closed = Some(CloseInfo::from_core(&closed, local, transport));
                     continue;
                 }
                 _ => continue,
@@ -522,8 +280,8 @@ where
                     self.write_deadline = None;
                     progress = true;
                 }
-                Poll::Ready(Ok(_)) => self.break_write(Error::Io(std::io::ErrorKind::WriteZero.into()), now),
-                Poll::Ready(Err(e)) => self.break_write(Error::Io(e), now),
+                Poll::Ready(Ok(_)) => self.break_write(transport_error(std::io::ErrorKind::WriteZero.into()), now),
+                Poll::Ready(Err(e)) => self.break_write(transport_error(e), now),
                 Poll::Pending => {
                     if self.write_deadline.is_none() {
                         self.write_deadline = self.write_wait.map(|w| now + w);
@@ -535,11 +293,12 @@ where
         progress
     }
 
-    fn break_write(&mut self, error: Error, now: Instant) {
-        tracing::debug!(%error, "transport write failed");
+    /// Writing failed for `cause` (a transport error or the write timeout): nothing more can be
+    /// sent, so the core is told the transport ended.
+    fn break_write(&mut self, cause: CloseCause, now: Instant) {
         self.write_broken = true;
         self.write_deadline = None;
-        self.handle.shared.push_error(error);
+        self.transport_failure.get_or_insert(cause);
         self.conn.handle_eof(now);
     }
 
@@ -551,7 +310,7 @@ where
         let polled = with_read_buffer(|buf| match Pin::new(&mut self.io).poll_read(cx, &mut buf[..limit]) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 if let Err(e) = self.conn.handle_input(&buf[..n.min(buf.len())], now) {
-                    self.protocol_failed(e);
+                    self.protocol_failed(&e);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -559,20 +318,17 @@ where
         });
         match polled {
             Poll::Ready(Ok(0)) => {
+                // Before the end of the closing handshake, the core fails the connection with
+                // `TransportClosed`: the peer vanished.
                 self.read_closed = true;
                 self.input_done = true;
-                if self.conn.state() != State::Closed {
-                    // The peer vanished without a closing handshake.
-                    self.handle.shared.push_error(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
                 self.conn.handle_eof(now);
             }
             Poll::Ready(Ok(n)) => return Some(n),
             Poll::Ready(Err(e)) => {
-                tracing::debug!(error = %e, "transport read failed");
                 self.read_closed = true;
                 self.input_done = true;
-                self.handle.shared.push_error(Error::Io(e));
+                self.transport_failure.get_or_insert(transport_error(e));
                 self.conn.handle_eof(now);
             }
             Poll::Pending => return None,
@@ -601,7 +357,7 @@ where
         let Some(deadline) = deadline else { return false };
         if deadline <= now {
             if self.write_deadline.is_some_and(|d| d <= now) {
-                self.break_write(Error::WriteTimeout, now);
+                self.break_write(CloseCause::WriteTimeout, now);
             }
             self.conn.handle_timeout(now);
             return true;
@@ -610,7 +366,7 @@ where
             let now = self.runtime.now();
             self.conn.handle_timeout(now);
             if self.write_deadline.is_some_and(|d| d <= now) {
-                self.break_write(Error::WriteTimeout, now);
+                self.break_write(CloseCause::WriteTimeout, now);
             }
             // A release deadline that passed is handled at the top of the next turn.
             return true;
@@ -626,8 +382,13 @@ where
     /// the transport down.
     fn finish(&mut self) {
         self.done = true;
-        let info = self.closed.take().unwrap_or_else(CloseInfo::abnormal);
-        tracing::debug!(clean = info.was_clean, code = %info.code, "connection closed");
+        // The core always reports its end before it asks for the shutdown that leads here.
+        let info = self.closed.take().unwrap_or_else(CloseInfo::aborted);
+        if matches!(info.cause, CloseCause::Protocol(_)) {
+            tracing::warn!(cause = %info.cause, "connection failed");
+        } else {
+            tracing::debug!(clean = info.was_clean, code = %info.code, cause = %info.cause, "connection closed");
+        }
         self.front.on_close(&info);
         self.handle.shared.finish(info.clone());
         self.shutdown = Shutdown::Closing(info);
@@ -733,7 +494,7 @@ impl<S, R: Runtime, F: FrontEnd> Drop for Driver<S, R, F> {
         if !self.done {
             // Dropped before the end (cancelled, or the runtime shut down): the handler and
             // whoever waits on the done signal learn that the connection ended abnormally.
-            let info = CloseInfo::abnormal();
+            let info = CloseInfo::aborted();
             if self.opened {
                 self.front.on_close(&info);
             }

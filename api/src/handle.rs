@@ -11,7 +11,7 @@ use ferrule_core::{CloseCode, MessageKind, SendError};
 use serde::Serialize;
 
 use crate::error::{CloseInfo, Error};
-use crate::message::{Codec, Message};
+use crate::message::{Codec, EncodeError, Message};
 use crate::shared::{Command, Shared, register};
 
 /// Sends on one connection from any task. Cheap to clone; every clone talks to the same
@@ -58,13 +58,13 @@ impl Handle {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when encoding fails, [`Error::Closed`] once closing.
+    /// [`Error::Encode`] when encoding fails, [`Error::Closed`] once closing.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`send`](Self::send).
     pub async fn send_as<M: Codec>(&self, value: M) -> Result<(), Error> {
-        let message = value.encode().map_err(Error::Decode)?;
+        let message = value.encode().map_err(Error::Encode)?;
         self.send(message).await
     }
 
@@ -72,13 +72,13 @@ impl Handle {
     ///
     /// # Errors
     ///
-    /// [`Error::Decode`] when serialization fails, [`Error::Closed`] once closing.
+    /// [`Error::Encode`] when serialization fails, [`Error::Closed`] once closing.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`send`](Self::send).
     pub async fn send_json<T: Serialize>(&self, value: &T) -> Result<(), Error> {
-        let text = serde_json::to_string(value).map_err(|e| Error::Decode(crate::DecodeError::Json(e.to_string())))?;
+        let text = serde_json::to_string(value).map_err(|e| Error::Encode(EncodeError::json(e)))?;
         self.send(Message::from(text)).await
     }
 
@@ -91,10 +91,10 @@ impl Handle {
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
         let message = message.into();
         let mut inner = self.shared.lock();
-        if inner.closing {
+        if inner.is_closing() {
             return Err(TrySendError::Closed(message));
         }
-        if inner.streaming || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
+        if inner.is_streaming() || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
             return Err(TrySendError::Full(message));
         }
         self.shared.push_command(&mut inner, Command::Message(message));
@@ -139,14 +139,14 @@ impl Handle {
     pub async fn start_message(&self, kind: MessageKind) -> Result<MessageWriter, Error> {
         std::future::poll_fn(|cx| {
             let mut inner = self.shared.lock();
-            if inner.closing {
+            if inner.is_closing() {
                 return Poll::Ready(Err(Error::Closed));
             }
-            if inner.streaming {
+            if inner.is_streaming() {
                 register(&mut inner.send_waiters, cx.waker());
                 return Poll::Pending;
             }
-            inner.streaming = true;
+            inner.start_streaming();
             Poll::Ready(Ok(MessageWriter { shared: self.shared.clone(), kind, open: true, started: false }))
         })
         .await
@@ -161,7 +161,7 @@ impl Handle {
         let mut payload = payload.into();
         payload.truncate(125);
         let mut inner = self.shared.lock();
-        if inner.closing {
+        if inner.is_closing() {
             return Err(Error::Closed);
         }
         self.shared.push_command(&mut inner, Command::Ping(payload));
@@ -181,12 +181,20 @@ impl Handle {
     /// is closed.
     pub fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
         check_sendable(code)?;
+        self.request_close(code, reason, false)
+    }
+
+    /// Closes with 1001 Going Away for the server's shutdown.
+    pub(crate) fn close_for_shutdown(&self) -> Result<(), Error> {
+        self.request_close(CloseCode::GOING_AWAY, "server shutting down", true)
+    }
+
+    fn request_close(&self, code: CloseCode, reason: &str, shutdown: bool) -> Result<(), Error> {
         let mut inner = self.shared.lock();
-        if inner.closing {
+        if !inner.start_closing() {
             return Err(Error::Closed);
         }
-        inner.closing = true;
-        self.shared.push_command(&mut inner, Command::Close(code, truncate_reason(reason)));
+        self.shared.push_command(&mut inner, Command::Close { code, reason: truncate_reason(reason), shutdown });
         Ok(())
     }
 
@@ -290,11 +298,11 @@ impl Drop for MessageWriter {
         }
         let mut inner = self.shared.lock();
         self.shared.end_streaming(&mut inner);
-        if self.started && !inner.closing {
+        if self.started && inner.start_closing() {
             tracing::debug!("a message writer was dropped before its last fragment: closing with 1011");
-            inner.closing = true;
             let reason = "message left unfinished".to_owned();
-            self.shared.push_command(&mut inner, Command::Close(CloseCode::INTERNAL_ERROR, reason));
+            self.shared
+                .push_command(&mut inner, Command::Close { code: CloseCode::INTERNAL_ERROR, reason, shutdown: false });
         }
     }
 }

@@ -98,15 +98,15 @@ pub trait Codec: Sized + Send + 'static {
     ///
     /// # Errors
     ///
-    /// A [`DecodeError::Json`] when serialization fails.
-    fn encode(self) -> Result<Message, DecodeError>;
+    /// An [`EncodeError`] when the value cannot be turned into a message (serialization failed).
+    fn encode(self) -> Result<Message, EncodeError>;
 }
 
 impl Codec for Message {
     fn decode(message: Message) -> Result<Self, DecodeError> {
         Ok(message)
     }
-    fn encode(self) -> Result<Message, DecodeError> {
+    fn encode(self) -> Result<Message, EncodeError> {
         Ok(self)
     }
 }
@@ -118,7 +118,7 @@ impl Codec for String {
             Message::Binary(b) => Err(DecodeError::UnexpectedBinary(b.len())),
         }
     }
-    fn encode(self) -> Result<Message, DecodeError> {
+    fn encode(self) -> Result<Message, EncodeError> {
         Ok(Message::from(self))
     }
 }
@@ -130,7 +130,7 @@ impl Codec for Bytes {
             Message::Text(t) => Err(DecodeError::UnexpectedText(t.len())),
         }
     }
-    fn encode(self) -> Result<Message, DecodeError> {
+    fn encode(self) -> Result<Message, EncodeError> {
         Ok(Message::Binary(self))
     }
 }
@@ -143,8 +143,8 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Codec for Json<T> {
     fn decode(message: Message) -> Result<Self, DecodeError> {
         serde_json::from_slice(message.as_bytes()).map(Json).map_err(|e| DecodeError::Json(e.to_string()))
     }
-    fn encode(self) -> Result<Message, DecodeError> {
-        serde_json::to_string(&self.0).map(Message::from).map_err(|e| DecodeError::Json(e.to_string()))
+    fn encode(self) -> Result<Message, EncodeError> {
+        serde_json::to_string(&self.0).map(Message::from).map_err(EncodeError::json)
     }
 }
 
@@ -172,6 +172,31 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// A value that could not be turned into a message to send; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The value could not be serialized as JSON (a map with non-string keys, a `Serialize`
+    /// implementation that failed); serde's message.
+    Json(String),
+}
+
+impl EncodeError {
+    pub(crate) fn json(error: serde_json::Error) -> Self {
+        Self::Json(error.to_string())
+    }
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json(e) => write!(f, "the value could not be serialized as JSON: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +213,15 @@ mod tests {
         assert_eq!(m, Message::text(r#"{"x":1,"y":-2}"#));
         assert_eq!(Json::<Point>::decode(m).unwrap(), Json(Point { x: 1, y: -2 }));
         assert!(matches!(Json::<Point>::decode(Message::text("{nope")), Err(DecodeError::Json(_))));
+    }
+
+    #[test]
+    fn json_that_cannot_be_serialized_is_an_encode_error() {
+        // JSON object keys must be strings.
+        let map = std::collections::BTreeMap::from([((1, 2), "a".to_owned())]);
+        let e = Json(map).encode().unwrap_err();
+        assert!(matches!(&e, EncodeError::Json(m) if m.contains("key must be a string")), "{e}");
+        assert!(e.to_string().starts_with("the value could not be serialized as JSON"));
     }
 
     #[test]

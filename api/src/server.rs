@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use ferrule_core::CloseCode;
 use ferrule_core::handshake::Request;
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -78,7 +77,7 @@ impl Registry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state();
         if self.stopping.load(Ordering::SeqCst) {
-            let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
+            let _ = handle.close_for_shutdown();
         }
         state.live.insert(id, handle);
         id
@@ -121,7 +120,7 @@ impl<R: Runtime> Server<R> {
         {
             let mut state = self.registry.state();
             for handle in state.live.values() {
-                let _ = handle.close(CloseCode::GOING_AWAY, "server shutting down");
+                let _ = handle.close_for_shutdown();
             }
             if let Some(w) = state.accept_loop.take() {
                 w.wake();

@@ -23,7 +23,13 @@ pub(crate) enum Command {
     /// `true` for the last one.
     Fragment(Message, bool),
     Ping(Bytes),
-    Close(CloseCode, String),
+    /// Start the closing handshake with this code and reason; `shutdown` when the server's
+    /// shutdown asks (the end's cause is then [`CloseCause::ServerShutdown`](crate::CloseCause::ServerShutdown)).
+    Close {
+        code: CloseCode,
+        reason: String,
+        shutdown: bool,
+    },
 }
 
 impl Command {
@@ -31,7 +37,7 @@ impl Command {
     fn message_len(&self) -> usize {
         match self {
             Self::Message(m) | Self::Fragment(m, _) => m.len(),
-            Self::Ping(_) | Self::Close(..) => 0,
+            Self::Ping(_) | Self::Close { .. } => 0,
         }
     }
 }
@@ -76,9 +82,9 @@ pub(crate) struct Inner {
     /// Set once, when the driver finished.
     pub(crate) closed: Option<CloseInfo>,
     /// A close was requested or the connection is closing: sends are refused.
-    pub(crate) closing: bool,
+    closing: bool,
     /// A [`MessageWriter`](crate::MessageWriter) has a message open: other sends wait.
-    pub(crate) streaming: bool,
+    streaming: bool,
     pub(crate) done_waiters: Vec<Waker>,
 }
 
@@ -106,6 +112,28 @@ fn wake_all(list: &mut Vec<Waker>) {
 }
 
 impl Inner {
+    /// Whether a close was requested or the connection is closing: sends are refused.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Marks the connection as closing; returns whether it was not already (so the caller is
+    /// the one that closes it).
+    pub(crate) fn start_closing(&mut self) -> bool {
+        !std::mem::replace(&mut self.closing, true)
+    }
+
+    /// Whether a [`MessageWriter`](crate::MessageWriter) has a message open, so that other
+    /// sends wait for its end.
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// A [`MessageWriter`](crate::MessageWriter) opened a message.
+    pub(crate) fn start_streaming(&mut self) {
+        self.streaming = true;
+    }
+
     fn at_recv_bound(&self) -> bool {
         self.received >= self.recv_bound.messages || self.received_bytes >= self.recv_bound.bytes
     }
@@ -323,20 +351,30 @@ impl Shared {
         self.lock().driver = Some(waker.clone());
     }
 
+    /// Puts an error on the error stream and wakes its reader.
     pub(crate) fn push_error(&self, error: Error) {
         let mut inner = self.lock();
-        if inner.errors.len() == MAX_QUEUED_ERRORS {
-            inner.errors.pop_front();
-        }
-        inner.errors.push_back(error);
+        Self::queue_error(&mut inner, error);
         if let Some(w) = inner.errors_waker.take() {
             w.wake();
         }
     }
 
-    /// Records the end of the connection and wakes everything that waits on it.
+    fn queue_error(inner: &mut Inner, error: Error) {
+        if inner.errors.len() == MAX_QUEUED_ERRORS {
+            inner.errors.pop_front();
+        }
+        inner.errors.push_back(error);
+    }
+
+    /// Records the end of the connection and wakes everything that waits on it. A failure is
+    /// put on the error stream first, under the same lock, so that whoever wakes on the done
+    /// signal finds it there.
     pub(crate) fn finish(&self, info: CloseInfo) {
         let mut inner = self.lock();
+        if info.cause.is_failure() {
+            Self::queue_error(&mut inner, Error::Failed(info.cause.clone()));
+        }
         inner.closing = true;
         inner.closed = Some(info);
         // The driver parks no more; its waker would keep its task's memory alive for as long

@@ -163,11 +163,11 @@ where
     let value = match on_connect(&request, &mut acceptance) {
         Ok(value) => value,
         Err(rejection) => {
-            tracing::info!(status = rejection.status, path = request.path(), "upgrade rejected by the application");
+            tracing::info!(status = rejection.status(), path = request.path(), "upgrade rejected by the application");
             let bytes = rejection.response().to_bytes();
             let _ = write_all(&runtime, &mut io, &bytes, options).await;
             let _ = close(&mut io).await;
-            return Err(Error::Rejected(rejection.status));
+            return Err(Error::Rejected(rejection.status()));
         }
     };
     write_all(&runtime, &mut io, &acceptance.response.to_bytes(), options).await?;

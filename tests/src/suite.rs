@@ -23,11 +23,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferrule::core::handshake::HandshakeError;
 use ferrule::{
-    Bound, Channels, CloseCode, CloseInfo, Codec, Ctx, Error, Handle, Handler, HandlerError, HandlerFactory, Json,
-    Message, MessageKind, Options, Rejection, Request, Runtime, Server, TrySendError, Upgraded,
+    Bound, Channels, CloseCause, CloseCode, CloseInfo, Codec, Ctx, Error, Handle, Handler, HandlerError,
+    HandlerFactory, Json, Message, MessageKind, Options, Rejection, Request, Runtime, Server, TrySendError, Upgraded,
 };
 use futures_io::{AsyncRead, AsyncWrite};
 use serde::{Deserialize, Serialize};
+
+mod causes;
+pub use causes::*;
 
 // ---- the runtime interface ---------------------------------------------------------------------
 
@@ -134,6 +137,18 @@ macro_rules! runtime_suite {
             real shutdown_closes_channel_connections_with_1001,
             real shutdown_with_no_connections_refuses_new_connects,
             real thousand_connections_leave_no_connections_or_tasks_behind,
+            real end_closed_by_the_server_application_is_local,
+            real end_closed_by_the_peer_is_peer,
+            real end_by_server_shutdown_is_server_shutdown,
+            paused end_by_silent_peer_is_peer_unresponsive,
+            paused end_by_read_timeout_is_read_timeout,
+            paused end_by_unanswered_close_is_close_timeout,
+            paused end_by_stalled_writes_is_write_timeout,
+            real end_by_protocol_violation_is_protocol,
+            real end_by_message_over_the_per_connection_limit_is_protocol_1009,
+            real end_by_reset_is_transport,
+            real end_by_vanished_peer_is_transport_closed,
+            real end_by_dropped_driver_is_aborted,
         );
     };
     (@expand $rt:ty; $($(#[$attr:meta])* $mode:ident $name:ident),* $(,)?) => {
@@ -1723,22 +1738,25 @@ pub async fn server_rejects_missing_upgrade_with_400<T: TestRuntime>() {
     assert_eq!(response.status, 400, "{response:?}");
 }
 
-/// `on_connect` returning `Rejection::new(401, "no")` sends 401 with body `no` and closes; the
-/// ferrule client reports it as a handshake error carrying the status.
+/// `on_connect` returning `Rejection::new(401, "no")` with a `WWW-Authenticate` header sends 401
+/// with that header and body `no`, byte for byte, and closes; the ferrule client reports it as a
+/// handshake error carrying the status.
 pub async fn server_on_connect_rejection_sends_401_with_body<T: TestRuntime>() {
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = asked.clone();
     let server = T::serve(Options::default(), move |request: &Request, _: &mut ferrule::Acceptance| {
         counter.fetch_add(1, Ordering::SeqCst);
         assert!(request.key().is_some());
-        Err::<EchoHandler, _>(Rejection::new(401, "no"))
+        let mut rejection = Rejection::new(401, "no");
+        rejection.insert_header("WWW-Authenticate", "Bearer realm=\"chat\"").expect("a valid header");
+        Err::<EchoHandler, _>(rejection)
     })
     .await;
     let addr = addr(&server);
     let (response, mut raw) = raw_request::<T>(addr, &upgrade_request(addr, "GET", Some("13"), true, None)).await;
     assert_eq!(response.status, 401, "{response:?}");
-    // The body may end with a newline (the library adds one).
-    assert_eq!(response.body.strip_suffix(b"\n").unwrap_or(&response.body), b"no", "{response:?}");
+    assert_eq!(response.body, b"no", "the body is sent as given: {response:?}");
+    assert_eq!(response.header("WWW-Authenticate"), Some("Bearer realm=\"chat\""), "{response:?}");
     assert!(raw.closed_within::<T>(Duration::from_secs(5)).await);
     match T::connect(&url(addr), &Options::default()).await {
         Err(Error::Handshake(HandshakeError::NotSwitchingProtocols { status: 401, .. })) => {}
@@ -1899,7 +1917,9 @@ pub async fn server_disconnect_4000_reaches_client_done<T: TestRuntime>() {
     let mut client = connect_channels::<T, String>(addr(&server)).await;
     client.sender.send("close please".to_owned()).await.expect("sent");
     let info = done_within::<T>(client.done.clone()).await;
-    assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() });
+    let expected =
+        CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned(), cause: CloseCause::Peer };
+    assert_eq!(info, expected);
     assert_eq!(client.receiver.recv().await, None);
 }
 
@@ -1911,11 +1931,14 @@ pub async fn client_disconnect_4000_reaches_server_done<T: TestRuntime>() {
     let client = connect_channels::<T, String>(addr(&server)).await;
     let handle = probe.handles.next().await;
     client.disconnect.disconnect(CloseCode::new(4000), "bye").expect("close");
-    let expected = CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned() };
+    let expected =
+        CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: "bye".to_owned(), cause: CloseCause::Peer };
     assert_eq!(done_within::<T>(handle.done()).await, expected);
     assert_eq!(probe.closes.next().await, expected);
     let info = done_within::<T>(client.done).await;
     assert!(info.was_clean && code(&info) == 4000, "{info:?}");
+    let local = CloseCause::Local { code: CloseCode::new(4000), reason: "bye".to_owned() };
+    assert_eq!(info.cause, local, "the client closed it");
 }
 
 /// A handler that returns `HandlerError::with_code(4001, "x")` closes the connection with 4001 "x".

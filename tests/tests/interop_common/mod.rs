@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrule_tokio::{
-    Acceptance, Channels, CloseCode, CloseInfo, Connection, Ctx, Handler, HandlerError, Message, MessageKind, Options,
-    Request, Server,
+    Acceptance, Channels, CloseCause, CloseCode, CloseInfo, Connection, Ctx, Handler, HandlerError, Message,
+    MessageKind, Options, Request, Server,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -151,7 +151,8 @@ pub(crate) async fn server_receives_client_handler_fragments(peer: &Peer, option
         Ok(Err(e)) => server.fail(&format!("the client task failed: {e}")).await,
         Err(_) => server.fail("the client handler did not finish after its close").await,
     };
-    assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::NORMAL, reason: "ferrule done".to_owned() });
+    let cause = CloseCause::Local { code: CloseCode::NORMAL, reason: "ferrule done".to_owned() };
+    assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::NORMAL, reason: "ferrule done".to_owned(), cause });
     let run = server.finish().await;
     run.assert_success(peer.server);
     run
@@ -267,7 +268,9 @@ pub(crate) async fn ferrule_client_sees_server_close_4000(peer: &Peer, reason: &
         Ok(info) => info,
         Err(_) => server.fail("the done signal did not complete after the server's close").await,
     };
-    assert_eq!(info, CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: reason.to_owned() });
+    let expected =
+        CloseInfo { was_clean: true, code: CloseCode::new(4000), reason: reason.to_owned(), cause: CloseCause::Peer };
+    assert_eq!(info, expected);
     if let Some(e) = ch.errors.recv().await {
         server.fail(&format!("the error stream reported: {e}")).await;
     }
