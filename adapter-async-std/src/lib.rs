@@ -105,8 +105,12 @@ impl Future for Sleep {
     }
 }
 
-/// An upgraded async-std connection.
-pub type Connection<S = TcpStream> = Upgraded<S, AsyncStd>;
+/// A WebSocket whose opening handshake succeeded on async-std, not yet running: run it with a
+/// [`Handler`] ([`Upgraded::run`], [`Upgraded::spawn`]) or take its [`Channels`]
+/// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
+///
+/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
+pub type WebSocket<S = TcpStream> = Upgraded<S, AsyncStd>;
 
 /// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
 ///
@@ -122,7 +126,7 @@ pub async fn accept<S, T>(
     stream: S,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(Connection<S>, T), Error>
+) -> Result<(WebSocket<S>, T), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -141,7 +145,7 @@ where
 ///
 /// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
 /// leaves nothing behind.
-pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
@@ -165,7 +169,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// # Cancel safety
 ///
 /// As [`connect`].
-pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
     let request = tcp_client_request(request, options)?;
     let stream = async_std::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
@@ -181,7 +185,7 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
-pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

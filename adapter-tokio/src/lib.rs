@@ -100,8 +100,12 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
     }
 }
 
-/// An upgraded tokio connection.
-pub type Connection<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
+/// A WebSocket whose opening handshake succeeded on tokio, not yet running: run it with a
+/// [`Handler`] ([`Upgraded::run`], [`Upgraded::spawn`]) or take its [`Channels`]
+/// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
+///
+/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
+pub type WebSocket<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
 
 /// Accepts a WebSocket upgrade on any tokio stream (plain TCP, TLS, ...): see
 /// [`ferrule::accept`].
@@ -118,7 +122,7 @@ pub async fn accept<S, T>(
     stream: S,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(Connection<S>, T), Error>
+) -> Result<(WebSocket<S>, T), Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -137,7 +141,7 @@ where
 ///
 /// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
 /// leaves nothing behind.
-pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
@@ -161,7 +165,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// # Cancel safety
 ///
 /// As [`connect`].
-pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
     let request = tcp_client_request(request, options)?;
     let stream = TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
@@ -177,7 +181,7 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
-pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<WebSocket<S>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

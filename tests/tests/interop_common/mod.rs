@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrule_tokio::{
-    Acceptance, Channels, CloseCode, CloseInfo, Connection, Ctx, Handler, HandlerError, Message, MessageKind, Options,
-    Request, Server,
+    Acceptance, Channels, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, MessageKind, Options, Request,
+    Server, WebSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -130,7 +130,7 @@ pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
 }
 
-/// A [`ClientStreamer`] (`Connection::run`, connected with `options`) streams
+/// A [`ClientStreamer`] (`WebSocket::run`, connected with `options`) streams
 /// [`stream_fragments`] to the peer's echo server, gets both echoes back byte for byte and closes
 /// with a clean 1000. Returns what the server printed, once it exited 0.
 pub(crate) async fn server_receives_client_handler_fragments(peer: &Peer, options: &Options) -> ScriptRun {
@@ -654,7 +654,7 @@ impl PeerServer {
     }
 
     /// Connects the ferrule client to the script with `options`, failing with what it printed.
-    async fn connect(&mut self, options: &Options) -> Connection {
+    async fn connect(&mut self, options: &Options) -> WebSocket {
         let url = format!("ws://127.0.0.1:{}/", self.port);
         match tokio::time::timeout(STEP_TIMEOUT, ferrule_tokio::connect(&url, options)).await {
             Ok(Ok(conn)) => conn,
