@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrule_tokio::{
-    Acceptance, Channels, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, MessageKind, Options, Request,
-    Server, WebSocket,
+    Channels, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, MessageKind, Options, Request, Server,
+    WebSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -113,9 +113,7 @@ pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
     let options = server_options().build().expect("options");
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
-        Ok(Echo { received: 0, closed: tx.clone() })
-    });
+    let server = ferrule_tokio::serve(listener, options, move |_, _| Ok(Echo { received: 0, closed: tx.clone() }));
 
     let run = run_client(peer, &["fragments", &url]).await;
     run.assert_success(&format!("{} fragments", peer.client));
@@ -437,9 +435,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn serve_echo(options: Options, closed: mpsc::UnboundedSender<(usize, CloseInfo)>) -> (Server, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
-        Ok(Echo { received: 0, closed: closed.clone() })
-    });
+    let server = ferrule_tokio::serve(listener, options, move |_, _| Ok(Echo { received: 0, closed: closed.clone() }));
     (server, url)
 }
 
@@ -450,7 +446,7 @@ async fn serve_recording_subprotocol() -> (Server, String, mpsc::UnboundedReceiv
     let options = Options::builder().subprotocols(["chat.v2", "chat.v1"]).build().expect("options");
     let (tx, rx) = mpsc::unbounded_channel();
     let (closed, _) = mpsc::unbounded_channel();
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, acceptance: &mut Acceptance| {
+    let server = ferrule_tokio::serve(listener, options, move |_, acceptance| {
         let _ = tx.send(acceptance.subprotocol().map(str::to_owned));
         Ok(Echo { received: 0, closed: closed.clone() })
     });
