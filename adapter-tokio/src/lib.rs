@@ -261,47 +261,12 @@ where
 ///
 /// # Example: a JSON echo with a 30-minute cap, as one `select!` loop
 ///
+/// `examples/json_echo.rs`, run with `cargo run -p ferrule-tokio --example json_echo`. Mind the
+/// timer's branch: a tokio timer that fired stays ready, so the loop leaves after it instead of
+/// polling it again.
+///
 /// ```no_run
-/// use std::time::Duration;
-/// use ferrule_tokio::{Channels, CloseCode, Json, Options, Request};
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Chat {
-///     user: String,
-///     text: String,
-/// }
-///
-/// async fn connection(_request: Request, mut ws: Channels<Json<Chat>>) {
-///     let cap = tokio::time::sleep(Duration::from_secs(30 * 60));
-///     tokio::pin!(cap);
-///     loop {
-///         tokio::select! {
-///             // A message that is not valid JSON for `Chat` goes to `errors`, not here.
-///             Some(message) = ws.receiver.recv() => {
-///                 if ws.sender.send(message).await.is_err() {
-///                     return; // closing
-///                 }
-///             }
-///             () = &mut cap => {
-///                 // Close after 30 minutes, whatever happens.
-///                 let _ = ws.disconnect.disconnect(CloseCode::NORMAL, "time is up");
-///             }
-///             info = ws.done.clone() => {
-///                 println!("closed: clean={} code={}", info.was_clean, info.code);
-///                 return;
-///             }
-///             Some(error) = ws.errors.recv() => {
-///                 println!("error: {error}");
-///             }
-///         }
-///     }
-/// }
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-/// let server = ferrule_tokio::serve_channels(listener, Options::default(), connection);
-/// # Ok(())
-/// # }
+#[doc = include_str!("../examples/json_echo.rs")]
 /// ```
 pub fn serve_channels<M, T, Fut>(listener: TcpListener, options: Options, task: T) -> Server
 where
