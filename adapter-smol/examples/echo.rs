@@ -4,7 +4,7 @@
 //! cargo run --release -p ferrule-smol --example echo [ADDR]   # default 127.0.0.1:9001
 //! ```
 
-use ferrule_smol::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+use ferrule_smol::{Ctx, Handler, HandlerError, Message, Options, OriginPolicy};
 
 /// Sends each message back.
 struct Echo;
@@ -32,7 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .max_frame_size(64 << 20)
         .allowed_origin(OriginPolicy::InsecureAllowAny)
         .build()?;
-    let server = ferrule_smol::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+    let server = ferrule_smol::serve(listener, options, |_, _| Ok(Echo));
     eprintln!("echo server listening on ws://{}", server.local_addr()?);
     let mut ctrl_c = async_signal::Signals::new([async_signal::Signal::Int])?;
     smol::stream::StreamExt::next(&mut ctrl_c).await;

@@ -19,7 +19,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use ferrule_smol::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+//! use ferrule_smol::{Ctx, Handler, HandlerError, Message, Options, OriginPolicy};
 //!
 //! struct Echo;
 //!
@@ -34,7 +34,7 @@
 //! smol::block_on(async {
 //!     let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
 //!     let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build()?;
-//!     let server = ferrule_smol::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+//!     let server = ferrule_smol::serve(listener, options, |_, _| Ok(Echo));
 //!     smol::Timer::after(Duration::from_secs(60)).await;
 //!     server.shutdown(Duration::from_secs(5)).await;
 //!     Ok(())
@@ -94,8 +94,12 @@ impl Future for Sleep {
     }
 }
 
-/// An upgraded smol connection.
-pub type Connection<S = TcpStream> = Upgraded<S, Smol>;
+/// A WebSocket whose opening handshake succeeded on smol, not yet running: run it with a
+/// [`Handler`] ([`Upgraded::run`], [`Upgraded::spawn`]) or take its [`Channels`]
+/// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
+///
+/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
+pub type WebSocket<S = TcpStream> = Upgraded<S, Smol>;
 
 /// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
 ///
@@ -111,7 +115,7 @@ pub async fn accept<S, T>(
     stream: S,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(Connection<S>, T), Error>
+) -> Result<(WebSocket<S>, T), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -130,7 +134,7 @@ where
 ///
 /// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
 /// leaves nothing behind.
-pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
@@ -154,7 +158,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// # Cancel safety
 ///
 /// As [`connect`].
-pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
     let request = tcp_client_request(request, options)?;
     let stream = smol::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
@@ -170,7 +174,7 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
-pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -180,10 +184,47 @@ where
 /// A running smol server: stop it with [`Server::shutdown`](ferrule::Server::shutdown).
 pub type Server = ferrule::Server<Smol>;
 
-/// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
-/// a handler from `factory` and runs in its own task. Connections that fail the handshake get
-/// the right HTTP status.
-pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
+/// Serves WebSocket upgrades on `listener` with the callback API. Each upgrade request that
+/// passes the protocol and origin checks goes to `factory(request, acceptance)`, which returns
+/// the connection's [`Handler`] (it then runs in its own task) or a [`Rejection`] (sent as the
+/// HTTP response). Connections that fail the handshake get the right HTTP status.
+///
+/// `factory` is a closure whose arguments need no type annotations: they are the
+/// [`Request`] and the [`Acceptance`], where the subprotocol can be chosen and headers added to
+/// the `101` response. A type that implements [`HandlerFactory`] is passed as
+/// `move |request, acceptance| factory.on_connect(request, acceptance)`.
+///
+/// ```no_run
+/// use ferrule_smol::{Ctx, Handler, HandlerError, Message, Options, Rejection};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+///         ctx.send(&message)?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = smol::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let server = ferrule_smol::serve(listener, Options::default(), |request, _acceptance| {
+///     if request.path() != "/echo" {
+///         return Err(Rejection::new(404, "no WebSocket here"));
+///     }
+///     Ok(Echo)
+/// });
+/// # Ok(()) }
+/// ```
+pub fn serve<F, H>(listener: TcpListener, options: Options, factory: F) -> Server
+where
+    // The closure's own signature, not `F: HandlerFactory`: Rust gives a closure argument
+    // lifetimes that hold for every call only when the expected type at the closure is an `Fn`
+    // bound; through the blanket impl of `HandlerFactory` it would fix one lifetime and fail with
+    // "implementation of `FnOnce` is not general enough" unless every argument were annotated.
+    F: Fn(&Request, &mut Acceptance) -> Result<H, Rejection> + Send + Sync + 'static,
+    H: Handler,
+{
     ferrule::serve(Smol, TcpAcceptor::from(Arc::from(listener)), options, factory)
 }
 

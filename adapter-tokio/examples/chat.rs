@@ -14,9 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ferrule_tokio::{
-    Acceptance, CloseInfo, Ctx, Handle, Handler, HandlerError, Message, Options, OriginPolicy, Request,
-};
+use ferrule_tokio::{CloseInfo, Ctx, Handle, Handler, HandlerError, Message, Options, OriginPolicy};
 
 /// The members of the room.
 #[derive(Default)]
@@ -71,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build()?;
     let room = Arc::new(Room::default());
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
+    let server = ferrule_tokio::serve(listener, options, move |_, _| {
         Ok(Member { id: room.next_id.fetch_add(1, Ordering::Relaxed), room: room.clone() })
     });
     eprintln!("chat server listening on ws://{} (Ctrl-C stops it)", server.local_addr()?);

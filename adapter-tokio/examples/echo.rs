@@ -4,7 +4,7 @@
 //! cargo run --release -p ferrule-tokio --example echo [ADDR]   # default 127.0.0.1:9001
 //! ```
 
-use ferrule_tokio::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+use ferrule_tokio::{Ctx, Handler, HandlerError, Message, Options, OriginPolicy};
 
 /// Sends each message back.
 struct Echo;
@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_frame_size(64 << 20)
         .allowed_origin(OriginPolicy::InsecureAllowAny)
         .build()?;
-    let server = ferrule_tokio::serve(listener, options, |_: &Request, _: &mut Acceptance| Ok(Echo));
+    let server = ferrule_tokio::serve(listener, options, |_, _| Ok(Echo));
     eprintln!("echo server listening on ws://{}", server.local_addr()?);
     tokio::signal::ctrl_c().await?;
     server.shutdown(std::time::Duration::from_secs(5)).await;

@@ -22,7 +22,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
 //! let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build()?;
-//! let server = ferrule_tokio::serve(listener, options, |_req: &ferrule_tokio::Request, _acc: &mut ferrule_tokio::Acceptance| Ok(Echo));
+//! let server = ferrule_tokio::serve(listener, options, |_, _| Ok(Echo));
 //! tokio::signal::ctrl_c().await?;
 //! server.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok(())
@@ -100,8 +100,12 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
     }
 }
 
-/// An upgraded tokio connection.
-pub type Connection<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
+/// A WebSocket whose opening handshake succeeded on tokio, not yet running: run it with a
+/// [`Handler`] ([`Upgraded::run`], [`Upgraded::spawn`]) or take its [`Channels`]
+/// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
+///
+/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
+pub type WebSocket<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
 
 /// Accepts a WebSocket upgrade on any tokio stream (plain TCP, TLS, ...): see
 /// [`ferrule::accept`].
@@ -118,7 +122,7 @@ pub async fn accept<S, T>(
     stream: S,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(Connection<S>, T), Error>
+) -> Result<(WebSocket<S>, T), Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -137,7 +141,7 @@ where
 ///
 /// Cancel safe in the sense that matters: dropping it closes the half-open TCP connection and
 /// leaves nothing behind.
-pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> {
+pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
@@ -161,7 +165,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<Connection, Error> 
 /// # Cancel safety
 ///
 /// As [`connect`].
-pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<Connection, Error> {
+pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
     let request = tcp_client_request(request, options)?;
     let stream = TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
@@ -177,7 +181,7 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
-pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<Connection<S>, Error>
+pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<WebSocket<S>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -206,10 +210,48 @@ impl Listener for TcpAcceptor {
     }
 }
 
-/// Serves WebSocket upgrades on `listener` with the callback API: each accepted connection gets
-/// a handler from `factory` and runs in its own task. Connections that fail the handshake get
-/// the right HTTP status. Must be called within a tokio runtime.
-pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory: F) -> Server {
+/// Serves WebSocket upgrades on `listener` with the callback API. Each upgrade request that
+/// passes the protocol and origin checks goes to `factory(request, acceptance)`, which returns
+/// the connection's [`Handler`] (it then runs in its own task) or a [`Rejection`] (sent as the
+/// HTTP response). Connections that fail the handshake get the right HTTP status.
+/// Must be called within a tokio runtime.
+///
+/// `factory` is a closure whose arguments need no type annotations: they are the
+/// [`Request`] and the [`Acceptance`], where the subprotocol can be chosen and headers added to
+/// the `101` response. A type that implements [`HandlerFactory`] is passed as
+/// `move |request, acceptance| factory.on_connect(request, acceptance)`.
+///
+/// ```no_run
+/// use ferrule_tokio::{Ctx, Handler, HandlerError, Message, Options, Rejection};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+///         ctx.send(&message)?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+/// let server = ferrule_tokio::serve(listener, Options::default(), |request, _acceptance| {
+///     if request.path() != "/echo" {
+///         return Err(Rejection::new(404, "no WebSocket here"));
+///     }
+///     Ok(Echo)
+/// });
+/// # Ok(()) }
+/// ```
+pub fn serve<F, H>(listener: TcpListener, options: Options, factory: F) -> Server
+where
+    // The closure's own signature, not `F: HandlerFactory`: Rust gives a closure argument
+    // lifetimes that hold for every call only when the expected type at the closure is an `Fn`
+    // bound; through the blanket impl of `HandlerFactory` it would fix one lifetime and fail with
+    // "implementation of `FnOnce` is not general enough" unless every argument were annotated.
+    F: Fn(&Request, &mut Acceptance) -> Result<H, Rejection> + Send + Sync + 'static,
+    H: Handler,
+{
     ferrule::serve(Tokio, TcpAcceptor(listener), options, factory)
 }
 
@@ -219,47 +261,12 @@ pub fn serve<F: HandlerFactory>(listener: TcpListener, options: Options, factory
 ///
 /// # Example: a JSON echo with a 30-minute cap, as one `select!` loop
 ///
+/// `examples/json_echo.rs`, run with `cargo run -p ferrule-tokio --example json_echo`. Mind the
+/// timer's branch: a tokio timer that fired stays ready, so the loop leaves after it instead of
+/// polling it again.
+///
 /// ```no_run
-/// use std::time::Duration;
-/// use ferrule_tokio::{Channels, CloseCode, Json, Options, Request};
-///
-/// #[derive(serde::Serialize, serde::Deserialize)]
-/// struct Chat {
-///     user: String,
-///     text: String,
-/// }
-///
-/// async fn connection(_request: Request, mut ws: Channels<Json<Chat>>) {
-///     let cap = tokio::time::sleep(Duration::from_secs(30 * 60));
-///     tokio::pin!(cap);
-///     loop {
-///         tokio::select! {
-///             // A message that is not valid JSON for `Chat` goes to `errors`, not here.
-///             Some(message) = ws.receiver.recv() => {
-///                 if ws.sender.send(message).await.is_err() {
-///                     return; // closing
-///                 }
-///             }
-///             () = &mut cap => {
-///                 // Close after 30 minutes, whatever happens.
-///                 let _ = ws.disconnect.disconnect(CloseCode::NORMAL, "time is up");
-///             }
-///             info = ws.done.clone() => {
-///                 println!("closed: clean={} code={}", info.was_clean, info.code);
-///                 return;
-///             }
-///             Some(error) = ws.errors.recv() => {
-///                 println!("error: {error}");
-///             }
-///         }
-///     }
-/// }
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
-/// let server = ferrule_tokio::serve_channels(listener, Options::default(), connection);
-/// # Ok(())
-/// # }
+#[doc = include_str!("../examples/json_echo.rs")]
 /// ```
 pub fn serve_channels<M, T, Fut>(listener: TcpListener, options: Options, task: T) -> Server
 where

@@ -6,3 +6,9 @@
 pub mod fuzz_targets;
 pub mod harness;
 pub mod suite;
+
+// The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this
+// crate depends on every adapter, so an example for any runtime compiles here.
+#[cfg(doctest)]
+#[doc = include_str!(concat!(env!("OUT_DIR"), "/readme.md"))]
+mod readme {}

@@ -26,8 +26,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ferrule_tokio::{
-    Acceptance, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, Options, OriginPattern, OriginPolicy,
-    Request, Server,
+    CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, Options, OriginPattern, OriginPolicy, Request, Server,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -194,7 +193,7 @@ async fn serve<H: Handler>(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = ferrule_tokio::serve(listener, options, move |request: &Request, _: &mut Acceptance| {
+    let server = ferrule_tokio::serve(listener, options, move |request, _| {
         Ok(Reporting { inner: make(request), closed: tx.clone() })
     });
     (server, url, rx)

@@ -74,7 +74,7 @@ peer_tests! {
         assert_eq!(seen, sent, "the messages the ws server received");
     };
 
-    /// A ferrule client handler (`Connection::run`) streams the same two messages with
+    /// A ferrule client handler (`WebSocket::run`) streams the same two messages with
     /// `Ctx::send_fragment` from `on_open`: the `ws` server receives the ping before the text it
     /// interrupted, then each message whole (it reports one message of the full length each), and its
     /// echoes come back to the handler byte for byte; the handler's close 1000 is clean at both ends.

@@ -54,7 +54,7 @@ peer_tests! {
     /// in the middle): the Python client receives exactly those frames, and both messages whole.
     python_client_receives_handler_fragments_whole_with_ping_between => client_receives_handler_fragments(python);
 
-    /// A ferrule client handler (`Connection::run`) streams the same two messages with
+    /// A ferrule client handler (`WebSocket::run`) streams the same two messages with
     /// `Ctx::send_fragment` from `on_open`: the Python echo server reassembles each and echoes it
     /// whole, byte for byte, and the handler's close 1000 is clean at both ends.
     python_server_receives_client_handler_fragments_whole => async {

@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrule_tokio::{
-    Acceptance, Channels, CloseCause, CloseCode, CloseInfo, Connection, Ctx, Handler, HandlerError, Message,
-    MessageKind, Options, Request, Server,
+    Channels, CloseCause, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, MessageKind, Options, Request,
+    Server, WebSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -113,9 +113,7 @@ pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
     let options = server_options().build().expect("options");
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
-        Ok(Echo { received: 0, closed: tx.clone() })
-    });
+    let server = ferrule_tokio::serve(listener, options, move |_, _| Ok(Echo { received: 0, closed: tx.clone() }));
 
     let run = run_client(peer, &["fragments", &url]).await;
     run.assert_success(&format!("{} fragments", peer.client));
@@ -130,7 +128,7 @@ pub(crate) async fn client_receives_handler_fragments(peer: &Peer) {
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
 }
 
-/// A [`ClientStreamer`] (`Connection::run`, connected with `options`) streams
+/// A [`ClientStreamer`] (`WebSocket::run`, connected with `options`) streams
 /// [`stream_fragments`] to the peer's echo server, gets both echoes back byte for byte and closes
 /// with a clean 1000. Returns what the server printed, once it exited 0.
 pub(crate) async fn server_receives_client_handler_fragments(peer: &Peer, options: &Options) -> ScriptRun {
@@ -440,9 +438,7 @@ fn hex(bytes: &[u8]) -> String {
 async fn serve_echo(options: Options, closed: mpsc::UnboundedSender<(usize, CloseInfo)>) -> (Server, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, _: &mut Acceptance| {
-        Ok(Echo { received: 0, closed: closed.clone() })
-    });
+    let server = ferrule_tokio::serve(listener, options, move |_, _| Ok(Echo { received: 0, closed: closed.clone() }));
     (server, url)
 }
 
@@ -453,7 +449,7 @@ async fn serve_recording_subprotocol() -> (Server, String, mpsc::UnboundedReceiv
     let options = Options::builder().subprotocols(["chat.v2", "chat.v1"]).build().expect("options");
     let (tx, rx) = mpsc::unbounded_channel();
     let (closed, _) = mpsc::unbounded_channel();
-    let server = ferrule_tokio::serve(listener, options, move |_: &Request, acceptance: &mut Acceptance| {
+    let server = ferrule_tokio::serve(listener, options, move |_, acceptance| {
         let _ = tx.send(acceptance.subprotocol().map(str::to_owned));
         Ok(Echo { received: 0, closed: closed.clone() })
     });
@@ -657,7 +653,7 @@ impl PeerServer {
     }
 
     /// Connects the ferrule client to the script with `options`, failing with what it printed.
-    async fn connect(&mut self, options: &Options) -> Connection {
+    async fn connect(&mut self, options: &Options) -> WebSocket {
         let url = format!("ws://127.0.0.1:{}/", self.port);
         match tokio::time::timeout(STEP_TIMEOUT, ferrule_tokio::connect(&url, options)).await {
             Ok(Ok(conn)) => conn,

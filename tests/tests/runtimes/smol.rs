@@ -34,7 +34,10 @@ impl TestRuntime for SmolRuntime {
     }
 
     async fn serve<F: HandlerFactory>(options: Options, factory: F) -> ferrule_smol::Server {
-        ferrule_smol::serve(listener().await, options, factory)
+        // The adapter's `serve` takes a closure; a factory type goes through one.
+        ferrule_smol::serve(listener().await, options, move |request, acceptance| {
+            factory.on_connect(request, acceptance)
+        })
     }
 
     async fn serve_channels<M, F, Fut>(options: Options, task: F) -> ferrule_smol::Server

@@ -39,7 +39,10 @@ impl TestRuntime for TokioRuntime {
     }
 
     async fn serve<F: HandlerFactory>(options: Options, factory: F) -> ferrule_tokio::Server {
-        ferrule_tokio::serve(listener().await, options, factory)
+        // The adapter's `serve` takes a closure; a factory type goes through one.
+        ferrule_tokio::serve(listener().await, options, move |request, acceptance| {
+            factory.on_connect(request, acceptance)
+        })
     }
 
     async fn serve_channels<M, F, Fut>(options: Options, task: F) -> ferrule_tokio::Server
