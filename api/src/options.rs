@@ -210,8 +210,10 @@ impl OptionsBuilder {
     /// reading from the socket (so TCP flow control slows the peer) until the receiver comes
     /// back for more; meanwhile the peer is not held to `pong_wait` or `read_timeout`, whose
     /// clocks stand still. The messages decoded from one read are delivered together, so the queue
-    /// can pass the bound by one read's worth (at most 256 KiB). The callback API has no queue:
-    /// its handler runs as each message is decoded.
+    /// can pass the bound by one read's worth (at most 256 KiB). Once the connection is closing
+    /// (either end asked), the bound no longer holds reading back: messages that arrive past it
+    /// are discarded, so that the closing handshake completes even if nobody drains the
+    /// receiver. The callback API has no queue: its handler runs as each message is decoded.
     pub fn recv_buffer(mut self, bound: Bound) -> Self {
         self.options.recv_buffer = bound;
         self

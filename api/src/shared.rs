@@ -191,7 +191,11 @@ impl Shared {
             return true;
         }
         let mut inner = self.lock();
-        if !inner.at_recv_bound() {
+        // Once closing, reading goes on past the bound (what arrives there is discarded, see
+        // `deliver`), so that the peer's close reply is read even while nobody drains the
+        // receiver: an application that closes and then waits for the end does not wait for
+        // the close timeout.
+        if !inner.at_recv_bound() || inner.closing {
             return true;
         }
         inner.driver_waits_for_inbox = true;
@@ -206,7 +210,10 @@ impl Shared {
     /// lock, and wakes the receiver if it waits.
     pub(crate) fn deliver(&self, batch: &mut VecDeque<Message>, bytes: usize) {
         let mut inner = self.lock();
-        if inner.receiver_gone {
+        if inner.receiver_gone || (inner.closing && inner.at_recv_bound()) {
+            if !inner.receiver_gone {
+                tracing::debug!(messages = batch.len(), "closing with a full receive queue: messages discarded");
+            }
             batch.clear();
             return;
         }
@@ -409,6 +416,24 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    /// Once closing, the receive bound no longer stops reading, and what arrives past it is
+    /// discarded: the peer's close reply must be read even if nobody drains the receiver.
+    #[test]
+    fn closing_reads_past_the_receive_bound_and_discards_the_excess() {
+        let shared = Shared::new(Bound::new(4, 1024), Bound::new(1, 1024));
+        let mut batch = VecDeque::from([Message::Binary(Bytes::from_static(b"one"))]);
+        shared.deliver(&mut batch, 3);
+        assert!(!shared.inbox_has_room(Waker::noop()), "one message reaches a bound of one");
+        assert!(shared.lock().start_closing());
+        assert!(shared.inbox_has_room(Waker::noop()), "closing reads on");
+        let mut late = VecDeque::from([Message::Binary(Bytes::from_static(b"two"))]);
+        shared.deliver(&mut late, 3);
+        assert!(late.is_empty());
+        let mut taken = VecDeque::new();
+        assert_eq!(shared.take_inbox(&mut taken, 0, 0, Waker::noop()), Poll::Ready(true));
+        assert_eq!(taken, [Message::Binary(Bytes::from_static(b"one"))], "the message past the bound was discarded");
     }
 
     /// A driver that finds the receive bound reached is woken once the receiver has taken the

@@ -139,6 +139,7 @@ macro_rules! runtime_suite {
             real thousand_connections_leave_no_connections_or_tasks_behind,
             real end_closed_by_the_server_application_is_local,
             real end_closed_by_the_peer_is_peer,
+            paused end_closed_with_a_full_receive_queue_is_still_clean,
             real end_by_server_shutdown_is_server_shutdown,
             paused end_by_silent_peer_is_peer_unresponsive,
             paused end_by_read_timeout_is_read_timeout,

@@ -109,6 +109,37 @@ pub async fn end_closed_by_the_server_application_is_local<T: TestRuntime>() {
     assert!(ends.callback.was_clean && ends.channels.was_clean);
 }
 
+/// A channel-API server whose receiver is full and not drained closes and waits for the end: the
+/// closing handshake still completes cleanly (the driver reads on past the receive bound once
+/// closing), rather than ending at the close timeout.
+pub async fn end_closed_with_a_full_receive_queue_is_still_clean<T: TestRuntime>() {
+    let options = Options::builder()
+        .ping_period(None)
+        .recv_buffer(ferrule::Bound::new(2, 1 << 20))
+        .close_timeout(Duration::from_secs(3600))
+        .build()
+        .expect("valid");
+    let inbox = Inbox::<Channels<Message>>::default();
+    let server = handover_server::<T, Message>(options, &inbox).await;
+    let client = connect_channels::<T, Message>(addr(&server)).await;
+    let mut channels = inbox.next().await;
+    for i in 0..20 {
+        client.sender.send(Message::text(format!("m{i}"))).await.expect("sent");
+    }
+    // Take one message, so that deliveries have begun: with a bound of two, the queue is full
+    // once one more arrives, and the driver stops reading. (The mechanism itself is checked
+    // exactly by `shared`'s unit tests; here it runs end to end.)
+    assert_eq!(channels.receiver.recv().await, Some(Message::text("m0")));
+    for _ in 0..100 {
+        super::yield_now().await;
+    }
+    channels.disconnect.disconnect(CloseCode::NORMAL, "done").expect("close");
+    let info = within::<T, _>(Duration::from_secs(60), "the end", channels.done.clone()).await;
+    let local = CloseCause::Local { code: CloseCode::NORMAL, reason: "done".to_owned() };
+    assert_eq!((info.was_clean, &info.cause), (true, &local), "{info:?}");
+    drop(client);
+}
+
 /// The client closes with 4002: the server sees [`CloseCause::Peer`].
 pub async fn end_closed_by_the_peer_is_peer<T: TestRuntime>() {
     let ends = server_ends::<T, _, _, _>(quiet(), |addr, _handles| async move {
