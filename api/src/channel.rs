@@ -34,8 +34,11 @@ pub struct Channels<M: Codec = Message> {
     pub done: Done,
     /// Closes the connection with a code and reason.
     pub disconnect: Disconnect,
-    /// Errors: protocol violations by the peer, transport failures, messages that did not
-    /// decode as `M` (the connection stays up for those).
+    /// Errors: messages that did not decode as `M` (the connection stays up for those), and
+    /// the connection's end when it was a failure ([`Error::Failed`] with its
+    /// [`CloseCause`](crate::CloseCause): a protocol violation, a timeout, a transport error).
+    /// That last error is queued before `done` completes, so a loop that returns on `done` can
+    /// still take it from here.
     pub errors: Errors,
 }
 
@@ -188,7 +191,8 @@ impl fmt::Debug for Errors {
 
 impl Errors {
     /// The next error; `None` once the connection has finished and every error was taken. At
-    /// most 64 errors wait; older ones are dropped first.
+    /// most 64 errors wait; older ones are dropped first. A failure that ends the connection
+    /// is queued before the done signal completes, and is the last error.
     ///
     /// # Cancel safety
     ///

@@ -316,8 +316,10 @@ pub(crate) fn truncate_reason(reason: &str) -> String {
     reason[..end].to_owned()
 }
 
-/// The done signal: completes with the [`CloseInfo`] once the connection has finished. Can be
-/// polled from several tasks (clone it) and after completion.
+/// The done signal: completes with the [`CloseInfo`] once the connection has finished, saying
+/// how and why ([`CloseInfo::cause`]). Can be polled from several tasks (clone it) and after
+/// completion. When the end was a failure, the channel API's error stream already holds it as
+/// [`Error::Failed`] by the time this completes.
 ///
 /// # Cancel safety
 ///

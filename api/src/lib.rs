@@ -5,7 +5,8 @@
 //! front-ends sit on that one driver, so they cannot drift apart:
 //!
 //! - the **callback API** ([`Handler`], [`HandlerFactory`]): `on_connect` may accept or reject
-//!   the upgrade, then `on_open`, `on_message` and `on_close(was_clean, code, reason)` run inside
+//!   the upgrade, then `on_open`, `on_message` and `on_close` (with a [`CloseInfo`]: was it
+//!   clean, the code, the reason, and the [`CloseCause`]) run inside
 //!   the driver, with sends going straight into the protocol core;
 //! - the **channel API** ([`Channels`]): a receiver, a sender, a done signal, a disconnect
 //!   handle and an error stream, typed as text, binary or JSON, usable from one `select!` loop.
