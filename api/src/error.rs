@@ -52,8 +52,12 @@ impl fmt::Display for Error {
             Self::Encode(e) => write!(f, "not sent: {e}"),
             Self::Handshake(e) => write!(f, "opening handshake failed: {e}"),
             Self::Options(e) => write!(f, "invalid options: {e}"),
-            Self::Rejected(status) => write!(f, "the upgrade was rejected with HTTP status {status}"),
-            Self::Closed => f.write_str("the connection is closing or closed"),
+            Self::Rejected(status) => {
+                write!(f, "the application's on_connect rejected the upgrade with HTTP status {status}")
+            }
+            Self::Closed => f.write_str(
+                "the connection is closing or closed: nothing more can be sent (the done signal says why it ended)",
+            ),
             Self::Send(e) => write!(f, "not sent: {e}"),
         }
     }

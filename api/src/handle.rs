@@ -360,8 +360,10 @@ pub enum TrySendError {
 impl fmt::Display for TrySendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Full(_) => f.write_str("the send buffer is full"),
-            Self::Closed(_) => f.write_str("the connection is closing or closed"),
+            Self::Full(_) => f.write_str(
+                "the send buffer is full: wait with `send().await`, or raise `send_buffer` (the message is given back)",
+            ),
+            Self::Closed(_) => f.write_str("the connection is closing or closed: nothing more can be sent"),
         }
     }
 }

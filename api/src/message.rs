@@ -163,9 +163,15 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnexpectedBinary(n) => write!(f, "expected a text message, got {n} bytes of binary"),
-            Self::UnexpectedText(n) => write!(f, "expected a binary message, got {n} bytes of text"),
-            Self::Json(e) => write!(f, "invalid JSON message: {e}"),
+            Self::UnexpectedBinary(n) => write!(
+                f,
+                "expected a text message, got {n} bytes of binary (a `String` channel takes text only; use `Message` to take both)"
+            ),
+            Self::UnexpectedText(n) => write!(
+                f,
+                "expected a binary message, got {n} bytes of text (a `Bytes` channel takes binary only; use `Message` to take both)"
+            ),
+            Self::Json(e) => write!(f, "a message was not valid JSON for the channel's type: {e}"),
         }
     }
 }
