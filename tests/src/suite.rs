@@ -875,7 +875,7 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
         assert_eq!(got, Point { x: p.x + 1, ..p.clone() });
     }
     let error = within::<T, _>(Duration::from_secs(5), "the decode error", decode_errors.next()).await;
-    assert!(error.contains("invalid JSON"), "{error}");
+    assert!(error.contains("not valid JSON"), "{error}");
 }
 
 /// Runs `handler` as a ferrule client of an echo server with default options until the
