@@ -69,7 +69,9 @@ fn keepalive_pair(interval_ms: u64, extra_ms: u64) -> (Pair, Duration) {
     let interval = Duration::from_millis(interval_ms);
     let pong_wait = interval + Duration::from_millis(extra_ms);
     let server = Config::default().ping_period(Some(interval)).pong_wait(pong_wait);
-    (Pair::new(Config::default(), server), interval + pong_wait)
+    // Only the server keeps alive: the client's own keepalive (on by default) would find the
+    // server silent during the long pauses these properties try.
+    (Pair::new(Config::default().ping_period(None), server), interval + pong_wait)
 }
 
 /// Silences both directions from now on and checks that the server declares the peer
