@@ -44,11 +44,13 @@
 //! ```
 
 mod client;
+mod cookie;
 mod error;
 mod extensions;
 mod head;
 mod http;
 mod origin;
+mod query;
 mod server;
 
 use std::time::Duration;

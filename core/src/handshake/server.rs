@@ -1,5 +1,6 @@
 //! The server side of the opening handshake (RFC 6455 section 4.2).
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -11,6 +12,7 @@ use super::head::HeadPhase;
 use super::http::{HeaderList, Response, first_str, is_token, list_contains, owned_headers, trim_ows, values};
 use super::origin::OriginPolicy;
 use super::{HandshakeError, Limits, accept_key};
+use super::{cookie, query};
 use crate::Connection;
 use crate::config::{Config, ConfigError, Role};
 
@@ -183,9 +185,81 @@ impl Request {
         self.target.split_once('?').map_or(self.target.as_str(), |(path, _)| path)
     }
 
-    /// The target after the first `?`, if there is one.
+    /// The target after the first `?`, if there is one: the raw query, not decoded.
     pub fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The query's `name=value` pairs in order, percent-decoded as
+    /// `application/x-www-form-urlencoded` (the way browsers encode `?a=1&b=2`).
+    ///
+    /// Pairs are separated by `&` and empty pieces are skipped; a piece without `=` has an empty
+    /// value. `+` decodes to a space and `%XX` to the byte `XX`; a `%` that does not start two
+    /// hex digits (`%zz`, a truncated `%4`) is kept as it is, and decoded bytes that are not UTF-8
+    /// become U+FFFD. Names and values borrow from the target unless they needed decoding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use ferrule_core::handshake::{Limits, ServerHandshake};
+    /// # let mut handshake = ServerHandshake::new(Limits::default(), Instant::now());
+    /// # let request = handshake
+    /// #     .handle_input(b"GET /chat?room=rust+lang&token=a%2Fb&debug HTTP/1.1\r\nHost: h\r\n\r\n")?
+    /// #     .expect("a whole request");
+    /// // GET /chat?room=rust+lang&token=a%2Fb&debug
+    /// assert_eq!(request.query(), Some("room=rust+lang&token=a%2Fb&debug"));
+    /// assert_eq!(request.query_param("room").as_deref(), Some("rust lang"));
+    /// assert_eq!(request.query_param("token").as_deref(), Some("a/b"));
+    /// assert_eq!(request.query_param("debug").as_deref(), Some(""));
+    /// assert_eq!(request.query_param("missing"), None);
+    /// assert_eq!(request.query_pairs().count(), 3);
+    /// # Ok::<(), ferrule_core::handshake::HandshakeError>(())
+    /// ```
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        self.query().into_iter().flat_map(query::pairs)
+    }
+
+    /// The decoded value of the first query parameter whose decoded name is `name` (see
+    /// [`query_pairs`](Self::query_pairs)); `None` when there is none.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.query_pairs().find(|(n, _)| n == name).map(|(_, value)| value)
+    }
+
+    /// The cookies of every `Cookie` header, in order, as `(name, value)` (RFC 6265 section 5.4:
+    /// `Cookie: SID=31d4d96e407aad42; lang=en-US`).
+    ///
+    /// Pairs are split at `;` and their first `=`, with surrounding spaces trimmed; a value in
+    /// double quotes is given without them; nothing is decoded (cookie values are opaque). A
+    /// piece without `=` is a cookie with an empty name. `Cookie` headers that are not UTF-8 are
+    /// skipped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use ferrule_core::handshake::{Limits, ServerHandshake};
+    /// # let mut handshake = ServerHandshake::new(Limits::default(), Instant::now());
+    /// # let request = handshake
+    /// #     .handle_input(b"GET / HTTP/1.1\r\nHost: h\r\nCookie: SID=31d4; lang=en-US\r\nCookie: theme=\"dark\"\r\n\r\n")?
+    /// #     .expect("a whole request");
+    /// // Cookie: SID=31d4; lang=en-US
+    /// // Cookie: theme="dark"
+    /// assert_eq!(request.cookie("SID"), Some("31d4"));
+    /// assert_eq!(request.cookie("theme"), Some("dark"));
+    /// assert_eq!(request.cookie("sid"), None, "names are case-sensitive");
+    /// let names: Vec<&str> = request.cookies().map(|(name, _)| name).collect();
+    /// assert_eq!(names, ["SID", "lang", "theme"]);
+    /// # Ok::<(), ferrule_core::handshake::HandshakeError>(())
+    /// ```
+    pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        values(&self.headers, "Cookie").filter_map(|value| std::str::from_utf8(value).ok()).flat_map(cookie::pairs)
+    }
+
+    /// The value of the first cookie called `name` (compared case-sensitively), from any
+    /// `Cookie` header (see [`cookies`](Self::cookies)).
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies().find(|(n, _)| *n == name).map(|(_, value)| value)
     }
 
     /// Every header in order, as `(name, value)`.
@@ -390,6 +464,45 @@ mod tests {
         assert_eq!(r.version(), 1);
         let r = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(r.query(), None);
+    }
+
+    #[test]
+    fn request_query_params_are_decoded_and_absent_without_a_query() {
+        let r = parse("GET /a?x=1&name=J%C3%BCrgen+B&x=2&bad=%zz%4 HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.query_param("x").as_deref(), Some("1"), "the first of repeated names");
+        assert_eq!(r.query_param("name").as_deref(), Some("Jürgen B"));
+        assert_eq!(r.query_param("bad").as_deref(), Some("%zz%4"), "malformed escapes kept");
+        assert_eq!(r.query_param("y"), None);
+        let pairs: Vec<_> = r.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(pairs[2], ("x".to_owned(), "2".to_owned()));
+        let r = parse("GET /a HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.query_pairs().count(), 0);
+        assert_eq!(r.query_param("x"), None);
+        let r = parse("GET /a? HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.query(), Some(""));
+        assert_eq!(r.query_pairs().count(), 0);
+    }
+
+    #[test]
+    fn request_query_param_matches_the_decoded_name() {
+        let r = parse("GET /?first%20name=a&last+name=b HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(r.query_param("first name").as_deref(), Some("a"));
+        assert_eq!(r.query_param("last name").as_deref(), Some("b"));
+        assert_eq!(r.query_param("first%20name"), None);
+    }
+
+    #[test]
+    fn request_cookies_come_from_every_cookie_header() {
+        let mut hs = ServerHandshake::new(Limits::default(), Instant::now());
+        let head = b"GET / HTTP/1.1\r\nCookie: a=1; b=2\r\nX: y\r\ncookie:c=3\r\nCookie: \xff=4\r\nCookie: a=5\r\n\r\n";
+        let r = hs.handle_input(head).unwrap().unwrap();
+        let cookies: Vec<_> = r.cookies().collect();
+        assert_eq!(cookies, [("a", "1"), ("b", "2"), ("c", "3"), ("a", "5")], "the non-UTF-8 header is skipped");
+        assert_eq!(r.cookie("a"), Some("1"));
+        assert_eq!(r.cookie("c"), Some("3"));
+        assert_eq!(r.cookie("A"), None);
+        assert_eq!(parse("GET / HTTP/1.1\r\n\r\n").cookie("a"), None);
     }
 
     #[test]
