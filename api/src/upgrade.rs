@@ -206,7 +206,9 @@ where
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] for an invalid URL, a refused or invalid response, or a timeout;
+/// [`Error::Handshake`] for an invalid URL, an invalid response, a timeout, or a refusal:
+/// [`HandshakeError::NotSwitchingProtocols`] with the server's status, headers and the start of
+/// its body (read to its end, within `handshake_timeout` and 1 KiB);
 /// [`Error::Io`] when the transport failed.
 ///
 /// # Cancel safety
@@ -287,6 +289,11 @@ trait Head {
     fn handle_input(&mut self, data: &[u8]) -> Result<Option<Self::Output>, HandshakeError>;
     fn poll_timeout(&self) -> Option<Instant>;
     fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError>;
+    /// The transport ended or failed: a handshake error that this settles (a refusal whose body
+    /// ran to the end), if any.
+    fn handle_eof(&mut self) -> Result<(), HandshakeError> {
+        Ok(())
+    }
 }
 
 impl Head for ServerHandshake {
@@ -313,6 +320,9 @@ impl Head for ClientHandshake {
     fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
         ClientHandshake::handle_timeout(self, now)
     }
+    fn handle_eof(&mut self) -> Result<(), HandshakeError> {
+        ClientHandshake::handle_eof(self)
+    }
 }
 
 /// Why reading an HTTP head stopped.
@@ -324,6 +334,9 @@ enum HeadFailure {
 /// Reads until the handshake has its head, fails, or times out. Each read goes into a stack
 /// buffer and straight into the parser: nothing is allocated per connection and no buffer is
 /// held across an await.
+///
+/// A refusal (a client's non-101) is read to the end of its body; a server that closes the
+/// connection after it, even with a reset, gives the refusal rather than a transport error.
 async fn read_head<S, R, H>(runtime: &R, io: &mut S, handshake: &mut H) -> Result<H::Output, HeadFailure>
 where
     S: AsyncRead + Unpin,
@@ -336,14 +349,22 @@ where
             let mut buf = [0u8; HANDSHAKE_READ];
             match Pin::new(&mut *io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into())));
+                    return Poll::Ready(Err(match handshake.handle_eof() {
+                        Err(e) => HeadFailure::Handshake(e),
+                        Ok(()) => HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into()),
+                    }));
                 }
                 Poll::Ready(Ok(n)) => match handshake.handle_input(&buf[..n]) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(Err(HeadFailure::Handshake(e))),
                 },
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(HeadFailure::Io(e))),
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(match handshake.handle_eof() {
+                        Err(refusal) => HeadFailure::Handshake(refusal),
+                        Ok(()) => HeadFailure::Io(e),
+                    }));
+                }
                 Poll::Pending => break,
             }
         }

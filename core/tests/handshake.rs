@@ -656,22 +656,101 @@ mod handshake {
     }
 
     #[test]
-    fn client_rejects_non_101_keeping_status_and_headers() {
+    fn client_rejects_non_101_keeping_status_headers_and_body() {
         let mut c = client("ws://example.com/", &[]);
         let bytes = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 3\r\nX-Why: origin\r\n\r\nno\n";
         let error = c.handle_input(bytes).unwrap_err();
-        let HandshakeError::NotSwitchingProtocols { status, headers } = &error else { panic!("{error:?}") };
-        assert_eq!(*status, 403);
-        assert_eq!(headers, &[("Content-Length".to_owned(), b"3".to_vec()), ("X-Why".to_owned(), b"origin".to_vec())]);
+        let HandshakeError::NotSwitchingProtocols { status, reason, headers, body, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!((*status, reason.as_str()), (403, "Forbidden"));
+        let headers: Vec<_> = headers.iter().collect();
+        assert_eq!(headers, [("Content-Length", &b"3"[..]), ("X-Why", &b"origin"[..])]);
+        assert_eq!(&body[..], b"no\n");
         assert!(error.response().is_none());
+        assert_eq!(error.to_string(), "server rejected the upgrade with 403 Forbidden: no");
         // Sticky.
         assert_eq!(c.handle_input(b"").unwrap_err(), error);
+        assert_eq!(c.handle_eof().unwrap_err(), error);
+    }
+
+    /// The rejection's body, from the error.
+    fn rejection_body(error: &HandshakeError) -> &[u8] {
+        match error {
+            HandshakeError::NotSwitchingProtocols { body, .. } => body,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_rejection_waits_for_a_body_that_arrives_after_the_head() {
+        let mut c = client("ws://example.com/", &[]);
+        let head = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 12\r\n\r\nlog ";
+        assert_eq!(c.handle_input(head), Ok(None), "the body is not complete yet");
+        assert!(c.poll_timeout().is_some(), "the deadline still runs");
+        assert_eq!(c.handle_input(b"in "), Ok(None));
+        let error = c.handle_input(b"first and more").unwrap_err();
+        assert_eq!(rejection_body(&error), b"log in first");
+    }
+
+    #[test]
+    fn client_rejection_body_is_bounded() {
+        let request = ClientRequest::new("ws://example.com/").unwrap();
+        let limits = Limits::default().max_rejection_body(4);
+        let mut c = ClientHandshake::new(request, &mut Entropy::from_seed([0; 32]), limits, Instant::now());
+        let error = c.handle_input(b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000\r\n\r\n0123456789").unwrap_err();
+        assert_eq!(rejection_body(&error), b"0123");
+        let mut c = client("ws://example.com/", &[]);
+        let mut bytes = b"HTTP/1.1 500 Oops\r\n\r\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', 5000));
+        let error = c.handle_input(&bytes).unwrap_err();
+        assert_eq!(rejection_body(&error).len(), Limits::default().max_rejection_body);
+    }
+
+    #[test]
+    fn client_rejection_body_runs_to_the_end_of_the_transport_without_a_length() {
+        let mut c = client("ws://example.com/", &[]);
+        assert_eq!(c.handle_input(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\nnot "), Ok(None));
+        assert_eq!(c.handle_input(b"you"), Ok(None));
+        let error = c.handle_eof().unwrap_err();
+        assert_eq!(rejection_body(&error), b"not you");
+        assert_eq!(c.handle_input(b"").unwrap_err(), error, "sticky");
+    }
+
+    #[test]
+    fn client_rejection_body_is_dechunked() {
+        let mut c = client("ws://example.com/", &[]);
+        let bytes =
+            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbad \r\n5\r\ntoken\r\n0\r\n\r\n";
+        let error = c.handle_input(bytes).unwrap_err();
+        assert_eq!(rejection_body(&error), b"bad token");
+    }
+
+    #[test]
+    fn client_rejection_reports_the_partial_body_at_the_deadline() {
+        let now = Instant::now();
+        let request = ClientRequest::new("ws://example.com/").unwrap();
+        let limits = Limits::default().timeout(Some(Duration::from_secs(5)));
+        let mut c = ClientHandshake::new(request, &mut Entropy::from_seed([0; 32]), limits, now);
+        assert_eq!(c.handle_input(b"HTTP/1.1 429 Too Many\r\nContent-Length: 50\r\n\r\nslow down"), Ok(None));
+        assert_eq!(c.handle_timeout(now + Duration::from_secs(4)), Ok(()));
+        let error = c.handle_timeout(now + Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(error, HandshakeError::NotSwitchingProtocols { status: 429, .. }), "{error:?}");
+        assert_eq!(rejection_body(&error), b"slow down");
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn client_eof_before_a_complete_head_is_left_to_the_caller() {
+        let mut c = client("ws://example.com/", &[]);
+        assert_eq!(c.handle_input(b"HTTP/1.1 101 Switch"), Ok(None));
+        assert_eq!(c.handle_eof(), Ok(()));
     }
 
     #[test]
     fn client_rejects_200_ok_as_not_switching_protocols() {
         let mut c = client("ws://example.com/", &[]);
-        let error = c.handle_input(b"HTTP/1.1 200 OK\r\n\r\n").unwrap_err();
+        let error = c.handle_input(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap_err();
         assert!(matches!(error, HandshakeError::NotSwitchingProtocols { status: 200, .. }));
     }
 
@@ -856,9 +935,10 @@ mod handshake {
         bytes = text.into_bytes();
         let response = ServerPolicy::default().respond(&parse_request(&bytes));
         let error = client.handle_input(&response.to_bytes()).unwrap_err();
-        let HandshakeError::NotSwitchingProtocols { status, headers } = error else { panic!() };
+        let HandshakeError::NotSwitchingProtocols { status, headers, body, .. } = error else { panic!() };
         assert_eq!(status, 426);
-        assert!(headers.iter().any(|(n, v)| n == "Sec-WebSocket-Version" && v == b"13"));
+        assert_eq!(headers.get("Sec-WebSocket-Version"), Some("13"));
+        assert_eq!(&body[..], HandshakeError::UnsupportedVersion.response().unwrap().body());
     }
 
     // ---- properties -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use ferrule_core::handshake::{
-    ClientHandshake, ClientRequest, Limits, OriginPattern, OriginPolicy, ServerHandshake, ServerPolicy,
+    ClientHandshake, ClientRequest, HandshakeError, Limits, OriginPattern, OriginPolicy, ServerHandshake, ServerPolicy,
 };
 use ferrule_core::{
     CloseCode, Config, Connection, Entropy, Event, Failure, FrameHeader, MessageKind, OpCode, Role, State, apply_mask,
@@ -93,11 +93,20 @@ pub fn handshake_response(data: &[u8]) {
                 return;
             }
             Ok(None) => assert!(hs.buffered_len() <= FUZZ_HEADER_BYTES, "the head buffer stays bounded"),
-            Err(e) => {
-                assert!(!e.to_string().is_empty());
-                return;
-            }
+            Err(e) => return check_response_error(&e, &limits),
         }
+    }
+    // The transport ends: a refusal whose body was still arriving is reported now.
+    if let Err(e) = hs.handle_eof() {
+        check_response_error(&e, &limits);
+    }
+}
+
+/// What every failed client handshake must give: a message, and a refusal's body within its bound.
+fn check_response_error(error: &HandshakeError, limits: &Limits) {
+    assert!(!error.to_string().is_empty());
+    if let HandshakeError::NotSwitchingProtocols { body, .. } = error {
+        assert!(body.len() <= limits.max_rejection_body, "the rejection body stays bounded");
     }
 }
 

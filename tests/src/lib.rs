@@ -3,6 +3,7 @@
 //! [`harness`] is the deterministic two-peer harness on a virtual clock that the core's lifecycle
 //! tests and properties run on.
 
+pub mod client_handshake;
 pub mod fuzz_targets;
 pub mod harness;
 pub mod suite;

@@ -9,10 +9,11 @@ use bytes::Bytes;
 
 use super::head::HeadPhase;
 use super::http::{
-    HeaderError, HeaderList, SEC_WEBSOCKET_PROTOCOL, check_header, first_str, is_token, list_contains, owned_headers,
+    HeaderError, Headers, SEC_WEBSOCKET_PROTOCOL, check_header, first_str, is_token, list_contains, owned_headers,
     values,
 };
 use super::origin::{is_reg_name_byte, parse_port};
+use super::rejection::Rejection;
 use super::{HandshakeError, Limits, accept_key};
 use crate::Connection;
 use crate::config::{Config, ConfigError, Role};
@@ -248,11 +249,11 @@ fn parse_url(url: &str) -> Result<ClientRequest, UrlError> {
 /// section 4.1), incrementally and within [`Limits`].
 ///
 /// Call order: [`new`](Self::new); write [`request_bytes`](Self::request_bytes) to the transport;
-/// then [`handle_input`](Self::handle_input) with every chunk read, and
+/// then [`handle_input`](Self::handle_input) with every chunk read,
 /// [`handle_timeout`](Self::handle_timeout) whenever the deadline from
-/// [`poll_timeout`](Self::poll_timeout) passes, until `handle_input` returns the validated
-/// [`ClientResponse`] or either returns an error (then close the transport). Finally
-/// [`into_connection`](Self::into_connection).
+/// [`poll_timeout`](Self::poll_timeout) passes, and [`handle_eof`](Self::handle_eof) when the
+/// transport ends, until `handle_input` returns the validated [`ClientResponse`] or one of them
+/// returns an error (then close the transport). Finally [`into_connection`](Self::into_connection).
 ///
 /// # Examples
 ///
@@ -288,6 +289,9 @@ pub struct ClientHandshake {
     key: String,
     request_bytes: Vec<u8>,
     phase: HeadPhase,
+    /// The server refused the upgrade and the body of its answer is still arriving.
+    rejection: Option<Rejection>,
+    max_rejection_body: usize,
 }
 
 impl ClientHandshake {
@@ -324,7 +328,14 @@ impl ClientHandshake {
             line(name, value);
         }
         out.extend_from_slice(b"\r\n");
-        Self { request, key, request_bytes: out, phase: HeadPhase::new(&limits, now) }
+        Self {
+            request,
+            key,
+            request_bytes: out,
+            phase: HeadPhase::new(&limits, now),
+            rejection: None,
+            max_rejection_body: limits.max_rejection_body,
+        }
     }
 
     /// The request to write to the transport.
@@ -345,16 +356,28 @@ impl ClientHandshake {
     /// Feeds bytes read from the transport.
     ///
     /// Returns `Ok(None)` while the response head is incomplete and `Ok(Some(response))` once it
-    /// is complete and valid: status 101 (else [`HandshakeError::NotSwitchingProtocols`] with the
-    /// status and headers), `Upgrade` listing `websocket`, `Connection` listing `upgrade`,
-    /// `Sec-WebSocket-Accept` matching the key, at most one subprotocol and only one offered, and
-    /// no extensions (none are offered). The head is bounded like the server's (431-style errors
-    /// [`HandshakeError::HeadersTooLarge`] and [`HandshakeError::TooManyHeaders`]).
+    /// is complete and valid: status 101, `Upgrade` listing `websocket`, `Connection` listing
+    /// `upgrade`, `Sec-WebSocket-Accept` matching the key, at most one subprotocol and only one
+    /// offered, and no extensions (none are offered). The head is bounded like the server's
+    /// (431-style errors [`HandshakeError::HeadersTooLarge`] and
+    /// [`HandshakeError::TooManyHeaders`]).
+    ///
+    /// Any other status is a refusal, reported as [`HandshakeError::NotSwitchingProtocols`] once
+    /// its body has ended (by `Content-Length`, the chunked coding, or [`handle_eof`]) or
+    /// [`Limits::max_rejection_body`] bytes of it have arrived, whichever comes first; until
+    /// then `Ok(None)` asks for more. A deadline that passes meanwhile
+    /// ([`handle_timeout`](Self::handle_timeout)) reports it with the body so far.
+    ///
+    /// [`handle_eof`]: Self::handle_eof
     ///
     /// Bytes after the head are kept for [`into_connection`](Self::into_connection). After the
     /// response has been returned, further input is appended to them and `Ok(None)` is returned;
     /// after an error, the same error is returned again.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<Option<ClientResponse>, HandshakeError> {
+        if let Some(rejection) = &mut self.rejection {
+            rejection.push(data);
+            return self.settle_if_complete();
+        }
         let head = self.phase.feed(data, |bytes, slots| {
             let mut parsed = httparse::Response::new(slots);
             match parsed.parse(bytes) {
@@ -369,14 +392,31 @@ impl ClientHandshake {
             }
         })?;
         let Some((status, reason, headers)) = head else { return Ok(None) };
+        if status != 101 {
+            let mut rejection = Rejection::new(status, reason, headers, self.max_rejection_body);
+            rejection.push(&self.phase.take_leftover());
+            self.rejection = Some(rejection);
+            return self.settle_if_complete();
+        }
         self.check(status, reason, headers).map(Some).map_err(|error| self.phase.fail(error))
     }
 
-    /// Checks a complete response head against RFC 6455 section 4.1.
-    fn check(&self, status: u16, reason: String, headers: HeaderList) -> Result<ClientResponse, HandshakeError> {
-        if status != 101 {
-            return Err(HandshakeError::NotSwitchingProtocols { status, headers });
+    /// Reports the refusal being read once its body is complete.
+    fn settle_if_complete(&mut self) -> Result<Option<ClientResponse>, HandshakeError> {
+        match &self.rejection {
+            Some(rejection) if rejection.is_complete() => Err(self.settle()),
+            _ => Ok(None),
         }
+    }
+
+    /// Ends the refusal being read with the body so far; the handshake fails with it for good.
+    fn settle(&mut self) -> HandshakeError {
+        let error = self.rejection.take().map_or(HandshakeError::Timeout, Rejection::into_error);
+        self.phase.fail(error)
+    }
+
+    /// Checks a complete `101` response head against RFC 6455 section 4.1.
+    fn check(&self, status: u16, reason: String, headers: Headers) -> Result<ClientResponse, HandshakeError> {
         if !list_contains(values(&headers, "Upgrade"), "websocket") {
             return Err(HandshakeError::InvalidUpgrade);
         }
@@ -412,23 +452,47 @@ impl ClientHandshake {
         }
     }
 
-    /// The deadline for the response head, while it is still being read.
+    /// The deadline for the response, while it is still being read (its head, or the body of a
+    /// refusal).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.phase.poll_timeout()
+        if self.rejection.is_some() { self.phase.deadline() } else { self.phase.poll_timeout() }
     }
 
     /// Tells the handshake the time: fails with [`HandshakeError::Timeout`] when the deadline has
-    /// passed and the response head is still incomplete.
+    /// passed and the response head is still incomplete, or with the refusal
+    /// ([`HandshakeError::NotSwitchingProtocols`]) and the body so far when its body was still
+    /// arriving.
     ///
     /// Early calls do nothing, and so do calls after the response was returned or after another
     /// error; once timed out, every later call returns the timeout again.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        if self.rejection.is_some() {
+            if self.phase.deadline().is_some_and(|deadline| now >= deadline) {
+                return Err(self.settle());
+            }
+            return Ok(());
+        }
         self.phase.handle_timeout(now)
     }
 
+    /// Tells the handshake that the transport ended (a read returned no bytes, or failed).
+    ///
+    /// Fails with the refusal ([`HandshakeError::NotSwitchingProtocols`]) when its body was still
+    /// arriving (a body that runs to the end of the connection ends here), and with the earlier
+    /// error when the handshake had already failed. `Ok(())` otherwise: while the head is
+    /// incomplete the early end is the caller's to report, and after the response was returned
+    /// it is the connection's.
+    pub fn handle_eof(&mut self) -> Result<(), HandshakeError> {
+        if self.rejection.is_some() {
+            return Err(self.settle());
+        }
+        self.phase.failure().map_or(Ok(()), |error| Err(error.clone()))
+    }
+
     /// How many bytes of an incomplete response head are buffered; never more than
-    /// [`Limits::max_header_bytes`]. Zero once the head is complete or the handshake failed.
+    /// [`Limits::max_header_bytes`]. Zero once the head is complete or the handshake failed (the
+    /// body of a refusal is bounded by [`Limits::max_rejection_body`]).
     pub fn buffered_len(&self) -> usize {
         self.phase.buffered_len()
     }
@@ -449,7 +513,7 @@ impl ClientHandshake {
 pub struct ClientResponse {
     status: u16,
     reason: String,
-    headers: HeaderList,
+    headers: Headers,
     subprotocol: Option<String>,
 }
 
@@ -466,7 +530,7 @@ impl ClientResponse {
 
     /// Every header in order, as `(name, value)` with the value trimmed.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.headers.iter()
     }
 
     /// The first header called `name` (compared case-insensitively), if it is UTF-8.

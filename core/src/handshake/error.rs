@@ -2,8 +2,10 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use super::client::UrlError;
-use super::http::{HeaderList, Response};
+use super::http::{Headers, Response};
 
 /// A failed opening handshake (RFC 6455 section 4).
 ///
@@ -55,13 +57,22 @@ pub enum HandshakeError {
     Timeout,
     /// The response head is not valid HTTP/1.x (client).
     MalformedResponse(httparse::Error),
-    /// The server answered something other than `101 Switching Protocols` (RFC 6455 section 4.1;
-    /// client). The status and headers are kept; any body is in the leftover bytes.
+    /// The server answered something other than `101 Switching Protocols`: it refused the
+    /// upgrade (RFC 6455 section 4.1; client). Everything it said is kept: the status line, the
+    /// headers (a `401` has `WWW-Authenticate`, a redirect `Location`) and the start of the body,
+    /// which usually says why.
+    #[non_exhaustive]
     NotSwitchingProtocols {
         /// The status code the server sent.
         status: u16,
-        /// The headers the server sent, in order: name, value with surrounding whitespace trimmed.
-        headers: HeaderList,
+        /// The reason phrase the server sent, e.g. `Unauthorized`.
+        reason: String,
+        /// The headers the server sent, in order.
+        headers: Headers,
+        /// The body, or its first [`Limits::max_rejection_body`](super::Limits::max_rejection_body)
+        /// bytes (1 KiB by default): what arrived before the body ended, the connection closed or
+        /// the handshake deadline passed.
+        body: Bytes,
     },
     /// The response has no `Sec-WebSocket-Accept` header (RFC 6455 section 4.1; client).
     MissingAccept,
@@ -165,8 +176,16 @@ impl fmt::Display for HandshakeError {
             Self::OriginNotAllowed => f.write_str("origin not allowed"),
             Self::Timeout => f.write_str("opening handshake timed out"),
             Self::MalformedResponse(e) => write!(f, "malformed HTTP response: {e}"),
-            Self::NotSwitchingProtocols { status, .. } => {
-                write!(f, "server answered {status} instead of 101 Switching Protocols")
+            Self::NotSwitchingProtocols { status, reason, body, .. } => {
+                write!(f, "server rejected the upgrade with {status}")?;
+                if !reason.is_empty() {
+                    write!(f, " {}", reason.escape_debug())?;
+                }
+                let excerpt = excerpt(body);
+                if !excerpt.is_empty() {
+                    write!(f, ": {excerpt}")?;
+                }
+                Ok(())
             }
             Self::MissingAccept => f.write_str("missing Sec-WebSocket-Accept header"),
             Self::AcceptMismatch => f.write_str("Sec-WebSocket-Accept does not match the key sent"),
@@ -174,6 +193,31 @@ impl fmt::Display for HandshakeError {
             Self::UnsolicitedExtension => f.write_str("server selected an extension that was not offered"),
             Self::InvalidUrl(reason) => write!(f, "invalid WebSocket URL: {reason}"),
         }
+    }
+}
+
+/// The most characters of a rejection's body that [`HandshakeError`]'s `Display` shows.
+const EXCERPT_CHARS: usize = 200;
+
+/// The start of a rejection's body as one line of text: bytes that are not UTF-8 replaced, runs
+/// of whitespace (line breaks included) made one space, other control characters escaped, and cut
+/// at [`EXCERPT_CHARS`] with an ellipsis.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::new();
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(|c| c.escape_debug()));
+    }
+    match out.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => {
+            out.truncate(cut);
+            out.push('…');
+            out
+        }
+        None => out,
     }
 }
 
@@ -227,7 +271,12 @@ mod tests {
     fn client_only_errors_have_no_rejection() {
         let cases = [
             HandshakeError::MalformedResponse(httparse::Error::Status),
-            HandshakeError::NotSwitchingProtocols { status: 200, headers: Vec::new() },
+            HandshakeError::NotSwitchingProtocols {
+                status: 200,
+                reason: "OK".into(),
+                headers: Headers::default(),
+                body: Bytes::new(),
+            },
             HandshakeError::MissingAccept,
             HandshakeError::AcceptMismatch,
             HandshakeError::UnexpectedSubprotocol,
@@ -237,5 +286,41 @@ mod tests {
         for error in cases {
             assert!(error.response().is_none(), "{error}");
         }
+    }
+
+    #[test]
+    fn rejection_display_gives_status_reason_and_body_excerpt() {
+        let error = |reason: &str, body: &[u8]| HandshakeError::NotSwitchingProtocols {
+            status: 401,
+            reason: reason.into(),
+            headers: Headers::default(),
+            body: Bytes::copy_from_slice(body),
+        };
+        assert_eq!(
+            error("Unauthorized", b"log in first\n").to_string(),
+            "server rejected the upgrade with 401 Unauthorized: log in first"
+        );
+        assert_eq!(error("", b"").to_string(), "server rejected the upgrade with 401");
+        assert_eq!(
+            error("Unauthorized", b"  <h1>No</h1>\r\n\t<p>token\x1b[31m expired</p>\xff ").to_string(),
+            "server rejected the upgrade with 401 Unauthorized: <h1>No</h1> <p>token\\u{1b}[31m expired</p>\u{FFFD}"
+        );
+        let long = error("Unauthorized", "é".repeat(300).as_bytes()).to_string();
+        assert!(long.ends_with(&format!("{}…", "é".repeat(200))), "{long}");
+    }
+
+    #[test]
+    fn rejection_debug_shows_header_values_as_text() {
+        let mut c = crate::handshake::ClientHandshake::new(
+            crate::handshake::ClientRequest::new("ws://h/").unwrap(),
+            &mut crate::Entropy::from_seed([0; 32]),
+            crate::handshake::Limits::default(),
+            std::time::Instant::now(),
+        );
+        let error =
+            c.handle_input(b"HTTP/1.1 403 Forbidden\r\nX-Why: origin \xff\r\nContent-Length: 2\r\n\r\nno").unwrap_err();
+        let debug = format!("{error:?}");
+        assert!(debug.contains("headers: {\"X-Why\": \"origin \u{FFFD}\", \"Content-Length\": \"2\"}"), "{debug}");
+        assert!(debug.contains(r#"body: b"no""#), "{debug}");
     }
 }

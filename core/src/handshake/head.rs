@@ -91,6 +91,27 @@ impl HeadPhase {
         error
     }
 
+    /// The deadline, whatever the state.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The error the phase failed with, if it did.
+    pub(crate) fn failure(&self) -> Option<&HandshakeError> {
+        match &self.state {
+            State::Failed(error) => Some(error),
+            State::Reading(_) | State::Complete(_) => None,
+        }
+    }
+
+    /// Takes the bytes that followed a complete head; empty unless the head completed.
+    pub(crate) fn take_leftover(&mut self) -> Vec<u8> {
+        match &mut self.state {
+            State::Complete(leftover) => std::mem::take(leftover),
+            State::Reading(_) | State::Failed(_) => Vec::new(),
+        }
+    }
+
     /// The deadline, while the head is still being read.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match self.state {

@@ -263,24 +263,81 @@ impl std::error::Error for HeaderError {}
 
 pub(crate) const SEC_WEBSOCKET_PROTOCOL: &str = "Sec-WebSocket-Protocol";
 
-/// Headers of a received head, in order: name as sent, value with surrounding whitespace trimmed.
-pub(crate) type HeaderList = Vec<(String, Vec<u8>)>;
+/// The headers of a received HTTP head, in order: each name as sent, each value with surrounding
+/// whitespace trimmed.
+///
+/// Values are bytes, as HTTP allows octets that are not UTF-8 (RFC 7230 section 3.2); the `&str`
+/// accessors skip such values, and `Debug` shows every value as text, with bytes that are not
+/// UTF-8 replaced by U+FFFD.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Instant;
+/// use ferrule_core::Entropy;
+/// use ferrule_core::handshake::{ClientHandshake, ClientRequest, HandshakeError, Limits};
+///
+/// let request = ClientRequest::new("ws://example.com/")?;
+/// let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), Limits::default(), Instant::now());
+/// let reply = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n";
+/// let Err(HandshakeError::NotSwitchingProtocols { headers, .. }) = handshake.handle_input(reply) else {
+///     panic!("a rejection")
+/// };
+/// assert_eq!(headers.get("www-authenticate"), Some("Bearer"));
+/// assert_eq!(format!("{headers:?}"), r#"{"WWW-Authenticate": "Bearer", "Content-Length": "0"}"#);
+/// # Ok::<(), HandshakeError>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    fields: Vec<(String, Vec<u8>)>,
+}
 
-/// Copies httparse's borrowed headers into an owned [`HeaderList`].
-pub(crate) fn owned_headers(headers: &[httparse::Header<'_>]) -> HeaderList {
-    headers.iter().map(|h| (h.name.to_owned(), trim_ows(h.value).to_vec())).collect()
+impl Headers {
+    /// Every header in order, as `(name, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// The value of the first header called `name` (compared case-insensitively), if it is
+    /// UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        first_str(self, name)
+    }
+
+    /// Every value of the headers called `name` (compared case-insensitively), in order.
+    pub fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        values(self, name)
+    }
+
+    /// How many header lines there are.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.fields.iter().map(|(n, v)| (n, String::from_utf8_lossy(v)))).finish()
+    }
+}
+
+/// Copies httparse's borrowed headers into owned [`Headers`].
+pub(crate) fn owned_headers(headers: &[httparse::Header<'_>]) -> Headers {
+    Headers { fields: headers.iter().map(|h| (h.name.to_owned(), trim_ows(h.value).to_vec())).collect() }
 }
 
 /// Every value of header `name` (compared case-insensitively), in order.
-pub(crate) fn values<'a, 'n>(
-    headers: &'a [(String, Vec<u8>)],
-    name: &'n str,
-) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+pub(crate) fn values<'a, 'n>(headers: &'a Headers, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+    headers.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
 }
 
 /// The first value of header `name` as text, if present and valid UTF-8.
-pub(crate) fn first_str<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+pub(crate) fn first_str<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     values(headers, name).next().and_then(|v| std::str::from_utf8(v).ok())
 }
 

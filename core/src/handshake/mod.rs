@@ -51,6 +51,7 @@ mod head;
 mod http;
 mod origin;
 mod query;
+mod rejection;
 mod server;
 
 use std::time::Duration;
@@ -62,7 +63,7 @@ use sha1::{Digest, Sha1};
 pub use client::{ClientHandshake, ClientRequest, ClientResponse, UrlError};
 pub use error::HandshakeError;
 pub use extensions::ExtensionOffer;
-pub use http::{HeaderError, Response};
+pub use http::{HeaderError, Headers, Response};
 pub use origin::{OriginPattern, OriginPolicy};
 pub use server::{Request, ServerHandshake, ServerPolicy, validate};
 
@@ -113,11 +114,20 @@ pub struct Limits {
     /// How long the whole head may take to arrive, from the handshake's creation; `None` waits
     /// forever. Default 10 s. Expiry fails with [`HandshakeError::Timeout`] (408 on a server).
     pub timeout: Option<Duration>,
+    /// Most bytes a client keeps of the body of a refusal (a response other than `101`), for
+    /// [`HandshakeError::NotSwitchingProtocols`]. Default 1024: enough for the message that
+    /// says why, little enough that a hostile server costs nothing.
+    pub max_rejection_body: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_header_bytes: 8192, max_headers: 64, timeout: Some(Duration::from_secs(10)) }
+        Self {
+            max_header_bytes: 8192,
+            max_headers: 64,
+            timeout: Some(Duration::from_secs(10)),
+            max_rejection_body: 1024,
+        }
     }
 }
 
@@ -139,6 +149,12 @@ impl Limits {
         self.timeout = timeout;
         self
     }
+
+    /// Sets [`max_rejection_body`](Self::max_rejection_body).
+    pub fn max_rejection_body(mut self, bytes: usize) -> Self {
+        self.max_rejection_body = bytes;
+        self
+    }
 }
 
 #[cfg(test)]
@@ -156,11 +172,12 @@ mod tests {
         assert_eq!(limits.max_header_bytes, 8192);
         assert_eq!(limits.max_headers, 64);
         assert_eq!(limits.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(limits.max_rejection_body, 1024);
     }
 
     #[test]
     fn limits_setters_set_fields() {
-        let limits = Limits::default().max_header_bytes(10).max_headers(2).timeout(None);
-        assert_eq!(limits, Limits { max_header_bytes: 10, max_headers: 2, timeout: None });
+        let limits = Limits::default().max_header_bytes(10).max_headers(2).timeout(None).max_rejection_body(5);
+        assert_eq!(limits, Limits { max_header_bytes: 10, max_headers: 2, timeout: None, max_rejection_body: 5 });
     }
 }

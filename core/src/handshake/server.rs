@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::extensions::{ExtensionOffer, parse_offers};
 use super::head::HeadPhase;
-use super::http::{HeaderList, Response, first_str, is_token, list_contains, owned_headers, trim_ows, values};
+use super::http::{Headers, Response, first_str, is_token, list_contains, owned_headers, trim_ows, values};
 use super::origin::OriginPolicy;
 use super::{HandshakeError, Limits, accept_key};
 use super::{cookie, query};
@@ -143,7 +143,7 @@ pub struct Request {
     method: String,
     target: String,
     version: u8,
-    headers: HeaderList,
+    headers: Headers,
     /// `None` when a `Sec-WebSocket-Protocol` header is malformed.
     subprotocols: Option<Vec<String>>,
     /// `None` when a `Sec-WebSocket-Extensions` header is malformed.
@@ -264,7 +264,7 @@ impl Request {
 
     /// Every header in order, as `(name, value)`.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.headers.iter()
     }
 
     /// The first header called `name` (compared case-insensitively), if it is UTF-8.

@@ -1,0 +1,140 @@
+//! The client's side of the opening handshake through the async layer, on every runtime: what a
+//! refusing server said reaches the caller.
+//!
+//! Instantiated per runtime by [`client_handshake_suite!`](crate::client_handshake_suite), on
+//! the [`TestRuntime`]s of the main suite.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ferrule::core::handshake::HandshakeError;
+use ferrule::{ClientRequest, Error, Options, Rejection, Request};
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::suite::{EchoHandler, TestRuntime, addr, url};
+
+/// Expands to one `#[test]` per test of this module for the runtime type `$rt`.
+#[macro_export]
+macro_rules! client_handshake_suite {
+    ($rt:ty) => {
+        $crate::client_handshake_suite!(@expand $rt;
+            client_reports_the_servers_refusal_with_status_headers_and_body,
+            client_reads_a_refusal_body_sent_after_the_head_to_the_close,
+            client_reports_a_refusal_when_the_server_resets_after_it,
+        );
+    };
+    (@expand $rt:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::suite::run::<$rt, _>(false, $crate::client_handshake::$name::<$rt>);
+            }
+        )*
+    };
+}
+
+/// A server's side of a connection played back from a script: each read returns the next piece
+/// (or error), then the stream ends. What the client writes is swallowed.
+pub struct Scripted {
+    pieces: VecDeque<io::Result<Vec<u8>>>,
+}
+
+impl Scripted {
+    /// A stream whose reads return `pieces` in order, then end.
+    pub fn new(pieces: impl IntoIterator<Item = io::Result<Vec<u8>>>) -> Self {
+        Self { pieces: pieces.into_iter().collect() }
+    }
+}
+
+impl AsyncRead for Scripted {
+    fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.pieces.pop_front() {
+            None => Poll::Ready(Ok(0)),
+            Some(Err(e)) => Poll::Ready(Err(e)),
+            Some(Ok(mut piece)) => {
+                let n = piece.len().min(buf.len());
+                buf[..n].copy_from_slice(&piece[..n]);
+                if n < piece.len() {
+                    self.pieces.push_front(Ok(piece.split_off(n)));
+                }
+                Poll::Ready(Ok(n))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Scripted {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The client handshake of `ferrule::connect_stream` against a scripted server.
+async fn connect_scripted<T: TestRuntime>(script: Scripted) -> Error {
+    let request = ClientRequest::new("ws://example.com/").expect("a valid URL");
+    match ferrule::connect_stream(T::runtime(), script, request, &Options::default()).await {
+        Ok(upgraded) => panic!("expected a refusal, got {upgraded:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The status, reason and body of a refusal.
+fn refusal(error: &Error) -> (u16, &str, &[u8]) {
+    match error {
+        Error::Handshake(HandshakeError::NotSwitchingProtocols { status, reason, body, .. }) => {
+            (*status, reason.as_str(), &body[..])
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// `on_connect` refuses with 401 and a body: the ferrule client's error carries the status, the
+/// reason, the headers and the body, and says all of it in one line.
+pub async fn client_reports_the_servers_refusal_with_status_headers_and_body<T: TestRuntime>() {
+    let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| {
+        Err::<EchoHandler, _>(Rejection::new(401, "log in first"))
+    })
+    .await;
+    let error = T::connect(&url(addr(&server)), &Options::default()).await.expect_err("a refusal");
+    assert_eq!(refusal(&error), (401, "Unauthorized", &b"log in first"[..]));
+    let Error::Handshake(HandshakeError::NotSwitchingProtocols { headers, .. }) = &error else { unreachable!() };
+    assert_eq!(headers.get("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        error.to_string(),
+        "opening handshake failed: server rejected the upgrade with 401 Unauthorized: log in first"
+    );
+    let debug = format!("{error:?}");
+    assert!(debug.contains(r#""Content-Type": "text/plain; charset=utf-8""#), "header values print as text: {debug}");
+}
+
+/// A refusal whose body comes in reads after the head and runs to the end of the connection
+/// (no `Content-Length`) is reported with the whole body when the stream ends, not as an
+/// unexpected end of the stream.
+pub async fn client_reads_a_refusal_body_sent_after_the_head_to_the_close<T: TestRuntime>() {
+    let script = Scripted::new([
+        Ok(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n".to_vec()),
+        Ok(b"not ".to_vec()),
+        Ok(b"you".to_vec()),
+    ]);
+    let error = connect_scripted::<T>(script).await;
+    assert_eq!(refusal(&error), (403, "Forbidden", &b"not you"[..]));
+}
+
+/// A server that resets the connection after its refusal: the client reports the refusal with
+/// the body so far, not the reset.
+pub async fn client_reports_a_refusal_when_the_server_resets_after_it<T: TestRuntime>() {
+    let script = Scripted::new([
+        Ok(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 20\r\n\r\nslow".to_vec()),
+        Err(io::ErrorKind::ConnectionReset.into()),
+    ]);
+    let error = connect_scripted::<T>(script).await;
+    assert_eq!(refusal(&error), (429, "Too Many Requests", &b"slow"[..]));
+}
