@@ -250,23 +250,25 @@ where
 ///
 /// # Errors
 ///
-/// [`Error::Io`] with `InvalidInput` for an invalid subprotocol name, or `Unsupported` for
-/// `wss://`.
+/// [`Error::Handshake`] with [`HandshakeError::InvalidClientRequest`] for a subprotocol in the
+/// options that is not an HTTP token or is repeated, and with [`HandshakeError::TlsRequired`]
+/// for a `wss://` URL.
 pub fn tcp_client_request(request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
-    let request = if options.subprotocols.is_empty() {
-        request
-    } else {
-        request
-            .subprotocols(options.subprotocols.clone())
-            .map_err(|e| Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))?
-    };
+    let request = with_options(request, options)?;
     if request.is_secure() {
-        return Err(Error::Io(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "wss:// needs a TLS stream: connect one and use connect_stream",
-        )));
+        return Err(Error::Handshake(HandshakeError::TlsRequired));
     }
     Ok(request)
+}
+
+/// `request` with the options' subprotocols, when set, in place of the ones it offers.
+fn with_options(request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
+    if options.subprotocols.is_empty() {
+        return Ok(request);
+    }
+    request
+        .subprotocols(options.subprotocols.clone())
+        .map_err(|e| Error::Handshake(HandshakeError::InvalidClientRequest(e)))
 }
 
 /// Sends the rejection response for `error` (if it has one), closes the transport, and returns

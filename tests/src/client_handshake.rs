@@ -1,5 +1,6 @@
 //! The client's side of the opening handshake through the async layer, on every runtime: what a
-//! refusing server said reaches the caller.
+//! refusing server said reaches the caller, and a request that cannot work is refused up front
+//! with an error that says why.
 //!
 //! Instantiated per runtime by [`client_handshake_suite!`](crate::client_handshake_suite), on
 //! the [`TestRuntime`]s of the main suite.
@@ -9,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ferrule::core::handshake::HandshakeError;
+use ferrule::core::handshake::{HandshakeError, HeaderError};
 use ferrule::{ClientRequest, Error, Options, Rejection, Request};
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -23,6 +24,9 @@ macro_rules! client_handshake_suite {
             client_reports_the_servers_refusal_with_status_headers_and_body,
             client_reads_a_refusal_body_sent_after_the_head_to_the_close,
             client_reports_a_refusal_when_the_server_resets_after_it,
+            connect_refuses_wss_saying_to_use_a_tls_stream,
+            connect_refuses_a_subprotocol_that_is_not_a_token,
+            connect_refuses_a_subprotocol_offered_twice,
         );
     };
     (@expand $rt:ty; $($name:ident),* $(,)?) => {
@@ -137,4 +141,37 @@ pub async fn client_reports_a_refusal_when_the_server_resets_after_it<T: TestRun
     ]);
     let error = connect_scripted::<T>(script).await;
     assert_eq!(refusal(&error), (429, "Too Many Requests", &b"slow"[..]));
+}
+
+/// A `wss://` URL given to the plain-TCP connector is refused before connecting, with a typed
+/// error that says to connect a TLS stream and use `connect_stream`.
+pub async fn connect_refuses_wss_saying_to_use_a_tls_stream<T: TestRuntime>() {
+    let error = T::connect("wss://127.0.0.1:9/", &Options::default()).await.expect_err("refused");
+    assert!(matches!(error, Error::Handshake(HandshakeError::TlsRequired)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("TLS connector") && message.contains("connect_stream"), "{message}");
+}
+
+/// A subprotocol in the options that is not an HTTP token is refused before connecting, with a
+/// typed error naming it.
+pub async fn connect_refuses_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
+    let options = Options::builder().subprotocols(["chat v2"]).build().expect("valid options");
+    let error = T::connect("ws://127.0.0.1:9/", &options).await.expect_err("refused");
+    match &error {
+        Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol(name))) => {
+            assert_eq!(name, "chat v2");
+        }
+        other => panic!("expected an invalid subprotocol, got {other:?}"),
+    }
+    assert!(error.to_string().contains("\"chat v2\" is not an HTTP token"), "{error}");
+}
+
+/// A subprotocol offered twice is refused with its own typed error.
+pub async fn connect_refuses_a_subprotocol_offered_twice<T: TestRuntime>() {
+    let options = Options::builder().subprotocols(["chat", "chat"]).build().expect("valid options");
+    let error = T::connect("ws://127.0.0.1:9/", &options).await.expect_err("refused");
+    assert!(
+        matches!(&error, Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::DuplicateSubprotocol(n))) if n == "chat"),
+        "{error:?}"
+    );
 }

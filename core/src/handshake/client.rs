@@ -74,11 +74,18 @@ impl ClientRequest {
     }
 
     /// Offers these subprotocols, most preferred first (RFC 6455 section 4.1 item 10), replacing
-    /// any offered before. Each must be an RFC 7230 token and appear once.
+    /// any offered before.
+    ///
+    /// Fails with [`HeaderError::InvalidSubprotocol`] for a name that is not an HTTP token (RFC
+    /// 7230 section 3.2.6: no spaces, commas or other separators) and
+    /// [`HeaderError::DuplicateSubprotocol`] for a name given twice.
     pub fn subprotocols(mut self, subprotocols: Vec<String>) -> Result<Self, HeaderError> {
         for (i, name) in subprotocols.iter().enumerate() {
-            if !is_token(name.as_bytes()) || subprotocols.iter().take(i).any(|earlier| earlier == name) {
+            if !is_token(name.as_bytes()) {
                 return Err(HeaderError::InvalidSubprotocol(name.clone()));
+            }
+            if subprotocols.iter().take(i).any(|earlier| earlier == name) {
+                return Err(HeaderError::DuplicateSubprotocol(name.clone()));
             }
         }
         self.subprotocols = subprotocols;
@@ -108,7 +115,8 @@ impl ClientRequest {
         self.port
     }
 
-    /// Whether the URL is `wss`: the caller must run TLS under the handshake.
+    /// Whether the URL is `wss`: the caller must run TLS under the handshake (RFC 6455 section
+    /// 4.1); a connector without TLS refuses it with [`HandshakeError::TlsRequired`].
     pub fn is_secure(&self) -> bool {
         self.secure
     }
@@ -618,7 +626,7 @@ mod tests {
         let r = ClientRequest::new("ws://h/").unwrap();
         assert_eq!(
             r.clone().subprotocols(vec!["a".into(), "a".into()]).unwrap_err(),
-            HeaderError::InvalidSubprotocol("a".into())
+            HeaderError::DuplicateSubprotocol("a".into())
         );
         assert_eq!(
             r.clone().subprotocols(vec!["a,b".into()]).unwrap_err(),

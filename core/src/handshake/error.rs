@@ -5,7 +5,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::client::UrlError;
-use super::http::{Headers, Response};
+use super::http::{HeaderError, Headers, Response};
 
 /// A failed opening handshake (RFC 6455 section 4).
 ///
@@ -88,6 +88,12 @@ pub enum HandshakeError {
     /// The URL given to `ClientRequest::new` is not a usable `ws` or `wss` URL (RFC 6455 section 3;
     /// client).
     InvalidUrl(UrlError),
+    /// The client request cannot be sent as given: a subprotocol that is not an HTTP token or is
+    /// offered twice, or a header that cannot be written (client).
+    InvalidClientRequest(HeaderError),
+    /// The URL is `wss://`, which needs TLS under the handshake (RFC 6455 section 4.1), and the
+    /// connector opens plain TCP (client): connect a TLS stream and run the handshake over it.
+    TlsRequired,
 }
 
 impl HandshakeError {
@@ -150,7 +156,9 @@ impl HandshakeError {
             | Self::AcceptMismatch
             | Self::UnexpectedSubprotocol
             | Self::UnsolicitedExtension
-            | Self::InvalidUrl(_) => return None,
+            | Self::InvalidUrl(_)
+            | Self::InvalidClientRequest(_)
+            | Self::TlsRequired => return None,
         })
     }
 }
@@ -192,6 +200,11 @@ impl fmt::Display for HandshakeError {
             Self::UnexpectedSubprotocol => f.write_str("server selected a subprotocol that was not offered"),
             Self::UnsolicitedExtension => f.write_str("server selected an extension that was not offered"),
             Self::InvalidUrl(reason) => write!(f, "invalid WebSocket URL: {reason}"),
+            Self::InvalidClientRequest(e) => write!(f, "invalid client request: {e}"),
+            Self::TlsRequired => f.write_str(
+                "a wss:// URL needs TLS (RFC 6455 section 4.1) and this connector opens plain TCP: \
+                 connect a TLS stream with a TLS connector and run the handshake over it with connect_stream",
+            ),
         }
     }
 }
@@ -226,6 +239,7 @@ impl std::error::Error for HandshakeError {
         match self {
             Self::MalformedRequest(e) | Self::MalformedResponse(e) => Some(e),
             Self::InvalidUrl(e) => Some(e),
+            Self::InvalidClientRequest(e) => Some(e),
             _ => None,
         }
     }
@@ -282,6 +296,8 @@ mod tests {
             HandshakeError::UnexpectedSubprotocol,
             HandshakeError::UnsolicitedExtension,
             HandshakeError::InvalidUrl(UrlError::EmptyHost),
+            HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol("a b".into())),
+            HandshakeError::TlsRequired,
         ];
         for error in cases {
             assert!(error.response().is_none(), "{error}");

@@ -231,8 +231,10 @@ pub enum HeaderError {
     InvalidValue(String),
     /// The named header is written by the handshake itself and cannot be set by hand.
     Reserved(String),
-    /// A subprotocol name is not an RFC 7230 token, or is offered twice (RFC 6455 section 4.1).
+    /// A subprotocol name is not an HTTP token (RFC 6455 section 4.1, RFC 7230 section 3.2.6).
     InvalidSubprotocol(String),
+    /// A subprotocol is offered twice (RFC 6455 section 4.1 item 10).
+    DuplicateSubprotocol(String),
     /// Only a `101 Switching Protocols` response can select a subprotocol.
     NotAnAccept,
     /// A `101 Switching Protocols` response cannot carry a body.
@@ -249,9 +251,12 @@ impl fmt::Display for HeaderError {
                 write!(f, "value of header {name:?} contains a control character")
             }
             Self::Reserved(name) => write!(f, "header {name:?} is set by the handshake itself"),
-            Self::InvalidSubprotocol(name) => {
-                write!(f, "subprotocol {name:?} is not a token or is repeated")
-            }
+            Self::InvalidSubprotocol(name) => write!(
+                f,
+                "subprotocol {name:?} is not an HTTP token (RFC 7230 section 3.2.6: one or more letters, digits or \
+                 !#$%&'*+-.^_`|~, no spaces, commas or separators)"
+            ),
+            Self::DuplicateSubprotocol(name) => write!(f, "subprotocol {name:?} is offered twice"),
             Self::NotAnAccept => f.write_str("only a 101 response can select a subprotocol"),
             Self::BodyOnAccept => f.write_str("a 101 response cannot carry a body"),
             Self::InvalidStatus(status) => write!(f, "status {status} is not a 4xx or 5xx"),
