@@ -199,14 +199,16 @@ where
     Ok(upgraded.run(handler).await)
 }
 
-/// Performs the client side of the opening handshake on `io` (RFC 6455 section 4.1) for `url`,
-/// offering the options' subprotocols, within `handshake_timeout`.
+/// Performs the client side of the opening handshake on `io` (RFC 6455 section 4.1) for
+/// `request`, within `handshake_timeout`. The options' subprotocols, when set, are offered in
+/// place of the ones the request offers.
 ///
 /// The stream must already be connected to the URL's host (and wrapped in TLS for `wss://`).
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] for an invalid URL, an invalid response, a timeout, or a refusal:
+/// [`Error::Handshake`] for a subprotocol in the options that is not an HTTP token
+/// ([`HandshakeError::InvalidClientRequest`]), an invalid response, a timeout, or a refusal:
 /// [`HandshakeError::NotSwitchingProtocols`] with the server's status, headers and the start of
 /// its body (read to its end, within `handshake_timeout` and 1 KiB);
 /// [`Error::Io`] when the transport failed.
@@ -225,6 +227,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
+    let request = with_options(request, options)?;
     let limits = Limits::default().timeout(Some(options.handshake_timeout));
     let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), limits, runtime.now());
     let bytes = handshake.request_bytes().to_vec();

@@ -11,10 +11,31 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use ferrule::core::handshake::{HandshakeError, HeaderError};
-use ferrule::{ClientRequest, Error, Options, Rejection, Request};
+use ferrule::{ClientRequest, Ctx, Error, Handler, HandlerError, Message, Options, Rejection, Request};
 use futures_io::{AsyncRead, AsyncWrite};
 
-use crate::suite::{EchoHandler, TestRuntime, addr, url};
+use crate::suite::{TestRuntime, addr, url};
+
+/// A server that speaks only `chat` and refuses a client that offers no subprotocol with 400.
+async fn chat_only_server<T: TestRuntime>() -> ferrule::Server<T::Runtime> {
+    let options = Options::builder().subprotocols(["chat"]).build().expect("valid options");
+    T::serve(options, |request: &Request, _: &mut ferrule::Acceptance| {
+        if request.subprotocols().is_empty() {
+            return Err(Rejection::new(400, "a subprotocol is required"));
+        }
+        Ok(Silent)
+    })
+    .await
+}
+
+/// A handler that ignores what it receives.
+struct Silent;
+
+impl Handler for Silent {
+    fn on_message(&mut self, _: &mut Ctx<'_>, _: Message) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
 
 /// Expands to one `#[test]` per test of this module for the runtime type `$rt`.
 #[macro_export]
@@ -24,6 +45,9 @@ macro_rules! client_handshake_suite {
             client_reports_the_servers_refusal_with_status_headers_and_body,
             client_reads_a_refusal_body_sent_after_the_head_to_the_close,
             client_reports_a_refusal_when_the_server_resets_after_it,
+            connect_stream_offers_the_options_subprotocols,
+            connect_stream_keeps_the_requests_subprotocols_without_options_ones,
+            connect_stream_refuses_a_subprotocol_that_is_not_a_token,
             connect_refuses_wss_saying_to_use_a_tls_stream,
             connect_refuses_a_subprotocol_that_is_not_a_token,
             connect_refuses_a_subprotocol_offered_twice,
@@ -104,7 +128,7 @@ fn refusal(error: &Error) -> (u16, &str, &[u8]) {
 /// reason, the headers and the body, and says all of it in one line.
 pub async fn client_reports_the_servers_refusal_with_status_headers_and_body<T: TestRuntime>() {
     let server = T::serve(Options::default(), |_: &Request, _: &mut ferrule::Acceptance| {
-        Err::<EchoHandler, _>(Rejection::new(401, "log in first"))
+        Err::<Silent, _>(Rejection::new(401, "log in first"))
     })
     .await;
     let error = T::connect(&url(addr(&server)), &Options::default()).await.expect_err("a refusal");
@@ -172,6 +196,43 @@ pub async fn connect_refuses_a_subprotocol_offered_twice<T: TestRuntime>() {
     let error = T::connect("ws://127.0.0.1:9/", &options).await.expect_err("refused");
     assert!(
         matches!(&error, Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::DuplicateSubprotocol(n))) if n == "chat"),
+        "{error:?}"
+    );
+}
+
+/// `connect_stream` (the way to connect over TLS) offers the options' subprotocols, as its
+/// documentation says and as `connect` does: a server that requires one accepts the client.
+pub async fn connect_stream_offers_the_options_subprotocols<T: TestRuntime>() {
+    let server = chat_only_server::<T>().await;
+    let options = Options::builder().subprotocols(["chat"]).build().expect("valid options");
+    let stream = T::tcp(addr(&server)).await.expect("a TCP connection");
+    let request = ClientRequest::new(&url(addr(&server))).expect("a valid URL");
+    let upgraded = ferrule::connect_stream(T::runtime(), stream, request, &options).await.expect("accepted");
+    assert_eq!(upgraded.subprotocol(), Some("chat"));
+    let upgraded = T::connect(&url(addr(&server)), &options).await.expect("accepted");
+    assert_eq!(upgraded.subprotocol(), Some("chat"), "connect agrees");
+}
+
+/// Without subprotocols in the options, `connect_stream` offers the request's own.
+pub async fn connect_stream_keeps_the_requests_subprotocols_without_options_ones<T: TestRuntime>() {
+    let server = chat_only_server::<T>().await;
+    let stream = T::tcp(addr(&server)).await.expect("a TCP connection");
+    let request = ClientRequest::new(&url(addr(&server)))
+        .expect("a valid URL")
+        .subprotocols(vec!["v2".into(), "chat".into()])
+        .expect("valid subprotocols");
+    let upgraded = ferrule::connect_stream(T::runtime(), stream, request, &Options::default()).await.expect("accepted");
+    assert_eq!(upgraded.subprotocol(), Some("chat"));
+}
+
+/// `connect_stream` refuses a subprotocol in the options that is not a token, before writing
+/// anything, with the same typed error as `connect`.
+pub async fn connect_stream_refuses_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
+    let options = Options::builder().subprotocols(["a,b"]).build().expect("valid options");
+    let request = ClientRequest::new("ws://example.com/").expect("a valid URL");
+    let error = ferrule::connect_stream(T::runtime(), Scripted::new([]), request, &options).await.expect_err("refused");
+    assert!(
+        matches!(&error, Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol(n))) if n == "a,b"),
         "{error:?}"
     );
 }
