@@ -10,6 +10,9 @@
 //!   the driver, with sends going straight into the protocol core;
 //! - the **channel API** ([`Channels`]): a receiver, a sender, a done signal, a disconnect
 //!   handle and an error stream, typed as text, binary or JSON, usable from one `select!` loop.
+//!   The receiver is a `futures` `Stream`, the sender a `Sink`, and the channels together both,
+//!   so `StreamExt::split`, `SinkExt::send` and `StreamExt::forward` work as users of other
+//!   async WebSocket crates expect (see [`Channels`]).
 //!
 //! Everything is generic over the futures-io traits and a small [`Runtime`] trait; the crates
 //! `ferrule-tokio`, `ferrule-async-std` and `ferrule-smol` supply the runtime, a listener and a

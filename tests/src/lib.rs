@@ -6,6 +6,7 @@
 pub mod client_handshake;
 pub mod fuzz_targets;
 pub mod harness;
+pub mod stream_sink;
 pub mod suite;
 
 // The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this
