@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use ferrule_core::handshake::OriginPolicy;
+use ferrule_core::handshake::{HeaderError, OriginPolicy, check_subprotocols};
 use ferrule_core::{Config, ConfigError};
 
 /// Options for server and client connections.
@@ -276,6 +276,7 @@ impl OptionsBuilder {
             return Err(OptionsError::ZeroTimeout("close_timeout"));
         }
         o.core_config().validate().map_err(OptionsError::Protocol)?;
+        check_subprotocols(&o.subprotocols).map_err(OptionsError::Subprotocol)?;
         Ok(self.options)
     }
 }
@@ -290,6 +291,9 @@ pub enum OptionsError {
     ZeroTimeout(&'static str),
     /// A protocol setting is invalid, e.g. `ping_period` not shorter than `pong_wait`.
     Protocol(ConfigError),
+    /// A name in `subprotocols` is not an HTTP token, or is given twice: no client could offer
+    /// it, so a server would never select it.
+    Subprotocol(HeaderError),
 }
 
 impl fmt::Display for OptionsError {
@@ -298,6 +302,7 @@ impl fmt::Display for OptionsError {
             Self::EmptyBuffer(name) => write!(f, "`{name}` must allow at least one message and one byte"),
             Self::ZeroTimeout(name) => write!(f, "`{name}` must be longer than zero"),
             Self::Protocol(e) => write!(f, "{e}"),
+            Self::Subprotocol(e) => write!(f, "`subprotocols`: {e}"),
         }
     }
 }
@@ -334,6 +339,16 @@ mod tests {
         assert_eq!(e, OptionsError::ZeroTimeout("handshake_timeout"));
         let e = Options::builder().max_message_size(0).build().unwrap_err();
         assert!(matches!(e, OptionsError::Protocol(ConfigError::ZeroLimit("max_message_size"))));
+    }
+
+    #[test]
+    fn subprotocols_that_are_not_tokens_or_repeat_are_refused() {
+        let e = Options::builder().subprotocols(["chat v2"]).build().unwrap_err();
+        assert_eq!(e, OptionsError::Subprotocol(HeaderError::InvalidSubprotocol("chat v2".to_owned())));
+        assert!(e.to_string().starts_with("`subprotocols`: "), "{e}");
+        let e = Options::builder().subprotocols(["chat", "chat"]).build().unwrap_err();
+        assert_eq!(e, OptionsError::Subprotocol(HeaderError::DuplicateSubprotocol("chat".to_owned())));
+        Options::builder().subprotocols(["chat", "superchat.v2"]).build().unwrap();
     }
 
     #[test]

@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use super::head::HeadPhase;
 use super::http::{
-    HeaderError, Headers, SEC_WEBSOCKET_PROTOCOL, check_header, first_str, is_token, list_contains, owned_headers,
-    values,
+    HeaderError, Headers, SEC_WEBSOCKET_PROTOCOL, check_header, check_subprotocols, first_str, list_contains,
+    owned_headers, values,
 };
 use super::origin::{is_reg_name_byte, parse_port};
 use super::rejection::Rejection;
@@ -80,14 +80,7 @@ impl ClientRequest {
     /// 7230 section 3.2.6: no spaces, commas or other separators) and
     /// [`HeaderError::DuplicateSubprotocol`] for a name given twice.
     pub fn subprotocols(mut self, subprotocols: Vec<String>) -> Result<Self, HeaderError> {
-        for (i, name) in subprotocols.iter().enumerate() {
-            if !is_token(name.as_bytes()) {
-                return Err(HeaderError::InvalidSubprotocol(name.clone()));
-            }
-            if subprotocols.iter().take(i).any(|earlier| earlier == name) {
-                return Err(HeaderError::DuplicateSubprotocol(name.clone()));
-            }
-        }
+        check_subprotocols(&subprotocols)?;
         self.subprotocols = subprotocols;
         Ok(self)
     }

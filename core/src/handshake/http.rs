@@ -361,6 +361,26 @@ pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
 }
 
 /// Whether `bytes` is an RFC 7230 token: one or more `tchar`.
+/// Checks a list of subprotocol names as offered or accepted (RFC 6455 sections 1.9 and 4.1
+/// item 10): each must be an HTTP token (RFC 7230 section 3.2.6: no spaces, commas or other
+/// separators), and none may appear twice.
+///
+/// # Errors
+///
+/// [`HeaderError::InvalidSubprotocol`] or [`HeaderError::DuplicateSubprotocol`] naming the first
+/// name that does not fit.
+pub fn check_subprotocols(names: &[String]) -> Result<(), HeaderError> {
+    for (i, name) in names.iter().enumerate() {
+        if !is_token(name.as_bytes()) {
+            return Err(HeaderError::InvalidSubprotocol(name.clone()));
+        }
+        if names[..i].contains(name) {
+            return Err(HeaderError::DuplicateSubprotocol(name.clone()));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
 }

@@ -63,7 +63,7 @@ use sha1::{Digest, Sha1};
 pub use client::{ClientHandshake, ClientRequest, ClientResponse, UrlError};
 pub use error::HandshakeError;
 pub use extensions::ExtensionOffer;
-pub use http::{HeaderError, Headers, Response};
+pub use http::{HeaderError, Headers, Response, check_subprotocols};
 pub use origin::{OriginPattern, OriginPolicy};
 pub use server::{Request, ServerHandshake, ServerPolicy, validate};
 
