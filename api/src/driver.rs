@@ -141,9 +141,9 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     write_broken: bool,
     /// What went wrong with the transport, if something did: the core hears of it as an end of
     /// stream, and the connection's end is put down to this instead.
-    transport_failure: Option<CloseCause>,
+    transport_failure: Option<Box<CloseCause>>,
     opened: bool,
-    closed: Option<CloseInfo>,
+    closed: Option<Box<CloseInfo>>,
     /// The peer's end of stream (or a read error) was seen: nothing more will arrive.
     input_done: bool,
     /// Where the transport's shutdown is, once the connection has finished.
@@ -245,8 +245,8 @@ where
                 Event::Binary(b) => Message::Binary(b),
                 Event::Closed(closed) => {
                     self.handle.shared.lock().start_closing();
-                    let (local, transport) = (self.sending.local_close(), self.transport_failure.as_ref());
-                    self.closed = Some(CloseInfo::from_core(&closed, local, transport));
+                    let (local, transport) = (self.sending.local_close(), self.transport_failure.as_deref());
+                    self.closed = Some(Box::new(CloseInfo::from_core(&closed, local, transport)));
                     continue;
                 }
                 _ => continue,
@@ -298,7 +298,7 @@ where
     fn break_write(&mut self, cause: CloseCause, now: Instant) {
         self.write_broken = true;
         self.write_deadline = None;
-        self.transport_failure.get_or_insert(cause);
+        self.transport_failure.get_or_insert_with(|| Box::new(cause));
         self.conn.handle_eof(now);
     }
 
@@ -328,7 +328,7 @@ where
             Poll::Ready(Err(e)) => {
                 self.read_closed = true;
                 self.input_done = true;
-                self.transport_failure.get_or_insert(transport_error(e));
+                self.transport_failure.get_or_insert_with(|| Box::new(transport_error(e)));
                 self.conn.handle_eof(now);
             }
             Poll::Pending => return None,
@@ -383,14 +383,14 @@ where
     fn finish(&mut self) {
         self.done = true;
         // The core always reports its end before it asks for the shutdown that leads here.
-        let info = self.closed.take().unwrap_or_else(CloseInfo::aborted);
+        let info = self.closed.take().unwrap_or_else(|| Box::new(CloseInfo::aborted()));
         if matches!(info.cause, CloseCause::Protocol(_)) {
             tracing::warn!(cause = %info.cause, "connection failed");
         } else {
             tracing::debug!(clean = info.was_clean, code = %info.code, cause = %info.cause, "connection closed");
         }
         self.front.on_close(&info);
-        self.handle.shared.finish(info.clone());
+        self.handle.shared.finish(CloseInfo::clone(&info));
         self.shutdown = Shutdown::Closing(info);
     }
 
@@ -413,7 +413,7 @@ where
                     // After a completed closing handshake a conforming peer sends nothing more, and
                     // the server closes first as RFC 6455 section 7.1.1 asks.
                     if self.input_done || info.was_clean || closed.is_err() {
-                        return Poll::Ready(info);
+                        return Poll::Ready(*info);
                     }
                     let until = self.runtime.now() + self.conn.config().close_timeout.min(MAX_LINGER);
                     self.shutdown = Shutdown::Draining(info, until);
@@ -438,7 +438,7 @@ where
                     let Shutdown::Draining(info, _) = std::mem::replace(&mut self.shutdown, Shutdown::Done) else {
                         unreachable!()
                     };
-                    return Poll::Ready(info);
+                    return Poll::Ready(*info);
                 }
             }
         }
@@ -477,14 +477,15 @@ where
     }
 }
 
-/// The transport's shutdown, after the connection finished.
+/// The transport's shutdown, after the connection finished. The result is boxed, like every
+/// record of the end the driver keeps: a running connection carries only the pointer.
 enum Shutdown {
     /// The connection is running.
     Running,
     /// Shutting the write half down; then the result.
-    Closing(CloseInfo),
+    Closing(Box<CloseInfo>),
     /// Discarding input until the peer closes or the deadline passes; then the result.
-    Draining(CloseInfo, Instant),
+    Draining(Box<CloseInfo>, Instant),
     /// The result was returned.
     Done,
 }

@@ -26,7 +26,7 @@ pub(crate) struct Sending {
     commands_held: bool,
     /// What this end's application asked for when it started the closing handshake: the
     /// connection's end is put down to it if the handshake completes.
-    local_close: Option<CloseCause>,
+    local_close: Option<Box<CloseCause>>,
 }
 
 impl Sending {
@@ -49,7 +49,7 @@ impl Sending {
 
     /// What this end's application asked for when it started the closing handshake, if it did.
     pub(crate) fn local_close(&self) -> Option<&CloseCause> {
-        self.local_close.as_ref()
+        self.local_close.as_deref()
     }
 
     /// Whether queued commands are worth taking: there are some, and they are not held back
@@ -134,7 +134,7 @@ impl Sending {
             _ => (CloseCode::GOING_AWAY, "server shutting down"),
         };
         conn.close(code, reason, now)?;
-        self.local_close = Some(cause);
+        self.local_close = Some(Box::new(cause));
         Ok(())
     }
 }
