@@ -63,7 +63,8 @@ pub fn handshake_request(data: &[u8]) {
             }
         }
     }
-    if let Ok((mut conn, leftover)) = hs.into_connection(Config::default(), now) {
+    let response = policies[2].respond(&request);
+    if let Ok((mut conn, leftover)) = hs.into_connection(&response, Config::default(), now) {
         let _ = conn.handle_input(&leftover, now);
     }
 }

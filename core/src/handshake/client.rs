@@ -7,19 +7,21 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
+use super::extensions::parse_offers;
 use super::head::HeadPhase;
 use super::http::{
-    HeaderError, HeaderList, SEC_WEBSOCKET_PROTOCOL, check_header, first_str, is_token, list_contains, owned_headers,
-    values,
+    HeaderError, HeaderList, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, check_header, first_str, is_token,
+    list_contains, owned_headers, values,
 };
 use super::origin::{is_reg_name_byte, parse_port};
 use super::{HandshakeError, Limits, accept_key};
 use crate::Connection;
 use crate::config::{Config, ConfigError, Role};
+use crate::deflate::{DeflateConfig, DeflateResponseError, PerMessageDeflate, offer_value, parse_answer};
 use crate::entropy::Entropy;
 
 /// What a client asks for: the target from a `ws://` or `wss://` URL (RFC 6455 section 3), the
-/// subprotocols it offers and any extra headers.
+/// subprotocols it offers, whether it offers permessage-deflate (RFC 7692), and any extra headers.
 ///
 /// # Examples
 ///
@@ -46,6 +48,7 @@ pub struct ClientRequest {
     path_and_query: String,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
+    deflate: Option<DeflateConfig>,
 }
 
 /// Headers a [`ClientRequest`] writes itself (or that would break the handshake), which
@@ -125,6 +128,26 @@ impl ClientRequest {
     /// The subprotocols offered, most preferred first.
     pub fn offered_subprotocols(&self) -> &[String] {
         &self.subprotocols
+    }
+
+    /// Offers permessage-deflate with these settings (RFC 7692 section 7.1), or withdraws the
+    /// offer with `None`. The offer is one `Sec-WebSocket-Extensions` element with a parameter for
+    /// each setting that asks for something (see [`DeflateConfig`]).
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] from [`DeflateConfig::validate`].
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Result<Self, ConfigError> {
+        if let Some(config) = &deflate {
+            config.validate()?;
+        }
+        self.deflate = deflate;
+        Ok(self)
+    }
+
+    /// The permessage-deflate settings offered, if any.
+    pub fn offered_deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// The extra headers, in order.
@@ -241,6 +264,7 @@ fn parse_url(url: &str) -> Result<ClientRequest, UrlError> {
         path_and_query,
         subprotocols: Vec::new(),
         headers: Vec::new(),
+        deflate: None,
     })
 }
 
@@ -288,6 +312,8 @@ pub struct ClientHandshake {
     key: String,
     request_bytes: Vec<u8>,
     phase: HeadPhase,
+    /// The permessage-deflate the server agreed to, once its response was validated.
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl ClientHandshake {
@@ -297,7 +323,8 @@ impl ClientHandshake {
     ///
     /// The request is `GET <path_and_query> HTTP/1.1` with `Host`, `Upgrade: websocket`,
     /// `Connection: Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`,
-    /// `Sec-WebSocket-Protocol` when subprotocols are offered, then the extra headers.
+    /// `Sec-WebSocket-Protocol` when subprotocols are offered, `Sec-WebSocket-Extensions` when
+    /// permessage-deflate is offered, then the extra headers.
     pub fn new(request: ClientRequest, entropy: &mut Entropy, limits: Limits, now: Instant) -> Self {
         let mut nonce = [0u8; 16];
         entropy.fill(&mut nonce);
@@ -320,11 +347,14 @@ impl ClientHandshake {
         if !request.subprotocols.is_empty() {
             line(SEC_WEBSOCKET_PROTOCOL, &request.subprotocols.join(", "));
         }
+        if let Some(config) = &request.deflate {
+            line(SEC_WEBSOCKET_EXTENSIONS, &offer_value(config));
+        }
         for (name, value) in &request.headers {
             line(name, value);
         }
         out.extend_from_slice(b"\r\n");
-        Self { request, key, request_bytes: out, phase: HeadPhase::new(&limits, now) }
+        Self { request, key, request_bytes: out, phase: HeadPhase::new(&limits, now), deflate: None }
     }
 
     /// The request to write to the transport.
@@ -348,7 +378,10 @@ impl ClientHandshake {
     /// is complete and valid: status 101 (else [`HandshakeError::NotSwitchingProtocols`] with the
     /// status and headers), `Upgrade` listing `websocket`, `Connection` listing `upgrade`,
     /// `Sec-WebSocket-Accept` matching the key, at most one subprotocol and only one offered, and
-    /// no extensions (none are offered). The head is bounded like the server's (431-style errors
+    /// no extension but permessage-deflate, which must be offered and answered as RFC 7692
+    /// section 7.1 allows ([`HandshakeError::InvalidDeflateResponse`] says what was wrong; when
+    /// [`DeflateConfig::required`] is set, a decline fails with
+    /// [`HandshakeError::DeflateRequired`]). The head is bounded like the server's (431-style errors
     /// [`HandshakeError::HeadersTooLarge`] and [`HandshakeError::TooManyHeaders`]).
     ///
     /// Bytes after the head are kept for [`into_connection`](Self::into_connection). After the
@@ -369,7 +402,13 @@ impl ClientHandshake {
             }
         })?;
         let Some((status, reason, headers)) = head else { return Ok(None) };
-        self.check(status, reason, headers).map(Some).map_err(|error| self.phase.fail(error))
+        match self.check(status, reason, headers) {
+            Ok(response) => {
+                self.deflate = response.deflate.clone();
+                Ok(Some(response))
+            }
+            Err(error) => Err(self.phase.fail(error)),
+        }
     }
 
     /// Checks a complete response head against RFC 6455 section 4.1.
@@ -391,10 +430,28 @@ impl ClientHandshake {
             }
         }
         let subprotocol = self.check_subprotocol(values(&headers, SEC_WEBSOCKET_PROTOCOL))?;
-        if values(&headers, "Sec-WebSocket-Extensions").next().is_some() {
+        let deflate = self.check_extensions(&headers)?;
+        Ok(ClientResponse { status, reason, headers, subprotocol, deflate })
+    }
+
+    /// The extensions the server selected: permessage-deflate, if offered and validly answered
+    /// (RFC 7692 section 7.1), and nothing else.
+    fn check_extensions(&self, headers: &HeaderList) -> Result<Option<PerMessageDeflate>, HandshakeError> {
+        let Some(config) = &self.request.deflate else {
+            return match values(headers, SEC_WEBSOCKET_EXTENSIONS).next() {
+                Some(_) => Err(HandshakeError::UnsolicitedExtension),
+                None => Ok(None),
+            };
+        };
+        let answers = parse_offers(values(headers, SEC_WEBSOCKET_EXTENSIONS))
+            .ok_or(HandshakeError::InvalidDeflateResponse(DeflateResponseError::Malformed))?;
+        if answers.iter().any(|a| !a.name().eq_ignore_ascii_case("permessage-deflate")) {
             return Err(HandshakeError::UnsolicitedExtension);
         }
-        Ok(ClientResponse { status, reason, headers, subprotocol })
+        match parse_answer(config, &answers).map_err(HandshakeError::InvalidDeflateResponse)? {
+            None if config.required => Err(HandshakeError::DeflateRequired),
+            deflate => Ok(deflate),
+        }
     }
 
     /// The selected subprotocol: at most one value, and one that was offered.
@@ -438,8 +495,11 @@ impl ClientHandshake {
     ///
     /// Call it only after [`handle_input`](Self::handle_input) returned the response; called
     /// earlier, the leftover is empty. Fails only when `config` is invalid.
+    ///
+    /// The connection applies the permessage-deflate the server agreed to
+    /// ([`ClientResponse::deflate`]).
     pub fn into_connection(self, config: Config, now: Instant) -> Result<(Connection, Bytes), ConfigError> {
-        let connection = Connection::new(Role::Client, config, now)?;
+        let connection = Connection::with_deflate(Role::Client, config, self.deflate, now)?;
         Ok((connection, self.phase.into_leftover()))
     }
 }
@@ -451,6 +511,7 @@ pub struct ClientResponse {
     reason: String,
     headers: HeaderList,
     subprotocol: Option<String>,
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl ClientResponse {
@@ -477,6 +538,12 @@ impl ClientResponse {
     /// The subprotocol the server selected, one of those offered.
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate the server agreed to (RFC 7692 section 7.1), or `None` when it was
+    /// not offered or the server declined.
+    pub fn deflate(&self) -> Option<&PerMessageDeflate> {
+        self.deflate.as_ref()
     }
 }
 
