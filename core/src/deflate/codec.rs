@@ -243,6 +243,11 @@ impl DeflateCodec {
         if fin {
             if out[start..].ends_with(&SYNC_TAIL) {
                 out.truncate(out.len() - SYNC_TAIL.len());
+            } else if out.len() == start {
+                // Nothing new since the last sync flush, so zlib wrote no empty block this time:
+                // the message must still end with one (RFC 7692 section 7.2.1). The stream is
+                // byte-aligned after a flush, so the block is 00 00 00 ff ff, sent as 00.
+                out.push(0x00);
             }
             if no_context {
                 self.deflater = None;
@@ -312,6 +317,24 @@ mod tests {
         out.clear();
         c.compress(b"Hello", true, &mut out);
         assert_eq!(out, [0xf2, 0x00, 0x11, 0x00, 0x00]);
+    }
+
+    #[test]
+    fn an_empty_message_after_a_flush_still_ends_with_an_empty_block() {
+        let mut tx = codec(Role::Server, DeflateParams::default());
+        let mut rx = codec(Role::Client, DeflateParams::default());
+        for message in [&b""[..], b"", b"Hello", b"", b"Hello"] {
+            let mut out = Vec::new();
+            tx.compress(message, true, &mut out);
+            assert!(!out.is_empty());
+            assert_eq!(inflate_message(&mut rx, &out, 100).unwrap(), message);
+        }
+        // The last fragment of a streamed message adds nothing after a flushed fragment.
+        let mut out = Vec::new();
+        tx.compress(b"Hel", false, &mut out);
+        tx.compress(b"", false, &mut out);
+        tx.compress(b"", true, &mut out);
+        assert_eq!(inflate_message(&mut rx, &out, 100).unwrap(), b"Hel");
     }
 
     #[test]
