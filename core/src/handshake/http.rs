@@ -38,8 +38,9 @@ pub struct Response {
     reason: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    /// The permessage-deflate this accept agrees to, written in its `Sec-WebSocket-Extensions`.
-    deflate: Option<PerMessageDeflate>,
+    /// The permessage-deflate this accept agrees to, written in its `Sec-WebSocket-Extensions`;
+    /// boxed, as most responses have none and a response is often moved.
+    deflate: Option<Box<PerMessageDeflate>>,
 }
 
 impl Response {
@@ -152,7 +153,7 @@ impl Response {
     /// `Sec-WebSocket-Extensions`; [`ServerHandshake::into_connection`](super::ServerHandshake::into_connection)
     /// applies it to the connection. `None` when the offers were declined.
     pub fn deflate(&self) -> Option<&PerMessageDeflate> {
-        self.deflate.as_ref()
+        self.deflate.as_deref()
     }
 
     /// Whether this accepts the upgrade (status 101).
@@ -239,7 +240,7 @@ impl Response {
     /// answer (RFC 7692 section 7.1).
     pub(crate) fn set_deflate(&mut self, deflate: PerMessageDeflate, answer: String) {
         self.headers.push((SEC_WEBSOCKET_EXTENSIONS.to_owned(), answer));
-        self.deflate = Some(deflate);
+        self.deflate = Some(Box::new(deflate));
     }
 
     /// Appends a header without checking it; for values this module wrote itself.
