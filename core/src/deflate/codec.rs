@@ -18,8 +18,14 @@ pub(crate) const RSV1: u8 = 0b100;
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// zlib refuses a raw deflate stream with an 8-bit window; a negotiated 8 is served with 9, as
-/// zlib itself and Node do. Inflating with 9 also accepts such a peer's 9-bit stream.
+/// zlib itself and Node do.
 const MIN_ZLIB_WINDOW_BITS: u8 = 9;
+
+/// The window every message is inflated with, whatever the peer's: a window at least as large as
+/// the peer's accepts its stream (including a 9-bit stream for a negotiated 8), and zlib-rs's
+/// decompressor takes the same memory for every window (measured in `tests/deflate_memory.rs`),
+/// so a smaller one would save nothing.
+const INFLATE_WINDOW_BITS: u8 = 15;
 
 /// The first allocation for an inflated message; it doubles from there, up to the size limit.
 const FIRST_INFLATE_ALLOCATION: usize = 4 * 1024;
@@ -82,12 +88,12 @@ impl DeflateCodec {
         }
     }
 
-    /// (window bits, keeps no context) of the peer's compressor.
-    fn peer(&self) -> (u8, bool) {
+    /// Whether the peer keeps no context between messages.
+    fn peer_keeps_no_context(&self) -> bool {
         let p = &self.negotiated.params;
         match self.role {
-            Role::Server => (p.client_max_window_bits, p.client_no_context_takeover),
-            Role::Client => (p.server_max_window_bits, p.server_no_context_takeover),
+            Role::Server => p.client_no_context_takeover,
+            Role::Client => p.server_no_context_takeover,
         }
     }
 
@@ -127,7 +133,7 @@ impl DeflateCodec {
             message.shrink_to_fit();
         }
         self.rx_filled = 0;
-        if self.peer().1 || self.rx_ended {
+        if self.peer_keeps_no_context() || self.rx_ended {
             self.inflater = None;
             self.rx_ended = false;
         }
@@ -148,8 +154,7 @@ impl DeflateCodec {
     }
 
     fn inflate_inner(&mut self, mut input: &[u8], limit: usize) -> Result<(), ProtocolError> {
-        let window = self.peer().0.max(MIN_ZLIB_WINDOW_BITS);
-        let inflater = self.inflater.get_or_insert_with(|| Inflate::new(false, window));
+        let inflater = self.inflater.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
         loop {
             if self.rx_filled == self.rx_buf.len() && self.rx_buf.len() < limit {
                 let grown = self.rx_buf.len().saturating_mul(2).max(FIRST_INFLATE_ALLOCATION).min(limit);

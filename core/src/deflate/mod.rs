@@ -11,22 +11,35 @@
 //! # Memory
 //!
 //! A connection that negotiated compression holds, while it keeps a context (RFC 7692 section
-//! 7.1.1), one compressor and one decompressor. Measured with zlib-rs (the `deflate_memory` test of
-//! `ferrule-tests`):
+//! 7.1.1), one compressor and one decompressor. Measured with zlib-rs, beyond the same connection
+//! without compression (`cargo test -p ferrule-core --test deflate_memory -- --nocapture`):
 //!
-//! | window bits, memory level | compressor | decompressor |
-//! |---------------------------|-----------:|-------------:|
-//! | 15, 8 (zlib's defaults)   | ~ 320 KiB  | ~ 40 KiB     |
-//! | 12, 5 ([`DeflateConfig::default`]) | ~ 150 KiB | ~ 11 KiB |
-//! | 9, 1                      | ~ 134 KiB  | ~ 8 KiB      |
+//! | window bits, memory level             | compressor | decompressor |
+//! |---------------------------------------|-----------:|-------------:|
+//! | 15, 8 (zlib's defaults)               | 371 KiB    | 46 KiB       |
+//! | 15, 5                                 | 273 KiB    | 46 KiB       |
+//! | 12, 8                                 | 259 KiB    | 46 KiB       |
+//! | 12, 5 ([`DeflateConfig::default`])    | 161 KiB    | 46 KiB       |
+//! | 9, 1                                  | 134 KiB    | 46 KiB       |
+//! | any, without context takeover, idle   | 0          | 0            |
 //!
-//! zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the settings, so the window
-//! bits and memory level move the rest. The lever that removes the cost of idle connections is
-//! the context takeover policy: without a context (`*_no_context_takeover`), the compressor and
-//! decompressor are made for one message and dropped after it, so an idle connection holds
-//! neither. A server can impose that on both sides (see
-//! [`server_no_context_takeover`](DeflateConfig::server_no_context_takeover) and
-//! [`client_no_context_takeover`](DeflateConfig::client_no_context_takeover)).
+//! (Without context takeover an idle connection keeps only the codec's own struct, under 1 KiB.)
+//!
+//! zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the settings, and its
+//! decompressor takes the same memory for every window; the window bits and the memory level
+//! move the rest of the compressor. (By zlib's documented formulas, C zlib at 12 bits and memory
+//! level 5 would need about 38 KiB for the compressor and 11 KiB for the decompressor.) The lever that removes the cost of idle connections is the context takeover policy:
+//! without a context (`*_no_context_takeover`), the compressor and decompressor are made for one
+//! message and dropped after it, so an idle connection holds neither. A server can impose that on
+//! both sides (see [`server_no_context_takeover`](DeflateConfig::server_no_context_takeover) and
+//! [`client_no_context_takeover`](DeflateConfig::client_no_context_takeover)), trading an
+//! allocation per message and some compression for memory. Messages below
+//! [`min_compress_size`](DeflateConfig::min_compress_size) make no compressor at all.
+//!
+//! A compressed message is held to `max_message_size` while it is inflated: its buffer never
+//! grows past the limit, so a decompression bomb costs at most the limit (measured: a 1 MiB frame
+//! that would inflate to 1 GiB, with a 1 MiB limit, peaks at 1086 KiB of heap, decompressor and
+//! input included, and fails with 1009).
 
 mod codec;
 mod negotiate;
@@ -68,8 +81,8 @@ pub struct DeflateConfig {
     ///
     /// A server compresses with at most this, and with less when the client asks for less; it
     /// answers `server_max_window_bits` when the client asked or when this is below 15. A client
-    /// asks the server for at most this (`None`: it does not ask), which bounds its own
-    /// decompressor's window.
+    /// asks the server for at most this (`None`: it does not ask), which bounds the server's
+    /// compressor.
     pub server_max_window_bits: Option<u8>,
     /// The largest LZ77 window the client compresses with, 8 to 15 (RFC 7692 section 7.1.2.2).
     /// Default `Some(12)`.
