@@ -64,6 +64,17 @@ impl MessageKind {
 /// Input and commands can be interleaved in any order; all calls tolerate any input without
 /// panicking.
 ///
+/// # Compression
+///
+/// A connection made with the permessage-deflate its handshake agreed to
+/// ([`with_deflate`](Self::with_deflate), [RFC 7692]) inflates messages whose first frame has
+/// RSV1 set, holding them to [`Config::max_message_size`] as they inflate and validating text
+/// on the inflated bytes, and deflates the messages it sends from
+/// [`DeflateConfig::min_compress_size`](crate::DeflateConfig::min_compress_size) bytes up, RSV1
+/// on their first frame. [`deflate`](Self::deflate) shows what was agreed.
+///
+/// [RFC 7692]: https://www.rfc-editor.org/rfc/rfc7692
+///
 /// # Keepalive and timeouts
 ///
 /// With [`Config::ping_period`] set, a ping is sent every interval. Any bytes received from the
@@ -639,8 +650,9 @@ impl Connection {
     /// Queues a binary message held in shared memory. On a server a large payload is not
     /// copied: the frame header is queued, and the payload is written from `data` itself (see
     /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)); `data` is cloned (a reference
-    /// count) only then. A small payload, and every payload of a client (which masks it, RFC 6455
-    /// section 5.3), is copied as [`send_binary`](Self::send_binary) does.
+    /// count) only then. A small payload, every payload of a client (which masks it, RFC 6455
+    /// section 5.3), and a payload to be compressed (RFC 7692), is copied as
+    /// [`send_binary`](Self::send_binary) does.
     ///
     /// # Errors
     ///
