@@ -1049,7 +1049,7 @@ impl Connection {
             }
             let limit = self.config.max_message_size;
             let codec = self.extension.as_mut().ok_or(ProtocolError::ReservedBits(RSV1))?.deflate_mut();
-            let new = codec.inflate(payload, limit)?;
+            let new = codec.inflate(payload, limit, frame.len)?;
             if kind == MessageKind::Text {
                 self.rx_utf8.feed(codec.inflated(new)).map_err(|_| ProtocolError::InvalidUtf8)?;
             }

@@ -27,8 +27,15 @@ const MIN_ZLIB_WINDOW_BITS: u8 = 9;
 /// so a smaller one would save nothing.
 const INFLATE_WINDOW_BITS: u8 = 15;
 
-/// The first allocation for an inflated message; it doubles from there, up to the size limit.
+/// The smallest first allocation for an inflated message; it doubles from there, up to the size
+/// limit.
 const FIRST_INFLATE_ALLOCATION: usize = 4 * 1024;
+
+/// The first allocation for an inflated message is this many times its compressed frame's length
+/// (when larger than [`FIRST_INFLATE_ALLOCATION`]): text and JSON inflate about 3 to 10 times,
+/// and each doubling after it moves the message and touches fresh pages, which cost a 1 MiB
+/// message three times the inflating itself when growing from 4 KiB. Never past the limit.
+const INFLATE_RATIO_GUESS: usize = 4;
 
 /// An inflated message keeps its buffer when at most this fraction of it is unused (1/4);
 /// otherwise the buffer is shrunk to fit before it is handed over.
@@ -105,10 +112,18 @@ impl DeflateCodec {
     /// The output buffer starts small and doubles, but never past `limit`; once the message is
     /// `limit` bytes long, a single byte more fails it. So a decompression bomb costs at most
     /// `limit` bytes of output buffer before it is stopped.
-    pub(crate) fn inflate(&mut self, input: &[u8], limit: usize) -> Result<Range<usize>, ProtocolError> {
+    ///
+    /// `frame_len` is the length of the compressed frame `input` belongs to, from which the first
+    /// allocation is guessed.
+    pub(crate) fn inflate(
+        &mut self,
+        input: &[u8],
+        limit: usize,
+        frame_len: usize,
+    ) -> Result<Range<usize>, ProtocolError> {
         let start = self.rx_filled;
         if !self.rx_ended {
-            self.inflate_inner(input, limit)?;
+            self.inflate_inner(input, limit, frame_len.saturating_mul(INFLATE_RATIO_GUESS))?;
         }
         Ok(start..self.rx_filled)
     }
@@ -116,7 +131,7 @@ impl DeflateCodec {
     /// Ends the current message's compressed data: inflates the sync flush's empty block that the
     /// sender removed (RFC 7692 section 7.2.2). Returns the range of output that is new.
     pub(crate) fn finish_message(&mut self, limit: usize) -> Result<Range<usize>, ProtocolError> {
-        self.inflate(&SYNC_TAIL, limit)
+        self.inflate(&SYNC_TAIL, limit, 0)
     }
 
     /// The current message's output so far.
@@ -153,11 +168,11 @@ impl DeflateCodec {
         self.rx_buf.capacity()
     }
 
-    fn inflate_inner(&mut self, mut input: &[u8], limit: usize) -> Result<(), ProtocolError> {
+    fn inflate_inner(&mut self, mut input: &[u8], limit: usize, first: usize) -> Result<(), ProtocolError> {
         let inflater = self.inflater.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
         loop {
             if self.rx_filled == self.rx_buf.len() && self.rx_buf.len() < limit {
-                let grown = self.rx_buf.len().saturating_mul(2).max(FIRST_INFLATE_ALLOCATION).min(limit);
+                let grown = self.rx_buf.len().saturating_mul(2).max(first).max(FIRST_INFLATE_ALLOCATION).min(limit);
                 // Exactly: `resize` alone would round the capacity up past the limit.
                 self.rx_buf.reserve_exact(grown - self.rx_buf.len());
                 self.rx_buf.resize(grown, 0);
@@ -272,7 +287,7 @@ mod tests {
     }
 
     fn inflate_message(codec: &mut DeflateCodec, data: &[u8], limit: usize) -> Result<Vec<u8>, ProtocolError> {
-        codec.inflate(data, limit)?;
+        codec.inflate(data, limit, data.len())?;
         codec.finish_message(limit)?;
         Ok(codec.take_message().to_vec())
     }
