@@ -173,7 +173,7 @@ where
     write_all(&runtime, &mut io, &acceptance.response.to_bytes(), options).await?;
     let subprotocol = acceptance.response.subprotocol().map(str::to_owned);
     let (conn, leftover) = handshake
-        .into_connection(options.core_config(), runtime.now())
+        .into_connection(&acceptance.response, options.core_config(), runtime.now())
         .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
     tracing::debug!(path = request.path(), ?subprotocol, "connection upgraded");
     Ok((Upgraded::new(io, runtime, conn, leftover, options, subprotocol), value))

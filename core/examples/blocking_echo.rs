@@ -70,7 +70,7 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
 
     let config = Config::default().max_frame_size(64 << 20).max_message_size(64 << 20);
     let (mut conn, leftover) = handshake
-        .into_connection(config, Instant::now())
+        .into_connection(&response, config, Instant::now())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // Bytes that followed the request head are the first frames. A protocol error is also
     // reported as Event::Closed with the close frame queued, so the Err needs no handling here.

@@ -180,6 +180,18 @@ pub enum ConfigError {
         /// The configured `pong_wait`.
         pong_wait: Duration,
     },
+    /// A setting is outside its range (a permessage-deflate window, level or memory level,
+    /// RFC 7692 section 7.1.2); the field is named.
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+        /// The smallest value allowed.
+        min: usize,
+        /// The largest value allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -189,6 +201,9 @@ impl fmt::Display for ConfigError {
             Self::ZeroDuration(field) => write!(f, "`{field}` must be longer than zero"),
             Self::PingPeriodNotBelowPongWait { ping_period, pong_wait } => {
                 write!(f, "`ping_period` ({ping_period:?}) must be shorter than `pong_wait` ({pong_wait:?})")
+            }
+            Self::OutOfRange { field, value, min, max } => {
+                write!(f, "`{field}` is {value}, outside {min} to {max}")
             }
         }
     }

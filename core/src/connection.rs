@@ -8,9 +8,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, MAX_CLOSE_REASON, parse_close_payload};
 use crate::config::{Config, ConfigError, Role};
+use crate::deflate::{DeflateCodec, DeflateParams, PerMessageDeflate, RSV1};
 use crate::entropy::Entropy;
 use crate::error::{ProtocolError, SendError};
 use crate::event::{Closed, Event, Failure, Initiator, State, Utf8Bytes};
+use crate::extension::Extension;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::mask::{apply_mask, apply_mask_offset, extend_masked};
 use crate::utf8::Utf8Validator;
@@ -62,6 +64,17 @@ impl MessageKind {
 /// Input and commands can be interleaved in any order; all calls tolerate any input without
 /// panicking.
 ///
+/// # Compression
+///
+/// A connection made with the permessage-deflate its handshake agreed to
+/// ([`with_deflate`](Self::with_deflate), [RFC 7692]) inflates messages whose first frame has
+/// RSV1 set, holding them to [`Config::max_message_size`] as they inflate and validating text
+/// on the inflated bytes, and deflates the messages it sends from
+/// [`DeflateConfig::min_compress_size`](crate::DeflateConfig::min_compress_size) bytes up, RSV1
+/// on their first frame. [`deflate`](Self::deflate) shows what was agreed.
+///
+/// [RFC 7692]: https://www.rfc-editor.org/rfc/rfc7692
+///
 /// # Keepalive and timeouts
 ///
 /// With [`Config::ping_period`] set, a ping is sent every interval. Any bytes received from the
@@ -100,6 +113,11 @@ pub struct Connection {
     msg_buf: BytesMut,
     /// Incremental validator for the text message being received.
     rx_utf8: Utf8Validator,
+    /// The message being received is compressed (RSV1 on its first frame, RFC 7692 section 6):
+    /// its frames go through the extension's decompressor instead of `msg_buf`.
+    rx_compressed: bool,
+    /// The extension negotiated in the opening handshake, if any.
+    extension: Option<Extension>,
 
     /// Output that goes before `out`: frozen encoded frames and payloads queued by reference.
     segments: VecDeque<Bytes>,
@@ -114,6 +132,8 @@ pub struct Connection {
     tx_fragment: Option<MessageKind>,
     /// Validator for outgoing text fragments.
     tx_utf8: Utf8Validator,
+    /// The fragmented message being sent is compressed.
+    tx_compressed: bool,
 
     phase: Phase,
     initiator: Option<Initiator>,
@@ -157,7 +177,12 @@ struct InFrame {
     opcode: OpCode,
     mask: Option<[u8; 4]>,
     len: usize,
+    /// For an uncompressed frame: payload bytes at the start of `inbuf` already unmasked and
+    /// validated. For a compressed one: payload bytes already inflated and dropped from `inbuf`,
+    /// which then holds only the rest.
     processed: usize,
+    /// A data frame of a compressed message (RFC 7692 section 6).
+    compressed: bool,
 }
 
 /// Buffers larger than this are given back once empty, so a burst does not pin memory.
@@ -189,6 +214,24 @@ impl Connection {
     ///
     /// The [`ConfigError`] from [`Config::validate`].
     pub fn new(role: Role, config: Config, now: Instant) -> Result<Self, ConfigError> {
+        Self::with_deflate(role, config, None, now)
+    }
+
+    /// A connection in the [`State::Open`] state with the permessage-deflate agreed in the
+    /// opening handshake, if any (RFC 7692): from
+    /// [`ServerHandshake::into_connection`](crate::handshake::ServerHandshake::into_connection)
+    /// and [`ClientHandshake::into_connection`](crate::handshake::ClientHandshake::into_connection),
+    /// or made by hand with [`PerMessageDeflate::new`] for a handshake done elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] from [`Config::validate`].
+    pub fn with_deflate(
+        role: Role,
+        config: Config,
+        deflate: Option<PerMessageDeflate>,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut timers = Timers::default();
         if let Some(interval) = config.ping_period {
@@ -208,12 +251,15 @@ impl Connection {
             msg_kind: None,
             msg_buf: BytesMut::new(),
             rx_utf8: Utf8Validator::new(),
+            rx_compressed: false,
+            extension: deflate.map(|d| Extension::PerMessageDeflate(Box::new(DeflateCodec::new(d, role)))),
             segments: VecDeque::new(),
             segments_len: 0,
             out: BytesMut::new(),
             pending_pong: None,
             tx_fragment: None,
             tx_utf8: Utf8Validator::new(),
+            tx_compressed: false,
             phase: Phase::Open,
             initiator: None,
             failure: None,
@@ -232,6 +278,12 @@ impl Connection {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The permessage-deflate parameters agreed in the opening handshake (RFC 7692 section 7.1),
+    /// or `None` when messages are not compressed.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.extension.as_ref().map(|e| e.deflate().params())
     }
 
     /// Where the connection is in its lifecycle.
@@ -538,7 +590,10 @@ impl Connection {
     /// Bytes of buffer capacity the connection holds (input, output and message assembly): what
     /// [`release_buffers`](Self::release_buffers) could give back.
     pub fn buffer_capacity(&self) -> usize {
-        self.inbuf_block + self.out.capacity() + self.msg_buf.capacity()
+        self.inbuf_block
+            + self.out.capacity()
+            + self.msg_buf.capacity()
+            + self.extension.as_ref().map_or(0, |e| e.deflate().buffer_capacity())
     }
 
     /// Gives back the capacity of the empty input buffers (received bytes and message assembly)
@@ -595,8 +650,9 @@ impl Connection {
     /// Queues a binary message held in shared memory. On a server a large payload is not
     /// copied: the frame header is queued, and the payload is written from `data` itself (see
     /// [`poll_transmit_vectored`](Self::poll_transmit_vectored)); `data` is cloned (a reference
-    /// count) only then. A small payload, and every payload of a client (which masks it, RFC 6455
-    /// section 5.3), is copied as [`send_binary`](Self::send_binary) does.
+    /// count) only then. A small payload, every payload of a client (which masks it, RFC 6455
+    /// section 5.3), and a payload to be compressed (RFC 7692), is copied as
+    /// [`send_binary`](Self::send_binary) does.
     ///
     /// # Errors
     ///
@@ -643,7 +699,25 @@ impl Connection {
             self.tx_utf8 = validator;
         }
         self.flush_pending_pong();
-        self.write_chunked(opcode, payload, None, fin);
+        // A streamed message is compressed as one (RFC 7692 section 7.2.1): one deflate stream
+        // across its fragments, each flushed so it carries all its data, RSV1 on the first frame
+        // only. Its size is unknown, so only a first fragment that also ends it is held to the
+        // size threshold.
+        let compress = match (&self.tx_fragment, &self.extension) {
+            (Some(_), _) => self.tx_compressed,
+            (None, Some(extension)) => !fin || extension.deflate().should_compress(payload.len()),
+            (None, None) => false,
+        };
+        match &mut self.extension {
+            Some(extension) if compress => {
+                let mut compressed = Vec::new();
+                extension.deflate_mut().compress(payload, fin, &mut compressed);
+                let rsv = if self.tx_fragment.is_none() { RSV1 } else { 0 };
+                self.write_chunked(opcode, &compressed, None, fin, rsv);
+            }
+            _ => self.write_chunked(opcode, payload, None, fin, 0),
+        }
+        self.tx_compressed = compress && !fin;
         self.tx_fragment = if fin { None } else { Some(kind) };
         Ok(())
     }
@@ -736,17 +810,20 @@ impl Connection {
                 None if self.inbuf.is_empty() => {
                     if let Some((header, header_len)) = FrameHeader::decode(data)?
                         && header.mask.is_some()
+                        && header.rsv == 0
                         && !header.opcode.is_control()
                         && header.payload_len >= UNMASK_ON_ARRIVAL_FROM as u64
                     {
-                        let frame = self.check_header(&header)?;
+                        let frame = self.start_frame(&header)?;
                         data = &data[header_len..];
                         self.reserve_input(frame.len.min(RESERVE_AHEAD));
                         self.frame = Some(frame);
                         continue;
                     }
                 }
-                Some(mut frame) if self.inbuf.len() == frame.processed && !frame.opcode.is_control() => {
+                Some(mut frame)
+                    if self.inbuf.len() == frame.processed && !frame.opcode.is_control() && !frame.compressed =>
+                {
                     if let Some(key) = frame.mask {
                         let fresh = (frame.len - frame.processed).min(data.len());
                         let before = self.inbuf.as_ptr();
@@ -794,11 +871,18 @@ impl Connection {
                     let Some((header, header_len)) = FrameHeader::decode(&self.inbuf)? else {
                         return Ok(());
                     };
-                    let frame = self.check_header(&header)?;
+                    let frame = self.start_frame(&header)?;
                     self.inbuf.advance(header_len);
                     frame
                 }
             };
+            if frame.compressed {
+                self.process_compressed(frame)?;
+                if self.frame.is_some() {
+                    return Ok(());
+                }
+                continue;
+            }
             let available = self.inbuf.len().min(frame.len);
             if !frame.opcode.is_control() && available > frame.processed {
                 // Unmask and validate what has arrived so far, so invalid UTF-8 fails at once
@@ -826,7 +910,12 @@ impl Connection {
         }
     }
 
+    /// Whether the frame's payload is text to validate as it arrives (a compressed message is
+    /// validated once inflated).
     fn frame_is_text(&self, frame: &InFrame) -> bool {
+        if frame.compressed {
+            return false;
+        }
         match frame.opcode {
             OpCode::Text => true,
             OpCode::Continuation => self.msg_kind == Some(MessageKind::Text),
@@ -834,10 +923,28 @@ impl Connection {
         }
     }
 
+    /// Checks a frame header and, when it starts a data message, notes whether the message is
+    /// compressed.
+    fn start_frame(&mut self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
+        let frame = self.check_header(header)?;
+        if matches!(frame.opcode, OpCode::Text | OpCode::Binary) {
+            self.rx_compressed = frame.compressed;
+        }
+        Ok(frame)
+    }
+
     fn check_header(&self, header: &FrameHeader) -> Result<InFrame, ProtocolError> {
-        if header.rsv != 0 {
+        // The negotiated extension says which reserved bits it defines for this frame (RFC 6455
+        // section 5.2); with none, every set bit fails the connection.
+        let allowed = self.extension.as_ref().map_or(0, |e| e.allowed_rsv(header.opcode));
+        if header.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits(header.rsv));
         }
+        let compressed = match header.opcode {
+            OpCode::Text | OpCode::Binary => header.rsv & RSV1 != 0,
+            OpCode::Continuation => self.rx_compressed,
+            _ => false,
+        };
         match (self.role, header.mask) {
             (Role::Server, None) => return Err(ProtocolError::UnmaskedFrame),
             (Role::Client, Some(_)) => return Err(ProtocolError::MaskedFrame),
@@ -863,15 +970,16 @@ impl Connection {
             if header.payload_len > max as u64 {
                 return Err(ProtocolError::FrameTooLarge { size: header.payload_len, max });
             }
+            // A compressed message is held to the limit as it is inflated instead.
             let max = self.config.max_message_size;
             let size = self.msg_buf.len() as u64 + header.payload_len;
-            if size > max as u64 {
+            if !compressed && size > max as u64 {
                 return Err(ProtocolError::MessageTooLarge { size, max });
             }
         }
         // Bounded above by max_frame_size (a usize) or 125, so the conversion is lossless.
         let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::InvalidLength)?;
-        Ok(InFrame { fin: header.fin, opcode, mask: header.mask, len, processed: 0 })
+        Ok(InFrame { fin: header.fin, opcode, mask: header.mask, len, processed: 0, compressed })
     }
 
     fn handle_frame(&mut self, frame: InFrame, mut payload: BytesMut) -> Result<(), ProtocolError> {
@@ -883,7 +991,7 @@ impl Connection {
                     _ => self.msg_kind.ok_or(ProtocolError::UnexpectedContinuation)?,
                 };
                 if frame.fin && self.msg_kind.is_none() {
-                    self.deliver(kind, payload)
+                    self.deliver(kind, payload.freeze())
                 } else {
                     if self.msg_buf.is_empty() {
                         self.msg_buf = payload;
@@ -894,7 +1002,7 @@ impl Connection {
                     if frame.fin {
                         self.msg_kind = None;
                         let message = std::mem::take(&mut self.msg_buf);
-                        self.deliver(kind, message)?;
+                        self.deliver(kind, message.freeze())?;
                     }
                     Ok(())
                 }
@@ -924,8 +1032,51 @@ impl Connection {
         }
     }
 
-    fn deliver(&mut self, kind: MessageKind, message: BytesMut) -> Result<(), ProtocolError> {
-        let message = message.freeze();
+    /// Inflates what has arrived of a compressed data frame's payload, and ends the message at
+    /// its last frame (RFC 7692 section 7.2.2). Leaves `self.frame` set while the frame is
+    /// incomplete.
+    fn process_compressed(&mut self, mut frame: InFrame) -> Result<(), ProtocolError> {
+        let kind = match frame.opcode {
+            OpCode::Text => MessageKind::Text,
+            OpCode::Binary => MessageKind::Binary,
+            _ => self.msg_kind.ok_or(ProtocolError::UnexpectedContinuation)?,
+        };
+        let fresh = self.inbuf.len().min(frame.len - frame.processed);
+        if fresh > 0 {
+            let payload = &mut self.inbuf[..fresh];
+            if let Some(key) = frame.mask {
+                apply_mask_offset(payload, key, frame.processed);
+            }
+            let limit = self.config.max_message_size;
+            let codec = self.extension.as_mut().ok_or(ProtocolError::ReservedBits(RSV1))?.deflate_mut();
+            let new = codec.inflate(payload, limit, frame.len)?;
+            if kind == MessageKind::Text {
+                self.rx_utf8.feed(codec.inflated(new)).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            self.inbuf.advance(fresh);
+            frame.processed += fresh;
+        }
+        if frame.processed < frame.len {
+            self.frame = Some(frame);
+            return Ok(());
+        }
+        self.frame = None;
+        if !frame.fin {
+            self.msg_kind = Some(kind);
+            return Ok(());
+        }
+        self.msg_kind = None;
+        let limit = self.config.max_message_size;
+        let codec = self.extension.as_mut().ok_or(ProtocolError::ReservedBits(RSV1))?.deflate_mut();
+        let new = codec.finish_message(limit)?;
+        if kind == MessageKind::Text {
+            self.rx_utf8.feed(codec.inflated(new)).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        let message = codec.take_message();
+        self.deliver(kind, message)
+    }
+
+    fn deliver(&mut self, kind: MessageKind, message: Bytes) -> Result<(), ProtocolError> {
         let event = match kind {
             MessageKind::Text => {
                 self.rx_utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -1028,6 +1179,9 @@ impl Connection {
         self.drop_inbuf();
         self.msg_buf = BytesMut::new();
         self.msg_kind = None;
+        if let Some(extension) = &mut self.extension {
+            extension.deflate_mut().abandon_message();
+        }
         self.timers.clear_all();
         self.events.push_back(Event::Closed(closed));
     }
@@ -1045,7 +1199,16 @@ impl Connection {
             return Err(SendError::FragmentedMessageInProgress);
         }
         self.flush_pending_pong();
-        self.write_chunked(kind.opcode(), data, shared, true);
+        match &mut self.extension {
+            Some(extension) if extension.deflate().should_compress(data.len()) => {
+                // RFC 7692 section 7.2.1: the whole message is one compressed payload, split
+                // into frames afterwards, with RSV1 on the first (section 6).
+                let mut compressed = Vec::new();
+                extension.deflate_mut().compress(data, true, &mut compressed);
+                self.write_chunked(kind.opcode(), &compressed, None, true, RSV1);
+            }
+            _ => self.write_chunked(kind.opcode(), data, shared, true, 0),
+        }
         Ok(())
     }
 
@@ -1075,32 +1238,36 @@ impl Connection {
         self.pending_pong = None;
     }
 
-    /// Writes `data` as frames of at most `outgoing_frame_size`, the first with `opcode`, the
-    /// rest as continuations; FIN on the last one only when `fin`. With `shared` (the same bytes
-    /// in shared memory), a server queues each large frame's payload by reference instead of
-    /// copying it.
-    fn write_chunked(&mut self, opcode: OpCode, data: &[u8], shared: Option<&Bytes>, fin: bool) {
+    /// Writes `data` as frames of at most `outgoing_frame_size`, the first with `opcode` and
+    /// reserved bits `rsv`, the rest as continuations without; FIN on the last one only when
+    /// `fin`. With `shared` (the same bytes in shared memory), a server queues each large frame's
+    /// payload by reference instead of copying it.
+    fn write_chunked(&mut self, opcode: OpCode, data: &[u8], shared: Option<&Bytes>, fin: bool, rsv: u8) {
         let size = self.config.outgoing_frame_size;
         let count = data.len().div_ceil(size).max(1);
         let mut start = 0usize;
         for i in 0..count {
             let end = data.len().min(start.saturating_add(size));
-            let op = if i == 0 { opcode } else { OpCode::Continuation };
+            let (op, rsv) = if i == 0 { (opcode, rsv) } else { (OpCode::Continuation, 0) };
             let last = fin && i + 1 == count;
             match shared {
                 Some(bytes) if self.role == Role::Server && end - start >= SHARE_PAYLOAD_ABOVE => {
-                    self.write_header(last, op, end - start, None);
+                    self.write_header(last, rsv, op, end - start, None);
                     self.segments_len += self.out.len() + (end - start);
                     self.segments.push_back(self.out.split().freeze());
                     self.segments.push_back(bytes.slice(start..end));
                 }
-                _ => self.write_frame(last, op, &data[start..end]),
+                _ => self.write_frame_rsv(last, rsv, op, &data[start..end]),
             }
             start = end;
         }
     }
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        self.write_frame_rsv(fin, 0, opcode, payload);
+    }
+
+    fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &[u8]) {
         let mask = match self.role {
             Role::Client => {
                 let seed = self.config.rng_seed;
@@ -1109,7 +1276,7 @@ impl Connection {
             Role::Server => None,
         };
         self.out.reserve(MAX_HEADER_LEN + payload.len());
-        self.write_header(fin, opcode, payload.len(), mask);
+        self.write_header(fin, rsv, opcode, payload.len(), mask);
         let start = self.out.len();
         self.out.extend_from_slice(payload);
         if let Some(key) = mask {
@@ -1117,8 +1284,8 @@ impl Connection {
         }
     }
 
-    fn write_header(&mut self, fin: bool, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) {
-        let header = FrameHeader { fin, rsv: 0, opcode, mask, payload_len: len as u64 };
+    fn write_header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize, mask: Option<[u8; 4]>) {
+        let header = FrameHeader { fin, rsv, opcode, mask, payload_len: len as u64 };
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode_into(&mut head);
         self.out.extend_from_slice(&head[..head_len]);

@@ -13,7 +13,8 @@ pub enum ProtocolError {
     UnmaskedFrame,
     /// A client received a masked frame (section 5.1). 1002.
     MaskedFrame,
-    /// RSV1, RSV2 or RSV3 was set without a negotiated extension defining it (section 5.2). 1002.
+    /// RSV1, RSV2 or RSV3 was set without a negotiated extension defining it for that frame
+    /// (section 5.2; RFC 7692 section 6: RSV1 only on the first frame of a data message). 1002.
     ReservedBits(u8),
     /// The opcode is reserved (section 5.2). 1002.
     ReservedOpcode(u8),
@@ -35,6 +36,9 @@ pub enum ProtocolError {
     InvalidUtf8,
     /// A close frame's reason was not valid UTF-8 (section 5.5.1). 1007.
     InvalidCloseReason,
+    /// A compressed message's payload is not a valid DEFLATE stream (RFC 7692 section 7.2.2,
+    /// RFC 1951). 1007.
+    InvalidCompressedData,
     /// A frame's payload exceeded `max_frame_size`. 1009.
     FrameTooLarge {
         /// The frame's declared payload length.
@@ -42,7 +46,8 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
-    /// A message (all fragments so far plus this frame) exceeded `max_message_size`. 1009.
+    /// A message (all fragments so far plus this frame, or a compressed message as inflated so
+    /// far) exceeded `max_message_size`. 1009.
     MessageTooLarge {
         /// The message length including the frame being decoded.
         size: u64,
@@ -55,7 +60,7 @@ impl ProtocolError {
     /// The close code sent to the peer for this violation.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => CloseCode::INVALID_PAYLOAD,
             Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -77,6 +82,7 @@ impl ProtocolError {
             Self::InvalidCloseCode(_) => "invalid close code",
             Self::InvalidUtf8 => "invalid UTF-8 in text message",
             Self::InvalidCloseReason => "invalid UTF-8 in close reason",
+            Self::InvalidCompressedData => "invalid compressed data",
             Self::FrameTooLarge { .. } => "frame too large",
             Self::MessageTooLarge { .. } => "message too large",
         }
@@ -169,6 +175,7 @@ mod tests {
             ProtocolError::InvalidCloseCode(5),
             ProtocolError::InvalidUtf8,
             ProtocolError::InvalidCloseReason,
+            ProtocolError::InvalidCompressedData,
             ProtocolError::FrameTooLarge { size: 10, max: 1 },
             ProtocolError::MessageTooLarge { size: 10, max: 1 },
         ];

@@ -15,10 +15,15 @@
 //!   bounded parsers that hand over a [`Connection`] and the bytes that followed the HTTP head.
 //! - [`Connection`]: one open connection (sections 5 to 7). Inputs are `handle_*`, outputs are
 //!   `poll_*`, commands are verbs (`send_text`, `ping`, `close`).
+//! - [`DeflateConfig`], [`DeflateParams`], [`PerMessageDeflate`]: permessage-deflate
+//!   ([RFC 7692]), negotiated by the handshake and applied by the connection: compressed messages
+//!   are inflated (within `max_message_size`) before they are checked and delivered, and sent
+//!   messages are deflated with RSV1 set.
 //! - [`FrameHeader`], [`OpCode`], [`CloseCode`], [`apply_mask`]: the wire format, for tools that
 //!   work below the connection.
 //!
 //! [RFC 6455]: https://www.rfc-editor.org/rfc/rfc6455
+//! [RFC 7692]: https://www.rfc-editor.org/rfc/rfc7692
 //!
 //! ## Example: a server connection driven by hand
 //!
@@ -47,7 +52,7 @@
 //! assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
 //!
 //! // 3. The handshake hands over the connection and any bytes that followed the request.
-//! let (mut conn, leftover) = handshake.into_connection(Config::default(), now).unwrap();
+//! let (mut conn, leftover) = handshake.into_connection(&response, Config::default(), now).unwrap();
 //! assert!(leftover.is_empty());
 //!
 //! // 4. A masked text frame "Hello" arrives (the RFC 6455 section 5.7 example).
@@ -69,9 +74,11 @@
 mod close;
 mod config;
 mod connection;
+mod deflate;
 mod entropy;
 mod error;
 mod event;
+mod extension;
 mod frame;
 pub mod handshake;
 mod mask;
@@ -81,6 +88,7 @@ pub use bytes::Bytes;
 pub use close::{CloseCode, MAX_CLOSE_REASON};
 pub use config::{Config, ConfigError, Role};
 pub use connection::{Connection, MessageKind};
+pub use deflate::{DeflateConfig, DeflateParams, PerMessageDeflate};
 pub use entropy::Entropy;
 pub use error::{ProtocolError, SendError};
 pub use event::{Closed, Event, Failure, Initiator, State, Utf8Bytes};

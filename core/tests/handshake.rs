@@ -51,6 +51,11 @@ mod handshake {
         server.handle_input(bytes).expect("parses").expect("complete")
     }
 
+    /// The 101 the default policy sends for the good request.
+    fn accepted() -> Response {
+        respond(&with_header("Origin", None))
+    }
+
     /// Runs the default policy and returns the response to send.
     fn respond(bytes: &[u8]) -> Response {
         ServerPolicy::default().respond(&parse_request(bytes))
@@ -409,7 +414,7 @@ mod handshake {
         assert!(server.handle_input(&bytes).unwrap().is_some());
         // Input after the request is kept too.
         assert_eq!(server.handle_input(b"tail").unwrap(), None);
-        let (_connection, leftover) = server.into_connection(Config::default(), now).unwrap();
+        let (_connection, leftover) = server.into_connection(&accepted(), Config::default(), now).unwrap();
         assert_eq!(&leftover[..], [&frames[..], b"tail"].concat());
     }
 
@@ -424,7 +429,7 @@ mod handshake {
             let out = server.handle_input(std::slice::from_ref(byte)).unwrap();
             assert_eq!(out.is_some(), i == head_len - 1);
         }
-        let (_connection, leftover) = server.into_connection(Config::default(), now).unwrap();
+        let (_connection, leftover) = server.into_connection(&accepted(), Config::default(), now).unwrap();
         assert_eq!(&leftover[..], b"\x89\x80abcd");
     }
 
@@ -437,7 +442,7 @@ mod handshake {
         let now = Instant::now();
         let mut server = ServerHandshake::new(limits, now);
         assert!(server.handle_input(&input).unwrap().is_some());
-        let (_connection, leftover) = server.into_connection(Config::default(), now).unwrap();
+        let (_connection, leftover) = server.into_connection(&accepted(), Config::default(), now).unwrap();
         assert_eq!(leftover.len(), 1000);
     }
 
@@ -902,7 +907,7 @@ mod handshake {
         let policy = ServerPolicy::default().subprotocols(vec!["c".into(), "b".into()]);
         let response = policy.accept(&request).unwrap();
         assert_eq!(response.subprotocol(), Some("c"));
-        let (_server_connection, server_leftover) = server.into_connection(Config::default(), now).unwrap();
+        let (_server_connection, server_leftover) = server.into_connection(&response, Config::default(), now).unwrap();
         assert_eq!(&server_leftover[..], b"\x81\x80\x00\x00\x00\x00");
 
         let mut to_client = response.to_bytes();
@@ -1019,7 +1024,7 @@ mod handshake {
                 }
             }
             prop_assert_eq!(got, Some(expected));
-            let (_connection, leftover) = server.into_connection(Config::default(), now).unwrap();
+            let (_connection, leftover) = server.into_connection(&accepted(), Config::default(), now).unwrap();
             prop_assert_eq!(&leftover[..], &tail[..]);
         }
 

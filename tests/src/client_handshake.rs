@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use ferrule::core::handshake::{HandshakeError, HeaderError};
-use ferrule::{ClientRequest, Ctx, Error, Handler, HandlerError, Message, Options, Rejection, Request};
+use ferrule::{ClientRequest, Ctx, Error, Handler, HandlerError, Message, Options, OptionsError, Rejection, Request};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::suite::{TestRuntime, addr, url};
@@ -47,10 +47,10 @@ macro_rules! client_handshake_suite {
             client_reports_a_refusal_when_the_server_resets_after_it,
             connect_stream_offers_the_options_subprotocols,
             connect_stream_keeps_the_requests_subprotocols_without_options_ones,
-            connect_stream_refuses_a_subprotocol_that_is_not_a_token,
+            client_request_refuses_a_subprotocol_that_is_not_a_token,
             connect_refuses_wss_saying_to_use_a_tls_stream,
-            connect_refuses_a_subprotocol_that_is_not_a_token,
-            connect_refuses_a_subprotocol_offered_twice,
+            options_refuse_a_subprotocol_that_is_not_a_token,
+            options_refuse_a_subprotocol_given_twice,
         );
     };
     (@expand $rt:ty; $($name:ident),* $(,)?) => {
@@ -176,28 +176,19 @@ pub async fn connect_refuses_wss_saying_to_use_a_tls_stream<T: TestRuntime>() {
     assert!(message.contains("TLS connector") && message.contains("connect_stream"), "{message}");
 }
 
-/// A subprotocol in the options that is not an HTTP token is refused before connecting, with a
-/// typed error naming it.
-pub async fn connect_refuses_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
-    let options = Options::builder().subprotocols(["chat v2"]).build().expect("valid options");
-    let error = T::connect("ws://127.0.0.1:9/", &options).await.expect_err("refused");
-    match &error {
-        Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol(name))) => {
-            assert_eq!(name, "chat v2");
-        }
-        other => panic!("expected an invalid subprotocol, got {other:?}"),
-    }
-    assert!(error.to_string().contains("\"chat v2\" is not an HTTP token"), "{error}");
+/// A subprotocol in the options that is not an HTTP token is refused when the options are
+/// built, before anything connects, with a typed error naming it and the option.
+pub async fn options_refuse_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
+    let error = Options::builder().subprotocols(["chat v2"]).build().expect_err("refused");
+    assert_eq!(error, OptionsError::Subprotocol(HeaderError::InvalidSubprotocol("chat v2".to_owned())));
+    let message = error.to_string();
+    assert!(message.starts_with("`subprotocols`") && message.contains("\"chat v2\" is not an HTTP token"), "{message}");
 }
 
-/// A subprotocol offered twice is refused with its own typed error.
-pub async fn connect_refuses_a_subprotocol_offered_twice<T: TestRuntime>() {
-    let options = Options::builder().subprotocols(["chat", "chat"]).build().expect("valid options");
-    let error = T::connect("ws://127.0.0.1:9/", &options).await.expect_err("refused");
-    assert!(
-        matches!(&error, Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::DuplicateSubprotocol(n))) if n == "chat"),
-        "{error:?}"
-    );
+/// A subprotocol given twice in the options is refused with its own typed error.
+pub async fn options_refuse_a_subprotocol_given_twice<T: TestRuntime>() {
+    let error = Options::builder().subprotocols(["chat", "chat"]).build().expect_err("refused");
+    assert_eq!(error, OptionsError::Subprotocol(HeaderError::DuplicateSubprotocol("chat".to_owned())));
 }
 
 /// `connect_stream` (the way to connect over TLS) offers the options' subprotocols, as its
@@ -225,14 +216,10 @@ pub async fn connect_stream_keeps_the_requests_subprotocols_without_options_ones
     assert_eq!(upgraded.subprotocol(), Some("chat"));
 }
 
-/// `connect_stream` refuses a subprotocol in the options that is not a token, before writing
-/// anything, with the same typed error as `connect`.
-pub async fn connect_stream_refuses_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
-    let options = Options::builder().subprotocols(["a,b"]).build().expect("valid options");
+/// A client request refuses a subprotocol that is not a token, with the same typed error, so
+/// `connect_stream` never writes one.
+pub async fn client_request_refuses_a_subprotocol_that_is_not_a_token<T: TestRuntime>() {
     let request = ClientRequest::new("ws://example.com/").expect("a valid URL");
-    let error = ferrule::connect_stream(T::runtime(), Scripted::new([]), request, &options).await.expect_err("refused");
-    assert!(
-        matches!(&error, Error::Handshake(HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol(n))) if n == "a,b"),
-        "{error:?}"
-    );
+    let error = request.subprotocols(vec!["a,b".to_owned()]).expect_err("refused");
+    assert_eq!(error, HeaderError::InvalidSubprotocol("a,b".to_owned()));
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use ferrule_core::handshake::{
     ClientHandshake, ClientRequest, HandshakeError, Limits, OriginPattern, OriginPolicy, ServerHandshake, ServerPolicy,
 };
+use std::collections::VecDeque;
+
 use ferrule_core::{
-    CloseCode, Config, Connection, Entropy, Event, Failure, FrameHeader, MessageKind, OpCode, Role, State, apply_mask,
+    CloseCode, Config, Connection, DeflateConfig, DeflateParams, Entropy, Event, Failure, FrameHeader, MessageKind,
+    OpCode, PerMessageDeflate, Role, State, apply_mask,
 };
 
 /// The header-bytes cap the handshake targets use, small so the fuzzer reaches it.
@@ -63,7 +66,8 @@ pub fn handshake_request(data: &[u8]) {
             }
         }
     }
-    if let Ok((mut conn, leftover)) = hs.into_connection(Config::default(), now) {
+    let response = policies[2].respond(&request);
+    if let Ok((mut conn, leftover)) = hs.into_connection(&response, Config::default(), now) {
         let _ = conn.handle_input(&leftover, now);
     }
 }
@@ -279,6 +283,180 @@ pub fn connection_ops(data: &[u8]) {
     }
     written.extend_from_slice(&conn.take_transmit());
     check_nothing_after_close(&written, output_discarded);
+}
+
+/// The message size limit of the connection under test in [`deflate_connection`].
+const DEFLATE_MAX_MESSAGE: usize = 64 * 1024;
+/// Its frame size limit.
+const DEFLATE_MAX_FRAME: usize = 16 * 1024;
+
+/// permessage-deflate on a connection: parameters from the first bytes, then frames from a peer
+/// that compresses (some of them inflating far past the limit, some corrupted), hand-made frames
+/// with any reserved bits and opcode, and messages the connection compresses for the peer.
+///
+/// Invariants: the connection accepts, or fails with 1002, 1007 or 1009 and is closed; its
+/// buffers never grow past the message limit plus what it was given at once; and every message
+/// it sends reaches the peer intact, whatever the windows, context takeover, level, memory
+/// level, threshold and fragmentation.
+pub fn deflate_connection(data: &[u8]) {
+    let mut input = Reader(data);
+    let flags = input.byte();
+    let role = if flags & 1 == 0 { Role::Server } else { Role::Client };
+    let peer_role = if role == Role::Server { Role::Client } else { Role::Server };
+    let params = DeflateParams::default()
+        .server_no_context_takeover(flags & 2 != 0)
+        .client_no_context_takeover(flags & 4 != 0)
+        .server_max_window_bits(8 + input.byte() % 8)
+        .client_max_window_bits(8 + input.byte() % 8);
+    let settings = DeflateConfig::default()
+        .min_compress_size(usize::from(input.byte() % 4) * 16)
+        .compression_level(input.byte() % 10)
+        .memory_level(1 + input.byte() % 9);
+    let deflate = PerMessageDeflate::new(params, settings).expect("valid parameters");
+    let now = Instant::now();
+    let config = Config::default()
+        .max_frame_size(DEFLATE_MAX_FRAME)
+        .max_message_size(DEFLATE_MAX_MESSAGE)
+        .outgoing_frame_size(usize::from(input.byte()).max(1) * 8)
+        .rng_seed(Some([5; 32]));
+    let mut conn = Connection::with_deflate(role, config.clone(), Some(deflate.clone()), now).expect("valid config");
+    let peer_config = config.max_message_size(1 << 20).max_frame_size(1 << 20).rng_seed(Some([6; 32]));
+    let mut peer = Connection::with_deflate(peer_role, peer_config, Some(deflate), now).expect("valid config");
+    // Messages `conn` sent, in order, for the peer to receive intact; and a streamed one in progress.
+    let mut expected: VecDeque<Event> = VecDeque::new();
+    let mut streaming: Option<(MessageKind, Vec<u8>)> = None;
+    let mut closed_seen = false;
+    while let Some(op) = input.next() {
+        let mut fed = Vec::new();
+        match op % 6 {
+            0 => {
+                // A hand-made frame: any FIN, reserved bits and opcode, masked as `conn` expects.
+                let bits = input.byte();
+                let opcode =
+                    [OpCode::Continuation, OpCode::Text, OpCode::Binary, OpCode::Close, OpCode::Ping, OpCode::Pong]
+                        [usize::from(bits % 6)];
+                let mut payload = input.take_len().to_vec();
+                let key = [input.byte(), input.byte(), input.byte(), input.byte()];
+                let mask = (role == Role::Server).then_some(key);
+                let header = FrameHeader {
+                    fin: bits & 0x80 != 0,
+                    rsv: (bits >> 4) & 0b111,
+                    opcode,
+                    mask,
+                    payload_len: payload.len() as u64,
+                };
+                header.encode(&mut fed);
+                if let Some(key) = mask {
+                    apply_mask(&mut payload, key);
+                }
+                fed.extend_from_slice(&payload);
+            }
+            1 => {
+                // A message the peer compresses: a pattern repeated up to 255 KiB, most of them
+                // far past the limit from a few hundred bytes on the wire; maybe corrupted.
+                let kind = input.byte();
+                let repeat = usize::from(input.byte()) * 1024 + usize::from(input.byte());
+                let corrupt = input.byte();
+                let pattern = input.take_len();
+                let message: Vec<u8> =
+                    pattern.iter().copied().cycle().take(if pattern.is_empty() { 0 } else { repeat }).collect();
+                let _ = if kind % 2 == 0 {
+                    peer.send_text(&String::from_utf8_lossy(&message))
+                } else {
+                    peer.send_binary(&message)
+                };
+                fed = peer.take_transmit().to_vec();
+                if corrupt % 4 == 0 && !fed.is_empty() {
+                    let at = usize::from(input.byte()) * fed.len() / 256;
+                    fed[at] ^= corrupt | 1;
+                }
+            }
+            2 => {
+                let kind = if input.byte() % 2 == 0 { MessageKind::Text } else { MessageKind::Binary };
+                let fin = input.byte() % 2 == 0;
+                let _ = peer.send_fragment(kind, input.take_len(), fin);
+                fed = peer.take_transmit().to_vec();
+            }
+            3 => {
+                // `conn` compresses; the peer must read exactly what was sent.
+                let how = input.byte();
+                let payload = input.take_len();
+                let sent = match how % 3 {
+                    0 => {
+                        let text = String::from_utf8_lossy(payload).into_owned();
+                        conn.send_text(&text).is_ok().then(|| Event::Text(text.into()))
+                    }
+                    1 => conn.send_binary(payload).is_ok().then(|| Event::Binary(payload.to_vec().into())),
+                    _ => {
+                        let fin = how & 8 != 0;
+                        let kind = match &streaming {
+                            Some((kind, _)) => *kind,
+                            None if how & 4 == 0 => MessageKind::Text,
+                            None => MessageKind::Binary,
+                        };
+                        let piece = match kind {
+                            MessageKind::Text => String::from_utf8_lossy(payload).into_owned().into_bytes(),
+                            MessageKind::Binary => payload.to_vec(),
+                        };
+                        if conn.send_fragment(kind, &piece, fin).is_ok() {
+                            let (_, so_far) = streaming.get_or_insert_with(|| (kind, Vec::new()));
+                            so_far.extend_from_slice(&piece);
+                            if fin {
+                                let (kind, whole) = streaming.take().expect("a streamed message");
+                                Some(match kind {
+                                    MessageKind::Text => Event::Text(String::from_utf8(whole).expect("text").into()),
+                                    MessageKind::Binary => Event::Binary(whole.into()),
+                                })
+                            } else {
+                                None
+                            }
+                        } else {
+                            None
+                        }
+                    }
+                };
+                expected.extend(sent);
+                let out = conn.take_transmit();
+                let _ = peer.handle_input(&out, now);
+                while let Some(event) = peer.poll_event() {
+                    match event {
+                        Event::Text(_) | Event::Binary(_) => {
+                            assert_eq!(Some(event), expected.pop_front(), "the peer reads what was sent");
+                        }
+                        Event::Closed(c) => assert!(c.failure.is_none(), "the peer fails on our output: {c:?}"),
+                        _ => {}
+                    }
+                }
+            }
+            4 => fed = input.take_len().to_vec(),
+            _ => {
+                let _ = conn.ping(input.take_len());
+            }
+        }
+        if !fed.is_empty() {
+            let split = usize::from(input.byte()) * fed.len() / 256;
+            for piece in [&fed[..split], &fed[split..]] {
+                let bound = 2 * DEFLATE_MAX_MESSAGE
+                    + 2 * DEFLATE_MAX_FRAME
+                    + 2 * fed.len()
+                    + conn.buffered_amount()
+                    + 64 * 1024;
+                if let Err(e) = conn.handle_input(piece, now) {
+                    assert!(matches!(e.close_code().as_u16(), 1002 | 1007 | 1009), "a documented close code: {e}");
+                }
+                assert!(conn.buffer_capacity() <= bound, "{} > {bound}", conn.buffer_capacity());
+            }
+            // What `conn` answered (pongs, a close) is read by the peer, which must not fail on it.
+            let out = conn.take_transmit();
+            let _ = peer.handle_input(&out, now);
+            while let Some(event) = peer.poll_event() {
+                if let Event::Closed(c) = event {
+                    assert!(c.failure.is_none(), "the peer fails on our output: {c:?}");
+                }
+            }
+        }
+        check_events(&mut conn, &mut closed_seen);
+    }
 }
 
 /// Events are well ordered: at most one `Closed`, and nothing after it. `closed` carries whether

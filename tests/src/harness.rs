@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ferrule_core::{Config, Connection, Event, Role};
+use ferrule_core::{Config, Connection, Event, PerMessageDeflate, Role};
 
 /// How a link hands bytes to the receiving side.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +108,20 @@ impl Pair {
     ///
     /// When a configuration is invalid (a test bug).
     pub fn new(client: Config, server: Config) -> Self {
+        Self::with_deflate(client, server, None)
+    }
+
+    /// A pair that negotiated `deflate` (the same agreed parameters and settings at both ends),
+    /// both links delivering whole.
+    ///
+    /// # Panics
+    ///
+    /// When a configuration is invalid (a test bug).
+    pub fn with_deflate(client: Config, server: Config, deflate: Option<PerMessageDeflate>) -> Self {
         let now = Instant::now();
-        let client = Connection::new(Role::Client, client.rng_seed(Some([42; 32])), now).expect("client config");
-        let server = Connection::new(Role::Server, server, now).expect("server config");
+        let client = Connection::with_deflate(Role::Client, client.rng_seed(Some([42; 32])), deflate.clone(), now)
+            .expect("client config");
+        let server = Connection::with_deflate(Role::Server, server, deflate, now).expect("server config");
         Self {
             client,
             server,

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use ferrule_core::{CloseCode, Config, Connection, Event, FrameHeader, OpCode, Role, State, apply_mask};
+use ferrule_core::{
+    CloseCode, Config, Connection, DeflateConfig, DeflateParams, Event, FrameHeader, MessageKind, OpCode,
+    PerMessageDeflate, Role, State, apply_mask,
+};
 use ferrule_tests::harness::{Delivery, Pair, Side};
 use proptest::prelude::*;
 
@@ -91,6 +94,68 @@ fn silent_peer_is_found_within(pair: &mut Pair, bound: Duration) -> Result<(), T
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// With permessage-deflate, whatever is sent arrives intact and in order, both ways, for any
+    /// windows and context takeover, any size threshold, any transport split, any fragment size,
+    /// and messages sent whole or streamed in any pieces; and the first frame of every
+    /// compressed message alone carries RSV1.
+    #[test]
+    fn compressed_messages_round_trip_under_any_split(
+        msgs in proptest::collection::vec((msg(), proptest::collection::vec(0usize..2000, 0..4)), 0..10),
+        windows in (8u8..=15, 8u8..=15),
+        no_context in (any::<bool>(), any::<bool>()),
+        threshold in prop_oneof![Just(0usize), 1usize..200],
+        to_server in delivery(),
+        to_client in delivery(),
+        frame_size in prop_oneof![Just(usize::MAX), 1usize..300],
+    ) {
+        let params = DeflateParams::default()
+            .server_max_window_bits(windows.0)
+            .client_max_window_bits(windows.1)
+            .server_no_context_takeover(no_context.0)
+            .client_no_context_takeover(no_context.1);
+        let settings = DeflateConfig::default().min_compress_size(threshold);
+        let deflate = PerMessageDeflate::new(params, settings).unwrap();
+        let mut pair = Pair::with_deflate(small_config(frame_size), small_config(frame_size), Some(deflate));
+        pair.set_delivery(Side::Server, to_server);
+        pair.set_delivery(Side::Client, to_client);
+        for (m, cuts) in &msgs {
+            for conn in [&mut pair.client, &mut pair.server] {
+                if cuts.is_empty() {
+                    send(conn, m);
+                    continue;
+                }
+                // Streamed: cut where the cuts say (on character boundaries for text).
+                let (kind, bytes) = match m {
+                    Msg::Text(t) => (MessageKind::Text, t.as_bytes()),
+                    Msg::Binary(b) => (MessageKind::Binary, &b[..]),
+                };
+                let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+                if let Msg::Text(t) = m {
+                    points.retain(|&p| t.is_char_boundary(p));
+                }
+                points.sort_unstable();
+                let mut start = 0;
+                for p in points {
+                    conn.send_fragment(kind, &bytes[start..p], false).unwrap();
+                    start = p;
+                }
+                conn.send_fragment(kind, &bytes[start..], true).unwrap();
+            }
+        }
+        pair.run();
+        let expected: Vec<Event> = msgs.iter().map(|(m, _)| expected_event(m)).collect();
+        prop_assert_eq!(&pair.server_events, &expected);
+        prop_assert_eq!(&pair.client_events, &expected);
+        prop_assert!(pair.server_errors.is_empty() && pair.client_errors.is_empty());
+        let mut first = true;
+        for (header, _) in frames(&pair.client_wrote).into_iter().chain(frames(&pair.server_wrote)) {
+            prop_assert!(header.rsv == 0 || (header.rsv == 0b100 && first && header.opcode != OpCode::Continuation));
+            if !header.opcode.is_control() {
+                first = header.fin;
+            }
+        }
+    }
 
     /// Whatever is sent arrives intact and in order, in both directions, however the transport
     /// splits the bytes and whatever fragment size the sender uses.

@@ -37,3 +37,8 @@ fn fuzz_corpus_handshake_response() {
 fn fuzz_corpus_connection_ops() {
     replay("connection_ops", fuzz_targets::connection_ops);
 }
+
+#[test]
+fn fuzz_corpus_deflate_connection() {
+    replay("deflate_connection", fuzz_targets::deflate_connection);
+}

@@ -7,20 +7,22 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 
+use super::extensions::parse_offers;
 use super::head::HeadPhase;
 use super::http::{
-    HeaderError, Headers, SEC_WEBSOCKET_PROTOCOL, check_header, check_subprotocols, first_str, list_contains,
-    owned_headers, values,
+    HeaderError, Headers, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL, check_header, check_subprotocols,
+    first_str, list_contains, owned_headers, values,
 };
 use super::origin::{is_reg_name_byte, parse_port};
 use super::rejection::Rejection;
 use super::{HandshakeError, Limits, accept_key};
 use crate::Connection;
 use crate::config::{Config, ConfigError, Role};
+use crate::deflate::{DeflateConfig, DeflateResponseError, PerMessageDeflate, offer_value, parse_answer};
 use crate::entropy::Entropy;
 
 /// What a client asks for: the target from a `ws://` or `wss://` URL (RFC 6455 section 3), the
-/// subprotocols it offers and any extra headers.
+/// subprotocols it offers, whether it offers permessage-deflate (RFC 7692), and any extra headers.
 ///
 /// # Examples
 ///
@@ -47,6 +49,7 @@ pub struct ClientRequest {
     path_and_query: String,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
+    deflate: Option<DeflateConfig>,
 }
 
 /// Headers a [`ClientRequest`] writes itself (or that would break the handshake), which
@@ -127,6 +130,26 @@ impl ClientRequest {
     /// The subprotocols offered, most preferred first.
     pub fn offered_subprotocols(&self) -> &[String] {
         &self.subprotocols
+    }
+
+    /// Offers permessage-deflate with these settings (RFC 7692 section 7.1), or withdraws the
+    /// offer with `None`. The offer is one `Sec-WebSocket-Extensions` element with a parameter for
+    /// each setting that asks for something (see [`DeflateConfig`]).
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] from [`DeflateConfig::validate`].
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Result<Self, ConfigError> {
+        if let Some(config) = &deflate {
+            config.validate()?;
+        }
+        self.deflate = deflate;
+        Ok(self)
+    }
+
+    /// The permessage-deflate settings offered, if any.
+    pub fn offered_deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// The extra headers, in order.
@@ -243,6 +266,7 @@ fn parse_url(url: &str) -> Result<ClientRequest, UrlError> {
         path_and_query,
         subprotocols: Vec::new(),
         headers: Vec::new(),
+        deflate: None,
     })
 }
 
@@ -293,6 +317,8 @@ pub struct ClientHandshake {
     /// The server refused the upgrade and the body of its answer is still arriving.
     rejection: Option<Rejection>,
     max_rejection_body: usize,
+    /// The permessage-deflate the server agreed to, once its response was validated.
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl ClientHandshake {
@@ -302,7 +328,8 @@ impl ClientHandshake {
     ///
     /// The request is `GET <path_and_query> HTTP/1.1` with `Host`, `Upgrade: websocket`,
     /// `Connection: Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version: 13`,
-    /// `Sec-WebSocket-Protocol` when subprotocols are offered, then the extra headers.
+    /// `Sec-WebSocket-Protocol` when subprotocols are offered, `Sec-WebSocket-Extensions` when
+    /// permessage-deflate is offered, then the extra headers.
     pub fn new(request: ClientRequest, entropy: &mut Entropy, limits: Limits, now: Instant) -> Self {
         let mut nonce = [0u8; 16];
         entropy.fill(&mut nonce);
@@ -325,6 +352,9 @@ impl ClientHandshake {
         if !request.subprotocols.is_empty() {
             line(SEC_WEBSOCKET_PROTOCOL, &request.subprotocols.join(", "));
         }
+        if let Some(config) = &request.deflate {
+            line(SEC_WEBSOCKET_EXTENSIONS, &offer_value(config));
+        }
         for (name, value) in &request.headers {
             line(name, value);
         }
@@ -336,6 +366,7 @@ impl ClientHandshake {
             phase: HeadPhase::new(&limits, now),
             rejection: None,
             max_rejection_body: limits.max_rejection_body,
+            deflate: None,
         }
     }
 
@@ -359,9 +390,11 @@ impl ClientHandshake {
     /// Returns `Ok(None)` while the response head is incomplete and `Ok(Some(response))` once it
     /// is complete and valid: status 101, `Upgrade` listing `websocket`, `Connection` listing
     /// `upgrade`, `Sec-WebSocket-Accept` matching the key, at most one subprotocol and only one
-    /// offered, and no extensions (none are offered). The head is bounded like the server's
-    /// (431-style errors [`HandshakeError::HeadersTooLarge`] and
-    /// [`HandshakeError::TooManyHeaders`]).
+    /// offered, and no extension but permessage-deflate, which must be offered and answered as
+    /// RFC 7692 section 7.1 allows ([`HandshakeError::InvalidDeflateResponse`] says what was
+    /// wrong; when [`DeflateConfig::required`] is set, a decline fails with
+    /// [`HandshakeError::DeflateRequired`]). The head is bounded like the server's (431-style
+    /// errors [`HandshakeError::HeadersTooLarge`] and [`HandshakeError::TooManyHeaders`]).
     ///
     /// Any other status is a refusal, reported as [`HandshakeError::NotSwitchingProtocols`] once
     /// its body has ended (by `Content-Length`, the chunked coding, or [`handle_eof`]) or
@@ -399,7 +432,13 @@ impl ClientHandshake {
             self.rejection = Some(rejection);
             return self.settle_if_complete();
         }
-        self.check(status, reason, headers).map(Some).map_err(|error| self.phase.fail(error))
+        match self.check(status, reason, headers) {
+            Ok(response) => {
+                self.deflate = response.deflate.clone();
+                Ok(Some(response))
+            }
+            Err(error) => Err(self.phase.fail(error)),
+        }
     }
 
     /// Reports the refusal being read once its body is complete.
@@ -432,10 +471,28 @@ impl ClientHandshake {
             }
         }
         let subprotocol = self.check_subprotocol(values(&headers, SEC_WEBSOCKET_PROTOCOL))?;
-        if values(&headers, "Sec-WebSocket-Extensions").next().is_some() {
+        let deflate = self.check_extensions(&headers)?;
+        Ok(ClientResponse { status, reason, headers, subprotocol, deflate })
+    }
+
+    /// The extensions the server selected: permessage-deflate, if offered and validly answered
+    /// (RFC 7692 section 7.1), and nothing else.
+    fn check_extensions(&self, headers: &Headers) -> Result<Option<PerMessageDeflate>, HandshakeError> {
+        let Some(config) = &self.request.deflate else {
+            return match values(headers, SEC_WEBSOCKET_EXTENSIONS).next() {
+                Some(_) => Err(HandshakeError::UnsolicitedExtension),
+                None => Ok(None),
+            };
+        };
+        let answers = parse_offers(values(headers, SEC_WEBSOCKET_EXTENSIONS))
+            .ok_or(HandshakeError::InvalidDeflateResponse(DeflateResponseError::Malformed))?;
+        if answers.iter().any(|a| !a.name().eq_ignore_ascii_case("permessage-deflate")) {
             return Err(HandshakeError::UnsolicitedExtension);
         }
-        Ok(ClientResponse { status, reason, headers, subprotocol })
+        match parse_answer(config, &answers).map_err(HandshakeError::InvalidDeflateResponse)? {
+            None if config.required => Err(HandshakeError::DeflateRequired),
+            deflate => Ok(deflate),
+        }
     }
 
     /// The selected subprotocol: at most one value, and one that was offered.
@@ -503,8 +560,11 @@ impl ClientHandshake {
     ///
     /// Call it only after [`handle_input`](Self::handle_input) returned the response; called
     /// earlier, the leftover is empty. Fails only when `config` is invalid.
+    ///
+    /// The connection applies the permessage-deflate the server agreed to
+    /// ([`ClientResponse::deflate`]).
     pub fn into_connection(self, config: Config, now: Instant) -> Result<(Connection, Bytes), ConfigError> {
-        let connection = Connection::new(Role::Client, config, now)?;
+        let connection = Connection::with_deflate(Role::Client, config, self.deflate, now)?;
         Ok((connection, self.phase.into_leftover()))
     }
 }
@@ -516,6 +576,7 @@ pub struct ClientResponse {
     reason: String,
     headers: Headers,
     subprotocol: Option<String>,
+    deflate: Option<PerMessageDeflate>,
 }
 
 impl ClientResponse {
@@ -542,6 +603,12 @@ impl ClientResponse {
     /// The subprotocol the server selected, one of those offered.
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate the server agreed to (RFC 7692 section 7.1), or `None` when it was
+    /// not offered or the server declined.
+    pub fn deflate(&self) -> Option<&PerMessageDeflate> {
+        self.deflate.as_ref()
     }
 }
 

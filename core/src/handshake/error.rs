@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::client::UrlError;
 use super::http::{HeaderError, Headers, Response};
+use crate::deflate::DeflateResponseError;
 
 /// A failed opening handshake (RFC 6455 section 4).
 ///
@@ -82,9 +83,14 @@ pub enum HandshakeError {
     /// The response selects a subprotocol the client did not offer, or more than one (RFC 6455
     /// section 4.1; client).
     UnexpectedSubprotocol,
-    /// The response selects an extension, though the client offered none (RFC 6455 section 4.1;
-    /// client).
+    /// The response selects an extension the client did not offer (RFC 6455 section 4.1; client).
     UnsolicitedExtension,
+    /// The response's permessage-deflate answer is one the client's offer did not allow (RFC 7692
+    /// section 7.1; client).
+    InvalidDeflateResponse(DeflateResponseError),
+    /// permessage-deflate is required ([`DeflateConfig::required`](crate::DeflateConfig::required))
+    /// and the peer did not agree to it (RFC 7692 section 7.1; server, 400; client too).
+    DeflateRequired,
     /// The URL given to `ClientRequest::new` is not a usable `ws` or `wss` URL (RFC 6455 section 3;
     /// client).
     InvalidUrl(UrlError),
@@ -149,13 +155,15 @@ impl HandshakeError {
             | Self::MissingKey
             | Self::InvalidKey
             | Self::InvalidSubprotocol
-            | Self::InvalidExtensions => 400,
+            | Self::InvalidExtensions
+            | Self::DeflateRequired => 400,
             Self::MalformedResponse(_)
             | Self::NotSwitchingProtocols { .. }
             | Self::MissingAccept
             | Self::AcceptMismatch
             | Self::UnexpectedSubprotocol
             | Self::UnsolicitedExtension
+            | Self::InvalidDeflateResponse(_)
             | Self::InvalidUrl(_)
             | Self::InvalidClientRequest(_)
             | Self::TlsRequired => return None,
@@ -199,6 +207,8 @@ impl fmt::Display for HandshakeError {
             Self::AcceptMismatch => f.write_str("Sec-WebSocket-Accept does not match the key sent"),
             Self::UnexpectedSubprotocol => f.write_str("server selected a subprotocol that was not offered"),
             Self::UnsolicitedExtension => f.write_str("server selected an extension that was not offered"),
+            Self::InvalidDeflateResponse(e) => write!(f, "server's permessage-deflate answer refused: {e}"),
+            Self::DeflateRequired => f.write_str("permessage-deflate is required"),
             Self::InvalidUrl(reason) => write!(f, "invalid WebSocket URL: {reason}"),
             Self::InvalidClientRequest(e) => write!(f, "invalid client request: {e}"),
             Self::TlsRequired => f.write_str(
@@ -240,6 +250,7 @@ impl std::error::Error for HandshakeError {
             Self::MalformedRequest(e) | Self::MalformedResponse(e) => Some(e),
             Self::InvalidUrl(e) => Some(e),
             Self::InvalidClientRequest(e) => Some(e),
+            Self::InvalidDeflateResponse(e) => Some(e),
             _ => None,
         }
     }
@@ -267,6 +278,7 @@ mod tests {
             (HandshakeError::InvalidKey, 400),
             (HandshakeError::InvalidSubprotocol, 400),
             (HandshakeError::InvalidExtensions, 400),
+            (HandshakeError::DeflateRequired, 400),
             (HandshakeError::OriginNotAllowed, 403),
             (HandshakeError::Timeout, 408),
         ];
@@ -295,6 +307,7 @@ mod tests {
             HandshakeError::AcceptMismatch,
             HandshakeError::UnexpectedSubprotocol,
             HandshakeError::UnsolicitedExtension,
+            HandshakeError::InvalidDeflateResponse(DeflateResponseError::DuplicateExtension),
             HandshakeError::InvalidUrl(UrlError::EmptyHost),
             HandshakeError::InvalidClientRequest(HeaderError::InvalidSubprotocol("a b".into())),
             HandshakeError::TlsRequired,

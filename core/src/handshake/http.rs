@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::deflate::PerMessageDeflate;
+
 /// An HTTP/1.1 response to an opening handshake, which the caller may edit before sending it.
 ///
 /// Either a `101 Switching Protocols` accept built by
@@ -13,7 +15,9 @@ use std::fmt;
 ///
 /// Headers keep their order. Edits are checked so that the response stays well formed: names must
 /// be RFC 7230 tokens, and values may not contain CR, LF, NUL or other control characters (no
-/// header injection).
+/// header injection). `Sec-WebSocket-Extensions` cannot be set by hand ([`HeaderError::Reserved`]):
+/// it says what the connection will do, so only the policy that negotiated it writes it; removing
+/// it declines the extensions.
 ///
 /// # Examples
 ///
@@ -34,6 +38,9 @@ pub struct Response {
     reason: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// The permessage-deflate this accept agrees to, written in its `Sec-WebSocket-Extensions`;
+    /// boxed, as most responses have none and a response is often moved.
+    deflate: Option<Box<PerMessageDeflate>>,
 }
 
 impl Response {
@@ -83,6 +90,7 @@ impl Response {
     /// other than tab ([`HeaderError::InvalidValue`]).
     pub fn insert_header(&mut self, name: &str, value: &str) -> Result<&mut Self, HeaderError> {
         check_header(name, value)?;
+        check_not_extensions(name)?;
         let mut found = false;
         self.headers.retain_mut(|(n, v)| {
             if !n.eq_ignore_ascii_case(name) {
@@ -105,13 +113,18 @@ impl Response {
     /// [`insert_header`](Self::insert_header).
     pub fn append_header(&mut self, name: &str, value: &str) -> Result<&mut Self, HeaderError> {
         check_header(name, value)?;
+        check_not_extensions(name)?;
         self.headers.push((name.to_owned(), value.to_owned()));
         Ok(self)
     }
 
     /// Removes every header called `name` (compared case-insensitively); returns whether any was
-    /// there.
+    /// there. Removing `Sec-WebSocket-Extensions` declines the extensions the policy accepted
+    /// (see [`deflate`](Self::deflate)).
     pub fn remove_header(&mut self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case(SEC_WEBSOCKET_EXTENSIONS) {
+            self.deflate = None;
+        }
         let before = self.headers.len();
         self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.headers.len() != before
@@ -133,6 +146,14 @@ impl Response {
         self.body = body.into();
         let length = self.body.len().to_string();
         self.insert_header("Content-Length", &length)
+    }
+
+    /// The permessage-deflate this `101` agrees to (RFC 7692), as
+    /// [`ServerPolicy::accept`](super::ServerPolicy::accept) negotiated it and wrote it in
+    /// `Sec-WebSocket-Extensions`; [`ServerHandshake::into_connection`](super::ServerHandshake::into_connection)
+    /// applies it to the connection. `None` when the offers were declined.
+    pub fn deflate(&self) -> Option<&PerMessageDeflate> {
+        self.deflate.as_deref()
     }
 
     /// Whether this accepts the upgrade (status 101).
@@ -201,7 +222,7 @@ impl Response {
         if let Some(name) = subprotocol {
             headers.push((SEC_WEBSOCKET_PROTOCOL.to_owned(), name.to_owned()));
         }
-        Self { status: 101, reason: "Switching Protocols".to_owned(), headers, body: Vec::new() }
+        Self { status: 101, reason: "Switching Protocols".to_owned(), headers, body: Vec::new(), deflate: None }
     }
 
     /// A plain-text rejection with `message` as its body; `status` is trusted to be a 4xx or 5xx.
@@ -212,7 +233,14 @@ impl Response {
             ("Content-Length".to_owned(), body.len().to_string()),
             ("Connection".to_owned(), "close".to_owned()),
         ];
-        Self { status, reason: reason_phrase(status).to_owned(), headers, body }
+        Self { status, reason: reason_phrase(status).to_owned(), headers, body, deflate: None }
+    }
+
+    /// Agrees to permessage-deflate: records it and writes its `Sec-WebSocket-Extensions`
+    /// answer (RFC 7692 section 7.1).
+    pub(crate) fn set_deflate(&mut self, deflate: PerMessageDeflate, answer: String) {
+        self.headers.push((SEC_WEBSOCKET_EXTENSIONS.to_owned(), answer));
+        self.deflate = Some(Box::new(deflate));
     }
 
     /// Appends a header without checking it; for values this module wrote itself.
@@ -267,6 +295,18 @@ impl fmt::Display for HeaderError {
 impl std::error::Error for HeaderError {}
 
 pub(crate) const SEC_WEBSOCKET_PROTOCOL: &str = "Sec-WebSocket-Protocol";
+
+/// The extensions header (RFC 6455 section 11.3.2).
+pub(crate) const SEC_WEBSOCKET_EXTENSIONS: &str = "Sec-WebSocket-Extensions";
+
+/// `Sec-WebSocket-Extensions` is written by the policy that negotiated the extensions, which the
+/// connection then applies; a hand-written one could promise what the connection does not do.
+fn check_not_extensions(name: &str) -> Result<(), HeaderError> {
+    if name.eq_ignore_ascii_case(SEC_WEBSOCKET_EXTENSIONS) {
+        return Err(HeaderError::Reserved(name.to_owned()));
+    }
+    Ok(())
+}
 
 /// The headers of a received HTTP head, in order: each name as sent, each value with surrounding
 /// whitespace trimmed.

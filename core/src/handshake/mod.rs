@@ -46,7 +46,7 @@
 mod client;
 mod cookie;
 mod error;
-mod extensions;
+pub(crate) mod extensions;
 mod head;
 mod http;
 mod origin;
@@ -60,6 +60,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
+pub use crate::deflate::DeflateResponseError;
 pub use client::{ClientHandshake, ClientRequest, ClientResponse, UrlError};
 pub use error::HandshakeError;
 pub use extensions::ExtensionOffer;

@@ -15,6 +15,7 @@ use super::{HandshakeError, Limits, accept_key};
 use super::{cookie, query};
 use crate::Connection;
 use crate::config::{Config, ConfigError, Role};
+use crate::deflate::{DeflateConfig, negotiate_offers};
 
 /// Reads a client's opening handshake request (RFC 6455 section 4.2.1), incrementally and within
 /// [`Limits`].
@@ -58,7 +59,7 @@ use crate::config::{Config, ConfigError, Role};
 /// assert_eq!(response.header("Sec-WebSocket-Accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
 /// let _to_send: Vec<u8> = response.to_bytes();
 ///
-/// let (_connection, leftover) = handshake.into_connection(Config::default(), now)?;
+/// let (_connection, leftover) = handshake.into_connection(&response, Config::default(), now)?;
 /// assert!(leftover.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -124,12 +125,18 @@ impl ServerHandshake {
     }
 
     /// Turns an accepted handshake into a server [`Connection`], with the bytes that followed the
-    /// request head (the client's first frames), intact.
+    /// request head (the client's first frames), intact. `response` is the 101 that was sent:
+    /// the connection applies what it agreed to ([`Response::deflate`]).
     ///
-    /// Call it only after [`handle_input`](Self::handle_input) returned the request and a 101 was
+    /// Call it only after [`handle_input`](Self::handle_input) returned the request and the 101 was
     /// sent; called earlier, the leftover is empty. Fails only when `config` is invalid.
-    pub fn into_connection(self, config: Config, now: Instant) -> Result<(Connection, Bytes), ConfigError> {
-        let connection = Connection::new(Role::Server, config, now)?;
+    pub fn into_connection(
+        self,
+        response: &Response,
+        config: Config,
+        now: Instant,
+    ) -> Result<(Connection, Bytes), ConfigError> {
+        let connection = Connection::with_deflate(Role::Server, config, response.deflate().cloned(), now)?;
         Ok((connection, self.phase.into_leftover()))
     }
 }
@@ -356,8 +363,9 @@ pub fn validate(request: &Request) -> Result<(), HandshakeError> {
     Ok(())
 }
 
-/// How a server answers handshake requests: which origins it accepts and which subprotocols it
-/// speaks. Extension offers are all declined for now.
+/// How a server answers handshake requests: which origins it accepts, which subprotocols it
+/// speaks, and whether it compresses (permessage-deflate, RFC 7692). Other extensions are
+/// declined.
 ///
 /// # Examples
 ///
@@ -376,6 +384,13 @@ pub struct ServerPolicy {
     pub origin: OriginPolicy,
     /// The subprotocols this server speaks, most preferred first. Default none.
     pub subprotocols: Vec<String>,
+    /// Accept permessage-deflate offers with these settings (RFC 7692 section 7.1); `None`
+    /// declines them. Default `None`.
+    ///
+    /// The first offer this server can accept wins, in the client's order; an offer with an
+    /// unknown or repeated parameter or an invalid value is declined and the next one tried
+    /// (section 5.1). Settings that fail [`DeflateConfig::validate`] decline every offer.
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl ServerPolicy {
@@ -391,11 +406,21 @@ impl ServerPolicy {
         self
     }
 
+    /// Sets [`deflate`](Self::deflate).
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
     /// Validates `request` ([`validate`], then the origin: 403 when refused) and builds the
     /// `101 Switching Protocols` (RFC 6455 section 4.2.2): `Upgrade: websocket`,
     /// `Connection: Upgrade`, `Sec-WebSocket-Accept`, and `Sec-WebSocket-Protocol` with the
     /// first of this server's subprotocols that the client offered (none when there is no
-    /// overlap, which is not an error). Extension offers are declined by leaving them out.
+    /// overlap, which is not an error), and `Sec-WebSocket-Extensions` with the permessage-deflate
+    /// answer when [`deflate`](Self::deflate) is set and an offer is acceptable (RFC 7692 section
+    /// 7.1; see [`Response::deflate`]). Other extension offers are declined by leaving them out.
+    /// When [`DeflateConfig::required`] is set and no offer is acceptable, the request is rejected
+    /// ([`HandshakeError::DeflateRequired`]).
     ///
     /// On failure, the error's [`response`](HandshakeError::response) is the rejection to send.
     pub fn accept(&self, request: &Request) -> Result<Response, HandshakeError> {
@@ -409,7 +434,15 @@ impl ServerPolicy {
             return Err(HandshakeError::OriginNotAllowed);
         }
         let key = request.key().unwrap_or_default();
-        Ok(Response::switching_protocols(&accept_key(key.as_bytes()), self.select_subprotocol(request)))
+        let mut response = Response::switching_protocols(&accept_key(key.as_bytes()), self.select_subprotocol(request));
+        if let Some(config) = &self.deflate {
+            match negotiate_offers(config, request.extensions()) {
+                Some((deflate, answer)) => response.set_deflate(deflate, answer),
+                None if config.required => return Err(HandshakeError::DeflateRequired),
+                None => {}
+            }
+        }
+        Ok(response)
     }
 
     /// Like [`accept`](Self::accept), but always a response to send: the 101, or the rejection.
