@@ -4,11 +4,11 @@
 //! Every test runs over real loopback TCP. A runtime adapter plugs in by implementing
 //! [`TestRuntime`] in `tests/tests/<runtime>.rs` and calling `ferrule_tests::runtime_suite!(ThatType);`.
 //!
-//! Tests marked `paused` in the macro run on a paused clock where the runtime has one
-//! ([`TestRuntime::CAN_PAUSE`]): deadlines of tens of seconds pass in no real time because the
-//! runtime jumps its clock to the next timer whenever every task is idle. Without a pausable clock
-//! they scale their durations down and run in real time. Every test body runs under a guard
-//! timeout, so a bug fails the test instead of hanging it.
+//! Tests marked `paused` in the macro run on a paused clock: deadlines of tens of seconds pass in
+//! no real time because the runtime jumps its clock to the next timer whenever every task is
+//! idle. tokio has such a clock (`start_paused`); smol and async-std get one from
+//! [`virtual_clock`](crate::virtual_clock). Tests marked `real` run in real time. Every test body
+//! runs under a guard timeout, so a bug fails the test instead of hanging it.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -39,12 +39,9 @@ pub trait TestRuntime: Sized + 'static {
     type Runtime: Runtime;
     /// A connected TCP stream, as the adapter's `connect` wraps it.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// Whether [`block_on`](Self::block_on) can run on a paused clock that jumps to the next
-    /// timer when every task is idle.
-    const CAN_PAUSE: bool;
 
-    /// Runs `future` to completion on a fresh runtime, on a paused clock when `paused` (only
-    /// asked when [`CAN_PAUSE`](Self::CAN_PAUSE)).
+    /// Runs `future` to completion on a fresh runtime: when `paused`, on a paused clock that
+    /// jumps to the next timer when every task is idle, otherwise in real time.
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output;
 
     /// The runtime handle the library uses (clock, timers, spawn).
@@ -156,7 +153,6 @@ macro_rules! runtime_suite {
 /// Runs one suite test on a fresh runtime under a guard timeout: 60 s of real time, or an hour of
 /// virtual time on a paused clock (which auto-advances, so a hang still fails fast).
 pub fn run<T: TestRuntime, Fut: Future<Output = ()>>(paused: bool, test: impl FnOnce() -> Fut) {
-    let paused = paused && T::CAN_PAUSE;
     let guard = if paused { Duration::from_secs(3600) } else { Duration::from_secs(60) };
     T::block_on(paused, async move { within::<T, _>(guard, "the test body", test()).await });
 }
@@ -1294,20 +1290,16 @@ pub async fn sixteen_mib_message_round_trips_both_ways<T: TestRuntime>() {
 
 // ---- 3. keepalive ---------------------------------------------------------------------------------------
 
-fn keepalive_timing<T: TestRuntime>() -> (Duration, Duration, Duration) {
-    // (ping period, pong wait, slack)
-    if T::CAN_PAUSE {
-        (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(1))
-    } else {
-        (Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(100))
-    }
+/// The keepalive settings of the tests below: (ping period, pong wait, slack).
+fn keepalive_timing() -> (Duration, Duration, Duration) {
+    (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(1))
 }
 
 /// A peer that completes the handshake and then neither reads nor writes is dropped within
 /// `ping_period + pong_wait` (on the paused clock: 10 s + 20 s of virtual time, no real waiting):
 /// `on_close` and the done signal see 1006 unclean, and a keepalive ping was sent first.
 pub async fn server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006<T: TestRuntime>() {
-    let (ping_period, pong_wait, slack) = keepalive_timing::<T>();
+    let (ping_period, pong_wait, slack) = keepalive_timing();
     let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
@@ -1328,7 +1320,7 @@ pub async fn server_drops_silent_peer_within_ping_period_plus_pong_wait_with_100
 /// A ferrule client (which answers pings) stays connected to a server with short keepalive
 /// settings for three times `ping_period + pong_wait`, so the drop above is the keepalive working.
 pub async fn server_keeps_responsive_peer_past_several_ping_periods<T: TestRuntime>() {
-    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+    let (ping_period, pong_wait, _) = keepalive_timing();
     let options = Options::builder().ping_period(Some(ping_period)).pong_wait(pong_wait).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
@@ -1346,11 +1338,7 @@ pub async fn server_keeps_responsive_peer_past_several_ping_periods<T: TestRunti
 pub async fn server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer<T: TestRuntime>() {
     // Short enough that the client's first keepalive ping (48 s) comes after the drop: the
     // server counts pings as traffic too.
-    let (timeout, slack) = if T::CAN_PAUSE {
-        (Duration::from_secs(4), Duration::from_millis(500))
-    } else {
-        (Duration::from_millis(200), Duration::from_millis(100))
-    };
+    let (timeout, slack) = (Duration::from_secs(4), Duration::from_millis(500));
     // No keepalive from the server either: the client's pongs would count as traffic.
     let options = Options::builder().read_timeout(Some(timeout)).ping_period(None).build().expect("valid");
     let probe = Probe::default();
@@ -1372,8 +1360,8 @@ pub async fn server_read_timeout_restarts_with_each_message_then_drops_a_quiet_p
 
 /// Keepalive options with a receive bound of one message: a server whose channel task does not
 /// read stops reading the socket after the first read.
-fn keepalive_with_small_receive_bound<T: TestRuntime>() -> Options {
-    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+fn keepalive_with_small_receive_bound() -> Options {
+    let (ping_period, pong_wait, _) = keepalive_timing();
     Options::builder()
         .ping_period(Some(ping_period))
         .pong_wait(pong_wait)
@@ -1388,9 +1376,9 @@ fn keepalive_with_small_receive_bound<T: TestRuntime>() -> Options {
 /// still while the server is the one not reading. Once the task reads, every message arrives in
 /// order and the connection still echoes.
 pub async fn server_behind_its_receiver_keeps_a_peer_that_answers_pings<T: TestRuntime>() {
-    let (ping_period, pong_wait, _) = keepalive_timing::<T>();
+    let (ping_period, pong_wait, _) = keepalive_timing();
     let inbox = Inbox::<Channels<String>>::default();
-    let server = handover_server::<T, String>(keepalive_with_small_receive_bound::<T>(), &inbox).await;
+    let server = handover_server::<T, String>(keepalive_with_small_receive_bound(), &inbox).await;
     let mut client = connect_channels::<T, String>(addr(&server)).await;
     let mut channels = inbox.next().await;
     for i in 0..3 {
@@ -1413,9 +1401,9 @@ pub async fn server_behind_its_receiver_keeps_a_peer_that_answers_pings<T: TestR
 /// never answers pings is kept while the task is behind, then dropped with 1006 within
 /// `ping_period + pong_wait` of the task catching up, and not before `pong_wait`.
 pub async fn server_behind_its_receiver_drops_a_silent_peer_once_caught_up<T: TestRuntime>() {
-    let (ping_period, pong_wait, slack) = keepalive_timing::<T>();
+    let (ping_period, pong_wait, slack) = keepalive_timing();
     let inbox = Inbox::<Channels<String>>::default();
-    let server = handover_server::<T, String>(keepalive_with_small_receive_bound::<T>(), &inbox).await;
+    let server = handover_server::<T, String>(keepalive_with_small_receive_bound(), &inbox).await;
     let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let mut channels = inbox.next().await;
     for text in ["one", "two"] {
@@ -1441,12 +1429,8 @@ pub async fn server_behind_its_receiver_drops_a_silent_peer_once_caught_up<T: Te
 /// stops reading too, and then says nothing more is dropped within `ping_period + pong_wait`
 /// (write timeouts off, so the keepalive is what ends it): 1006, unclean.
 pub async fn server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait<T: TestRuntime>() {
-    // In real time, long enough for the flood to back the server's output up first.
-    let (ping_period, pong_wait, slack, stall) = if T::CAN_PAUSE {
-        (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(1), Duration::from_millis(300))
-    } else {
-        (Duration::from_millis(500), Duration::from_secs(1), Duration::from_millis(250), Duration::from_millis(100))
-    };
+    let (ping_period, pong_wait, slack) = keepalive_timing();
+    let stall = Duration::from_millis(300);
     let options = Options::builder()
         .ping_period(Some(ping_period))
         .pong_wait(pong_wait)
@@ -1752,11 +1736,7 @@ pub async fn server_on_connect_rejection_sends_401_with_body<T: TestRuntime>() {
 /// A client that sends its request one byte per second is answered 408 at the handshake timeout
 /// (5 s on the paused clock, no real waiting) and the socket is closed.
 pub async fn server_drops_slowloris_at_handshake_timeout_with_408<T: TestRuntime>() {
-    let (timeout, tick) = if T::CAN_PAUSE {
-        (Duration::from_secs(5), Duration::from_secs(1))
-    } else {
-        (Duration::from_millis(300), Duration::from_millis(60))
-    };
+    let (timeout, tick) = (Duration::from_secs(5), Duration::from_secs(1));
     let options = Options::builder().handshake_timeout(timeout).build().expect("valid");
     let probe = Probe::default();
     let server = echo_server::<T>(options, &probe).await;
