@@ -95,7 +95,7 @@ macro_rules! runtime_suite {
             real handle_message_writer_finishes_behind_a_large_backlog_of_handler_sends,
             real handle_message_queued_before_ctx_close_is_sent_first,
             real receiver_dropped_at_its_bound_still_closes_cleanly,
-            real close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout,
+            paused close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout,
             real client_handler_dropped_mid_connection_gets_on_close_1006,
             real server_reassembles_fragmented_text_with_interleaved_ping,
             real server_reassembles_fragments_delivered_byte_by_byte,
@@ -106,8 +106,8 @@ macro_rules! runtime_suite {
             paused server_behind_its_receiver_keeps_a_peer_that_answers_pings,
             paused server_behind_its_receiver_drops_a_silent_peer_once_caught_up,
             paused server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait,
-            real slow_reader_cannot_grow_server_output_past_high_water,
-            real channel_receiver_at_its_bound_stops_reading_until_drained,
+            paused slow_reader_cannot_grow_server_output_past_high_water,
+            paused channel_receiver_at_its_bound_stops_reading_until_drained,
             real abrupt_disconnect_fires_done_with_1006_unclean,
             real abrupt_disconnect_reports_an_error_on_the_error_stream,
             real server_rejects_cross_origin_with_403,
@@ -126,7 +126,7 @@ macro_rules! runtime_suite {
             real handler_question_mark_error_closes_1011,
             real recv_cancelled_at_arbitrary_points_loses_nothing,
             real send_cancelled_at_arbitrary_points_loses_nothing,
-            real try_send_full_then_send_waits_until_drained,
+            paused try_send_full_then_send_waits_until_drained,
             real shutdown_closes_open_connections_with_1001,
             real shutdown_closes_channel_connections_with_1001,
             real shutdown_with_no_connections_refuses_new_connects,
@@ -177,6 +177,27 @@ pub async fn within<T: TestRuntime, F: Future>(limit: Duration, what: &str, futu
         Either::Left(out) => out,
         Either::Right(()) => panic!("{what} did not finish within {limit:?}"),
     }
+}
+
+/// Awaits `future` with the clock held still, and returns its output: the waiting task keeps
+/// itself runnable, so a paused clock cannot move until `future` completes, and `future` must
+/// complete without any deadline passing. For phases that only move bytes: a paused clock moves
+/// whenever every task is idle, and every task can be idle while the kernel still holds bytes
+/// for them (TCP's timers run in real time), which would let deadlines pass that never would in
+/// real time. Only `limit` of real time, a guard against a hang, bounds the wait; it keeps a core
+/// busy meanwhile.
+pub async fn with_clock_held<F: Future>(limit: Duration, what: &str, future: F) -> F::Output {
+    let started = Instant::now();
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        assert!(started.elapsed() < limit, "{what} did not finish within {limit:?} of real time");
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// One of two outcomes.
@@ -667,6 +688,48 @@ pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> Ser
     .await
 }
 
+/// The driver's high-water mark for its unsent output: above it, it stops reading.
+const HIGH_WATER: usize = 256 * 1024;
+
+/// On the paused clock, writes `frame` over and over to an echo server reporting to `probe`,
+/// without reading, until the server has stopped reading: its output passed its high-water mark,
+/// and for 300 ms (with every task idle) the writes made no progress and it consumed nothing.
+/// Returns how many bytes were written.
+///
+/// TCP's timers run in real time, so even then the kernel can let a little more of the server's
+/// output through some 200 ms of real time later, and the server reads that much more.
+async fn flood_until_the_server_stops_reading<T: TestRuntime, S: AsyncWrite + Unpin>(
+    io: &mut S,
+    frame: &[u8],
+    probe: &Probe,
+) -> usize {
+    const ATTEMPT: usize = 64 << 20;
+    const WINDOW: Duration = Duration::from_millis(300);
+    let mut written = 0usize;
+    let mut stalled = Duration::ZERO;
+    loop {
+        assert!(written < ATTEMPT, "{ATTEMPT} bytes written without backpressure: the server buffers everything");
+        let at = written % frame.len();
+        let consumed = probe.bytes.load(Ordering::SeqCst);
+        match select(write_some(io, &frame[at..]), sleep::<T>(WINDOW)).await {
+            Either::Left(n) => {
+                written += n.expect("the write succeeded");
+                stalled = Duration::ZERO;
+            }
+            Either::Right(()) if probe.bytes.load(Ordering::SeqCst) == consumed => {
+                let queued = probe.max_buffered.load(Ordering::SeqCst);
+                if queued >= HIGH_WATER {
+                    return written;
+                }
+                stalled += WINDOW;
+                assert!(stalled < Duration::from_secs(60), "the server stopped reading with {queued} bytes queued");
+            }
+            // The server still consumes what it had received.
+            Either::Right(()) => {}
+        }
+    }
+}
+
 /// A channel-API echo server (a plain recv/send loop).
 pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> Server<T::Runtime> {
     T::serve_channels(options, |_request, mut channels: Channels<M>| async move {
@@ -1134,15 +1197,8 @@ pub async fn close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout<T: T
     let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let handle = probe.handles.next().await;
     let frame = client_frame(true, 0x2, &[0x5A; MESSAGE], [0; 4]);
-    let mut written = 0usize;
     // Write echo requests until the server stops reading (its output is full and we never read).
-    loop {
-        let at = written % frame.len();
-        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(Duration::from_millis(300))).await {
-            Either::Left(n) => written += n.expect("the write succeeded"),
-            Either::Right(()) => break,
-        }
-    }
+    let written = flood_until_the_server_stops_reading::<T, _>(&mut raw.io, &frame, &probe).await;
     assert!(written > 512 * 1024, "the server's output passed its mark: {written} bytes written");
     handle.close(CloseCode::GOING_AWAY, "bye").expect("close requested");
     let info = within::<T, _>(Duration::from_secs(6), "the end at the close timeout", probe.closes.next()).await;
@@ -1442,7 +1498,6 @@ pub async fn server_behind_its_receiver_drops_a_silent_peer_once_caught_up<T: Te
 /// time is the last read's.
 pub async fn server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait<T: TestRuntime>() {
     let (ping_period, pong_wait, slack) = keepalive_timing();
-    let stall = Duration::from_millis(300);
     let options = Options::builder()
         .ping_period(Some(ping_period))
         .pong_wait(pong_wait)
@@ -1454,14 +1509,7 @@ pub async fn server_drops_a_peer_that_stops_reading_and_answering_within_ping_pe
     let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let handle = probe.handles.next().await;
     let frame = client_frame(true, 0x2, &[0x5A; 16 * 1024], [0; 4]);
-    let mut written = 0usize;
-    loop {
-        let at = written % frame.len();
-        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(stall)).await {
-            Either::Left(n) => written += n.expect("the write succeeded"),
-            Either::Right(()) => break,
-        }
-    }
+    let written = flood_until_the_server_stops_reading::<T, _>(&mut raw.io, &frame, &probe).await;
     assert!(written > 512 * 1024, "the server's output passed its mark: {written} bytes written");
     // A guard only: each read the kernel allows starts the wait again.
     let info = within::<T, _>((ping_period + pong_wait) * 10, "the drop of the peer", handle.done()).await;
@@ -1480,8 +1528,7 @@ pub async fn server_drops_a_peer_that_stops_reading_and_answering_within_ping_pe
 /// through, every echo arrives, and the bound held throughout.
 pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntime>() {
     const MESSAGE: usize = 16 * 1024;
-    const ATTEMPT: usize = 64 << 20;
-    const BOUND: usize = 256 * 1024 + 64 * 1024 + MESSAGE + 64;
+    const BOUND: usize = HIGH_WATER + 64 * 1024 + MESSAGE + 64;
     let options = Options::builder()
         .send_buffer(Bound::new(4, 64 * 1024))
         .recv_buffer(Bound::new(4, 64 * 1024))
@@ -1491,20 +1538,10 @@ pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntim
     let server = echo_server::<T>(options, &probe).await;
     let mut raw = raw_upgraded::<T>(addr(&server)).await;
     let frame = client_frame(true, 0x2, &[0x5A; MESSAGE], [0; 4]);
-    let mut written = 0usize;
 
-    // Phase 1: write without reading until writes stall for 300 ms.
-    loop {
-        assert!(written < ATTEMPT, "{ATTEMPT} bytes written without backpressure: the server buffers everything");
-        let at = written % frame.len();
-        match select(write_some(&mut raw.io, &frame[at..]), sleep::<T>(Duration::from_millis(300))).await {
-            Either::Left(n) => written += n.expect("the write succeeded"),
-            Either::Right(()) => break,
-        }
-    }
+    // Phase 1: write without reading until the server stops reading.
+    let mut written = flood_until_the_server_stops_reading::<T, _>(&mut raw.io, &frame, &probe).await;
     let consumed = probe.bytes.load(Ordering::SeqCst);
-    sleep::<T>(Duration::from_millis(200)).await;
-    assert_eq!(probe.bytes.load(Ordering::SeqCst), consumed, "the server kept reading from a peer that does not read");
     assert!(consumed < written, "the server consumed {consumed} of {written} bytes: no backpressure");
     let max = probe.max_buffered.load(Ordering::SeqCst);
     assert!(max <= BOUND, "the server queued {max} bytes of output for a peer that does not read (bound {BOUND})");
@@ -1517,7 +1554,7 @@ pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntim
     let mut chunk = vec![0u8; 256 * 1024];
     let mut frames_in = 0usize;
     let mut pending: Vec<u8> = std::mem::take(buf);
-    within::<T, _>(
+    with_clock_held(
         Duration::from_secs(40),
         "draining the echoes",
         poll_fn(|cx| {
@@ -1600,7 +1637,7 @@ pub async fn channel_receiver_at_its_bound_stops_reading_until_drained<T: TestRu
     // Phase 2: finish the frame in progress while the task reads every message.
     let total = frames + usize::from(at > 0);
     let mut received = 0usize;
-    within::<T, _>(
+    with_clock_held(
         Duration::from_secs(40),
         "draining the receiver",
         poll_fn(|cx| {
@@ -2105,30 +2142,37 @@ pub async fn try_send_full_then_send_waits_until_drained<T: TestRuntime>() {
     let channels = inbox.next().await;
     let handle = channels.sender.handle().clone();
     let mut accepted = 0u64;
-    let mut full_in_a_row = 0;
-    while full_in_a_row < 2 {
-        assert!(accepted < 1024, "64 MiB accepted for a peer that does not read: the send buffer is unbounded");
-        match handle.try_send(numbered(accepted, LEN)) {
-            Ok(()) => {
-                accepted += 1;
-                full_in_a_row = 0;
-                sleep::<T>(Duration::from_millis(1)).await;
+    let send = loop {
+        let mut full_in_a_row = 0;
+        while full_in_a_row < 2 {
+            assert!(accepted < 1024, "64 MiB accepted for a peer that does not read: the send buffer is unbounded");
+            match handle.try_send(numbered(accepted, LEN)) {
+                Ok(()) => {
+                    accepted += 1;
+                    full_in_a_row = 0;
+                    sleep::<T>(Duration::from_millis(1)).await;
+                }
+                Err(TrySendError::Full(back)) => {
+                    assert_eq!(back, Message::Binary(numbered(accepted, LEN)), "Full gave back another message");
+                    full_in_a_row += 1;
+                    sleep::<T>(Duration::from_millis(100)).await;
+                }
+                Err(TrySendError::Closed(_)) => panic!("closed"),
             }
-            Err(TrySendError::Full(back)) => {
-                assert_eq!(back, Message::Binary(numbered(accepted, LEN)), "Full gave back another message");
-                full_in_a_row += 1;
-                sleep::<T>(Duration::from_millis(100)).await;
-            }
-            Err(TrySendError::Closed(_)) => panic!("closed"),
         }
-    }
-    // Still full, so a send waits.
-    let send = channels.sender.send(numbered(accepted, LEN));
-    let mut send = pin!(send);
-    assert!(
-        matches!(select(send.as_mut(), sleep::<T>(Duration::from_millis(200))).await, Either::Right(())),
-        "send completed though the send buffer was full and the peer does not read"
-    );
+        // Still full, so a send waits: with every task idle, it stays pending. If it completes,
+        // TCP's real-time timers let the kernel take a little more of the output after all, which
+        // made room; then the buffer is filled again. A send that did not wait for room would
+        // complete every time, until the bound above fails.
+        let mut send = Box::pin(channels.sender.send(numbered(accepted, LEN)));
+        match select(send.as_mut(), sleep::<T>(Duration::from_millis(200))).await {
+            Either::Right(()) => break send,
+            Either::Left(sent) => {
+                sent.expect("sent");
+                accepted += 1;
+            }
+        }
+    };
     let expected = accepted + 1;
     let drain = async {
         let mut seen = 0u64;
@@ -2142,7 +2186,7 @@ pub async fn try_send_full_then_send_waits_until_drained<T: TestRuntime>() {
         }
         raw
     };
-    let (sent, mut raw) = within::<T, _>(Duration::from_secs(30), "draining", join(send, drain)).await;
+    let (sent, mut raw) = with_clock_held(Duration::from_secs(30), "draining", join(send, drain)).await;
     sent.expect("the waiting send completed once drained");
     handle.try_send(numbered(expected, LEN)).expect("room again");
     let frame = raw.read_frame().await.expect("a frame");
