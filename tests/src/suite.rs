@@ -158,14 +158,19 @@ macro_rules! runtime_suite {
     };
 }
 
-/// Runs one suite test on a fresh runtime under a guard timeout: 60 s of real time, or an hour of
-/// virtual time on a paused clock (which auto-advances, so a hang still fails fast).
+/// Runs one suite test on a fresh runtime under a guard timeout: 5 minutes of real time (the
+/// heaviest test takes seconds, and several times that on a busy machine), or an hour of virtual
+/// time on a paused clock (which auto-advances, so a hang still fails fast).
 pub fn run<T: TestRuntime, Fut: Future<Output = ()>>(paused: bool, test: impl FnOnce() -> Fut) {
-    let guard = if paused { Duration::from_secs(3600) } else { Duration::from_secs(60) };
+    let guard = if paused { Duration::from_secs(3600) } else { Duration::from_secs(300) };
     T::block_on(paused, async move { within::<T, _>(guard, "the test body", test()).await });
 }
 
 // ---- small runtime-agnostic tools ---------------------------------------------------------------
+
+/// The guard of a phase that moves megabytes or thousands of messages: seconds of work in a debug
+/// build, and several times that on a busy machine.
+pub const HEAVY: Duration = Duration::from_secs(120);
 
 /// Sleeps on the runtime's clock (virtual when paused).
 pub async fn sleep<T: TestRuntime>(duration: Duration) {
@@ -886,7 +891,7 @@ pub async fn channel_echo_keeps_order_through_bursts_at_any_bound<T: TestRuntime
                 assert_eq!(reply, numbered(i, 24), "bound {bound}: reply {i} lost, duplicated or reordered");
             }
         };
-        within::<T, _>(Duration::from_secs(30), "10,000 pipelined round trips", join(send_all, receive_all)).await;
+        within::<T, _>(HEAVY, "10,000 pipelined round trips", join(send_all, receive_all)).await;
     }
 }
 
@@ -1351,7 +1356,7 @@ pub async fn sixteen_mib_message_round_trips_both_ways<T: TestRuntime>() {
     let mut client = connect_with::<T, Bytes>(addr(&server), &options).await;
     let big: Bytes = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<u8>>().into();
     client.sender.send(big.clone()).await.expect("sent");
-    let echo = within::<T, _>(Duration::from_secs(30), "the echo", client.receiver.recv()).await.expect("an echo");
+    let echo = within::<T, _>(HEAVY, "the echo", client.receiver.recv()).await.expect("an echo");
     assert_eq!(echo.len(), 16 << 20);
     assert!(echo == big, "the 16 MiB echo differs");
     assert_eq!(probe.bytes.load(Ordering::SeqCst), 16 << 20);
@@ -1563,7 +1568,7 @@ pub async fn slow_reader_cannot_grow_server_output_past_high_water<T: TestRuntim
     let mut frames_in = 0usize;
     let mut pending: Vec<u8> = std::mem::take(buf);
     with_clock_held(
-        Duration::from_secs(40),
+        HEAVY,
         "draining the echoes",
         poll_fn(|cx| {
             loop {
@@ -1646,7 +1651,7 @@ pub async fn channel_receiver_at_its_bound_stops_reading_until_drained<T: TestRu
     let total = frames + usize::from(at > 0);
     let mut received = 0usize;
     with_clock_held(
-        Duration::from_secs(40),
+        HEAVY,
         "draining the receiver",
         poll_fn(|cx| {
             loop {
@@ -1858,7 +1863,7 @@ pub async fn close_frame_reaches_a_peer_still_sending<T: TestRuntime>() {
     sleep::<T>(Duration::from_millis(200)).await;
     // The server lingers up to 2 s reading what still comes, and the rest below comes without
     // any deadline passing.
-    let (close, end) = with_clock_held(Duration::from_secs(30), "the rest of the message and the close", async {
+    let (close, end) = with_clock_held(HEAVY, "the rest of the message and the close", async {
         // The peer goes on sending, as a browser in the middle of a message does. A server that
         // let its socket go with input unread would reset the connection and fail these writes.
         for piece in frame[16 * 1024..].chunks(16 * 1024) {
@@ -2034,7 +2039,7 @@ pub async fn recv_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() 
     let mut got = Vec::with_capacity(N);
     let mut cancelled = 0usize;
     let mut rng = Lcg(7);
-    within::<T, _>(Duration::from_secs(30), "receiving every message", async {
+    within::<T, _>(HEAVY, "receiving every message", async {
         while got.len() < N {
             let outcome = match rng.next() % 4 {
                 0 => poll_once(client.receiver.recv()).await,
@@ -2088,7 +2093,7 @@ pub async fn send_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() 
     let mut client = connect_with::<T, String>(addr(&server), &options).await;
     let mut cancelled = 0usize;
     let mut rng = Lcg(11);
-    within::<T, _>(Duration::from_secs(30), "sending every message", async {
+    within::<T, _>(HEAVY, "sending every message", async {
         for i in 0..N {
             loop {
                 let message = i.to_string();
@@ -2121,7 +2126,7 @@ pub async fn send_cancelled_at_arbitrary_points_loses_nothing<T: TestRuntime>() 
     .await;
     assert!(cancelled > 0, "no send future was ever cancelled: the test proved nothing");
     let mut got = Vec::with_capacity(N);
-    within::<T, _>(Duration::from_secs(30), "the server receiving every message", async {
+    within::<T, _>(HEAVY, "the server receiving every message", async {
         while got.len() < N {
             got.push(received.next().await.parse::<usize>().expect("a number"));
         }
@@ -2195,7 +2200,7 @@ pub async fn try_send_full_then_send_waits_until_drained<T: TestRuntime>() {
         }
         raw
     };
-    let (sent, mut raw) = with_clock_held(Duration::from_secs(30), "draining", join(send, drain)).await;
+    let (sent, mut raw) = with_clock_held(HEAVY, "draining", join(send, drain)).await;
     sent.expect("the waiting send completed once drained");
     handle.try_send(numbered(expected, LEN)).expect("room again");
     let frame = raw.read_frame().await.expect("a frame");
@@ -2298,7 +2303,7 @@ pub async fn churn_connections<T: TestRuntime>(server: &Server<T::Runtime>, coun
             client.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
             client.done.await
         });
-        for info in within::<T, _>(Duration::from_secs(20), "a batch", join_all(round_trips.collect())).await {
+        for info in within::<T, _>(HEAVY, "a batch", join_all(round_trips.collect())).await {
             assert!(info.was_clean && code(&info) == 1000, "{info:?}");
         }
     }
