@@ -18,8 +18,10 @@
 //! Everything from `ferrule` is re-exported: depend on this crate alone. The API has the shape of
 //! `ferrule-tokio`'s: compare `examples/echo.rs` in the crates.
 //!
-//! async-std's clock cannot be paused, so keepalive and timeout tests run in real time with short
-//! deadlines. async-std has no signal handling of its own; a crate such as `async-signal` adds it.
+//! async-std's clock cannot be paused: to test keepalive and timeouts without waiting, give the
+//! library a [`Runtime`] of your own that spawns on async-std and keeps a virtual clock (ferrule's
+//! own tests do). async-std has no signal handling of its own; a crate such as `async-signal`
+//! adds it.
 //!
 //! ```no_run
 //! use std::time::Duration;

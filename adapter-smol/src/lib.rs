@@ -13,8 +13,9 @@
 //! sockets that skip the read call which would only report "would block", so an echo costs one
 //! read instead of two.
 //!
-//! smol's clock cannot be paused, so keepalive and timeout tests run in real time with short
-//! deadlines. smol has no signal handling of its own; a crate such as `async-signal` adds it.
+//! smol's clock cannot be paused: to test keepalive and timeouts without waiting, give the
+//! library a [`Runtime`] of your own that spawns on smol and keeps a virtual clock (ferrule's own
+//! tests do). smol has no signal handling of its own; a crate such as `async-signal` adds it.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -1,13 +1,15 @@
 //! Test rigs shared by ferrule's test suites.
 //!
 //! [`harness`] is the deterministic two-peer harness on a virtual clock that the core's lifecycle
-//! tests and properties run on.
+//! tests and properties run on. [`suite`] is the integration suite, instantiated per runtime;
+//! [`virtual_clock`] gives the runtimes without a clock of their own one that tests can pause.
 
 pub mod client_handshake;
 pub mod fuzz_targets;
 pub mod harness;
 pub mod stream_sink;
 pub mod suite;
+pub mod virtual_clock;
 
 // The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this
 // crate depends on every adapter, so an example for any runtime compiles here.

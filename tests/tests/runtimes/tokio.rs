@@ -23,8 +23,6 @@ impl TestRuntime for TokioRuntime {
     type Runtime = Tokio;
     type Stream = Compat<TcpStream>;
 
-    const CAN_PAUSE: bool = true;
-
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
         let runtime = if paused {
             tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()
