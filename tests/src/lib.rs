@@ -4,6 +4,7 @@
 //! tests and properties run on.
 
 pub mod client_handshake;
+pub mod compression;
 pub mod fuzz_targets;
 pub mod harness;
 pub mod stream_sink;
