@@ -31,8 +31,9 @@ use interop_common::{
     client_offering_permessage_deflate_is_declined, client_offering_subprotocols, client_receives_handler_fragments,
     client_sees_1001_going_away_on_server_shutdown, client_sending_invalid_utf8_gets_1007,
     client_sending_over_max_message_size_gets_1009, client_with_foreign_origin_gets_403,
-    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_sees_server_close_4000,
-    interop_dir, peer_tests, run_blocking, server_receives_client_handler_fragments, set_up_once, set_up_shared_dir,
+    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_echo_through_server_with,
+    ferrule_client_sees_server_close_4000, interop_dir, peer_tests, run_blocking,
+    server_receives_client_handler_fragments, set_up_once, set_up_shared_dir,
 };
 
 peer_tests! {
@@ -89,6 +90,22 @@ peer_tests! {
     /// that both ends see as clean, and no error on the error stream.
     ferrule_client_echo_through_python_server_closes_clean_1000 =>
         ferrule_client_echo_through_server(python, "fragmented ✓ from python");
+
+    /// The same exchange with `compression` on against the Python server with permessage-deflate:
+    /// the client's `Upgraded::deflate` and the server's agreed extension are the same, so every
+    /// message (text, binary, fragmented both ways, 4 MiB) went compressed.
+    ferrule_client_echo_compressed_through_python_server => async {
+        let (run, _, agreed) = ferrule_client_echo_through_server_with(
+            python,
+            "fragmented ✓ from python",
+            &["1000", "deflate"],
+            Some(DeflateConfig::default()),
+        )
+        .await;
+        let agreed = agreed.expect("permessage-deflate agreed");
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the Python server's extensions");
+    };
 
     /// Subprotocols are chosen in the server's preference order: the server accepts
     /// `["chat.v2", "chat.v1"]`, the Python client offers `["chat.v1", "chat.v2"]` and gets `chat.v2`.

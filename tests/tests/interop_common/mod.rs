@@ -197,9 +197,28 @@ pub(crate) async fn server_receives_client_handler_fragments(peer: &Peer, option
 /// error stream. Returns what the server printed, once it exited 0, and the messages echoed (not
 /// the two requests after them).
 pub(crate) async fn ferrule_client_echo_through_server(peer: &Peer, fragmented: &str) -> (ScriptRun, Vec<Message>) {
-    let mut server = PeerServer::start(peer, &[]).await;
-    let options = Options::builder().max_message_size(MAX_SIZE).max_frame_size(MAX_SIZE).build().expect("options");
+    let (run, messages, _) = ferrule_client_echo_through_server_with(peer, fragmented, &[], None).await;
+    (run, messages)
+}
+
+/// The same exchange with the client's `compression` set and the peer's server started with
+/// `args`; also returns the permessage-deflate parameters the client agreed to
+/// (`Upgraded::deflate`).
+pub(crate) async fn ferrule_client_echo_through_server_with(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    compression: Option<DeflateConfig>,
+) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
+    let mut server = PeerServer::start(peer, args).await;
+    let options = Options::builder()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE)
+        .compression(compression)
+        .build()
+        .expect("options");
     let conn = server.connect(&options).await;
+    let agreed = conn.deflate().copied();
     let mut ch = conn.channels::<Message>();
 
     let large_binary: Vec<u8> = (0..LARGE).map(|i| (i % 251) as u8).collect();
@@ -243,7 +262,7 @@ pub(crate) async fn ferrule_client_echo_through_server(peer: &Peer, fragmented: 
     run.assert_success(peer.server);
     let name = peer.name;
     assert_eq!(run.value("close"), Some("1000 reason=ferrule done"), "the close the {name} server received");
-    (run, messages)
+    (run, messages, agreed)
 }
 
 /// The peer's client `subprotocol` offers `offer` (comma-separated) to a server accepting
