@@ -5,7 +5,7 @@
 //! cargo run --release -p ferrule-tokio --example echo_client [URL]   # default ws://127.0.0.1:9001
 //! ```
 
-use ferrule_tokio::{Ctx, Handler, HandlerError, Message, Options};
+use ferrule_tokio::{Ctx, DeflateConfig, Handler, HandlerError, Message, Options};
 
 const AGENT: &str = "ferrule";
 
@@ -22,7 +22,20 @@ impl Handler for Echo {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9001".to_owned());
-    let options = Options::builder().max_message_size(64 << 20).max_frame_size(64 << 20).build()?;
+    // As a conformance testee it offers permessage-deflate and takes whatever the server answers:
+    // it does not limit the server's window, and offers `client_max_window_bits` without a value
+    // so the server may limit the client's. It offers `client_no_context_takeover`, the RFC 7692
+    // section 7.1.1.2 hint that it can do without: the fuzzing server asks for no context takeover
+    // (cases 13.2, 13.5, 13.6) only of a client that offers it, and otherwise declines
+    // compression, which scores UNIMPLEMENTED. It compresses every message, however short (see
+    // the echo example: kosoku 0.1.0 errors on an uncompressed echo of a 16-byte message).
+    let compression = DeflateConfig::default()
+        .server_max_window_bits(None)
+        .client_max_window_bits(Some(15))
+        .client_no_context_takeover(true)
+        .min_compress_size(0);
+    let options =
+        Options::builder().max_message_size(64 << 20).max_frame_size(64 << 20).compression(compression).build()?;
 
     let conn = ferrule_tokio::connect(&format!("{base}/getCaseCount"), &options).await?;
     let (tx, rx) = std::sync::mpsc::channel();

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferrule_core::handshake::{HeaderError, Request, Response};
-use ferrule_core::{CloseCode, Connection, MessageKind, SendError};
+use ferrule_core::{CloseCode, Connection, DeflateParams, MessageKind, SendError};
 use serde::Serialize;
 
 use crate::driver::FrontEnd;
@@ -91,6 +91,23 @@ impl Acceptance {
     pub fn set_subprotocol(&mut self, subprotocol: Option<&str>) -> Result<&mut Self, HeaderError> {
         self.response.set_subprotocol(subprotocol)?;
         Ok(self)
+    }
+
+    /// The permessage-deflate parameters this response agrees to (RFC 7692 section 7.1): the
+    /// client's first offer that fits the server's `compression` option. `None` when compression
+    /// is off, the client offered none that fits, or it was declined.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.response.deflate().map(|d| d.params())
+    }
+
+    /// Declines permessage-deflate for this connection: the response agrees to no extension,
+    /// and messages go uncompressed both ways. For a connection that would not gain from
+    /// compression, or to keep a busy server's memory down (see
+    /// [`DeflateConfig`](ferrule_core::DeflateConfig) for what compression holds per connection).
+    /// The `compression` option's `required` is not consulted again: the connection opens without.
+    pub fn decline_deflate(&mut self) -> &mut Self {
+        self.response.remove_header("Sec-WebSocket-Extensions");
+        self
     }
 
     /// Adds or replaces a response header.
@@ -321,6 +338,12 @@ impl Ctx<'_> {
     /// A handle that sends on this connection from any task.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake (RFC 7692 section 7.1), or
+    /// `None` when messages are not compressed.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.conn.deflate()
     }
 }
 

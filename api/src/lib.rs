@@ -45,7 +45,7 @@ pub use channel::{Channels, Disconnect, Errors, Receiver, Sender};
 pub use error::{CloseCause, CloseInfo, Error, HandlerError};
 pub use ferrule_core as core;
 pub use ferrule_core::handshake::{ClientRequest, OriginPattern, OriginPolicy, Request};
-pub use ferrule_core::{CloseCode, MessageKind, SendError, Utf8Bytes};
+pub use ferrule_core::{CloseCode, DeflateConfig, DeflateParams, MessageKind, SendError, Utf8Bytes};
 pub use handle::{Done, Handle, MessageWriter, TrySendError};
 pub use message::{Codec, DecodeError, EncodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use ferrule_core::handshake::{HeaderError, OriginPolicy, check_subprotocols};
-use ferrule_core::{Config, ConfigError};
+use ferrule_core::{Config, ConfigError, DeflateConfig};
 
 /// Options for server and client connections.
 ///
@@ -25,7 +25,7 @@ use ferrule_core::{Config, ConfigError};
 /// | `close_timeout` | 5 s | how long to wait for the peer's close frame |
 /// | `allowed_origin` | same origin | [`OriginPolicy`]: same-origin, `{{host}}` patterns, or insecure allow-any |
 /// | `subprotocols` | none | offered (client) or accepted (server, in preference order) |
-/// | `compression` | off | permessage-deflate (RFC 7692) is not implemented yet: offers are declined either way |
+/// | `compression` | off | permessage-deflate (RFC 7692) with these [`DeflateConfig`] settings: accepted (server) or offered (client) |
 #[derive(Clone, Debug)]
 pub struct Options {
     pub(crate) write_wait: Option<Duration>,
@@ -40,7 +40,7 @@ pub struct Options {
     pub(crate) close_timeout: Duration,
     pub(crate) allowed_origin: OriginPolicy,
     pub(crate) subprotocols: Vec<String>,
-    pub(crate) compression: bool,
+    pub(crate) compression: Option<DeflateConfig>,
 }
 
 /// A queue bound, in messages and in bytes. A single message larger than the byte bound is still
@@ -83,7 +83,7 @@ impl Default for Options {
             close_timeout: core.close_timeout,
             allowed_origin: OriginPolicy::SameOrigin,
             subprotocols: Vec::new(),
-            compression: false,
+            compression: None,
         }
     }
 }
@@ -142,9 +142,9 @@ impl Options {
     pub fn subprotocols(&self) -> &[String] {
         &self.subprotocols
     }
-    /// Whether compression was asked for (not implemented yet; see the type's docs).
-    pub fn compression(&self) -> bool {
-        self.compression
+    /// The permessage-deflate settings, or `None` when compression is off.
+    pub fn compression(&self) -> Option<&DeflateConfig> {
+        self.compression.as_ref()
     }
 
     /// The protocol core's configuration for these options.
@@ -250,10 +250,27 @@ impl OptionsBuilder {
         self.options.subprotocols = protocols.into_iter().map(Into::into).collect();
         self
     }
-    /// Asks for permessage-deflate. Not implemented yet: offers are declined, so this changes
-    /// nothing on the wire today.
-    pub fn compression(mut self, on: bool) -> Self {
-        self.options.compression = on;
+    /// permessage-deflate (RFC 7692) with these settings, or `None` for none. Default off, as in
+    /// gorilla/websocket and iris: compression costs every connection a compressor and a
+    /// decompressor (see [`DeflateConfig`] for how much, and the settings that bound it).
+    ///
+    /// A server accepts a client's offer that fits the settings and declines the others
+    /// ([`Acceptance::decline_deflate`](crate::Acceptance::decline_deflate) declines it for one
+    /// connection); a client offers it, in place of any offer its request carries. What was
+    /// agreed is [`Upgraded::deflate`](crate::Upgraded::deflate) and
+    /// [`Ctx::deflate`](crate::Ctx::deflate).
+    ///
+    /// ```
+    /// use ferrule::{DeflateConfig, Options};
+    ///
+    /// let options = Options::builder().compression(DeflateConfig::default()).build()?;
+    /// assert!(options.compression().is_some());
+    /// let options = Options::builder().compression(None).build()?;
+    /// assert!(options.compression().is_none());
+    /// # Ok::<(), ferrule::OptionsError>(())
+    /// ```
+    pub fn compression(mut self, config: impl Into<Option<DeflateConfig>>) -> Self {
+        self.options.compression = config.into();
         self
     }
 
@@ -277,6 +294,9 @@ impl OptionsBuilder {
         }
         o.core_config().validate().map_err(OptionsError::Protocol)?;
         check_subprotocols(&o.subprotocols).map_err(OptionsError::Subprotocol)?;
+        if let Some(config) = &o.compression {
+            config.validate().map_err(OptionsError::Compression)?;
+        }
         Ok(self.options)
     }
 }
@@ -294,6 +314,9 @@ pub enum OptionsError {
     /// A name in `subprotocols` is not an HTTP token, or is given twice: no client could offer
     /// it, so a server would never select it.
     Subprotocol(HeaderError),
+    /// A `compression` setting is out of its range, e.g. a window of 16 bits; the setting is
+    /// named.
+    Compression(ConfigError),
 }
 
 impl fmt::Display for OptionsError {
@@ -303,6 +326,7 @@ impl fmt::Display for OptionsError {
             Self::ZeroTimeout(name) => write!(f, "`{name}` must be longer than zero"),
             Self::Protocol(e) => write!(f, "{e}"),
             Self::Subprotocol(e) => write!(f, "`subprotocols`: {e}"),
+            Self::Compression(e) => write!(f, "`compression`: {e}"),
         }
     }
 }
@@ -349,6 +373,28 @@ mod tests {
         let e = Options::builder().subprotocols(["chat", "chat"]).build().unwrap_err();
         assert_eq!(e, OptionsError::Subprotocol(HeaderError::DuplicateSubprotocol("chat".to_owned())));
         Options::builder().subprotocols(["chat", "superchat.v2"]).build().unwrap();
+    }
+
+    #[test]
+    fn compression_is_off_by_default_and_checked_when_on() {
+        assert_eq!(Options::default().compression(), None);
+        let o = Options::builder().compression(DeflateConfig::default()).build().unwrap();
+        assert_eq!(o.compression(), Some(&DeflateConfig::default()));
+        assert_eq!(
+            Options::builder().compression(DeflateConfig::default()).compression(None).build().unwrap().compression(),
+            None
+        );
+        let e = Options::builder()
+            .compression(DeflateConfig::default().client_max_window_bits(Some(16)))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            OptionsError::Compression(ConfigError::OutOfRange { field: "client_max_window_bits", .. })
+        ));
+        assert_eq!(e.to_string(), "`compression`: `client_max_window_bits` is 16, outside 8 to 15");
+        let e = Options::builder().compression(DeflateConfig::default().memory_level(0)).build().unwrap_err();
+        assert!(e.to_string().starts_with("`compression`: `memory_level`"), "{e}");
     }
 
     #[test]

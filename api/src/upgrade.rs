@@ -12,7 +12,7 @@ use bytes::Bytes;
 use ferrule_core::handshake::{
     ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Limits, Request, ServerHandshake, ServerPolicy,
 };
-use ferrule_core::{Connection, Entropy};
+use ferrule_core::{Connection, DeflateParams, Entropy};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::callback::{Acceptance, CallbackFront, Handler, HandlerFactory, Rejection};
@@ -41,7 +41,10 @@ pub struct Upgraded<S, R> {
 
 impl<S, R> fmt::Debug for Upgraded<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgraded").field("subprotocol", &self.subprotocol).finish_non_exhaustive()
+        f.debug_struct("Upgraded")
+            .field("subprotocol", &self.subprotocol)
+            .field("deflate", &self.conn.deflate())
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,6 +56,13 @@ where
     /// The negotiated subprotocol, if any.
     pub fn subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake (RFC 7692 section 7.1), or
+    /// `None` when messages are not compressed: compression was off at either end, or the
+    /// server declined the offer.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.conn.deflate()
     }
 
     /// A handle to the connection, usable before and while it runs.
@@ -150,8 +160,10 @@ where
         Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
         Err(HeadFailure::Handshake(e)) => return Err(refuse(&runtime, &mut io, options, e).await),
     };
-    let policy =
-        ServerPolicy::default().origin(options.allowed_origin.clone()).subprotocols(options.subprotocols.clone());
+    let policy = ServerPolicy::default()
+        .origin(options.allowed_origin.clone())
+        .subprotocols(options.subprotocols.clone())
+        .deflate(options.compression.clone());
     let response = match policy.accept(&request) {
         Ok(response) => response,
         Err(e) => {
@@ -175,7 +187,7 @@ where
     let (conn, leftover) = handshake
         .into_connection(&acceptance.response, options.core_config(), runtime.now())
         .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
-    tracing::debug!(path = request.path(), ?subprotocol, "connection upgraded");
+    tracing::debug!(path = request.path(), ?subprotocol, deflate = ?conn.deflate(), "connection upgraded");
     Ok((Upgraded::new(io, runtime, conn, leftover, options, subprotocol), value))
 }
 
@@ -201,7 +213,8 @@ where
 
 /// Performs the client side of the opening handshake on `io` (RFC 6455 section 4.1) for
 /// `request`, within `handshake_timeout`. The options' subprotocols, when set, are offered in
-/// place of the ones the request offers.
+/// place of the ones the request offers, and so is their `compression` (permessage-deflate);
+/// what the server agreed to is [`Upgraded::deflate`].
 ///
 /// The stream must already be connected to the URL's host (and wrapped in TLS for `wss://`).
 ///
@@ -248,7 +261,7 @@ where
 }
 
 /// Prepares `request` for a connection over plain TCP, as the adapters' `connect_request` make
-/// it: the options' subprotocols, when set, replace the ones the request offers, and a `wss://`
+/// it: the options' subprotocols and compression, when set, replace the ones the request offers, and a `wss://`
 /// URL is refused (TLS is the caller's: connect a TLS stream and use [`connect_stream`]).
 ///
 /// # Errors
@@ -264,8 +277,14 @@ pub fn tcp_client_request(request: ClientRequest, options: &Options) -> Result<C
     Ok(request)
 }
 
-/// `request` with the options' subprotocols, when set, in place of the ones it offers.
-fn with_options(request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
+/// `request` with the options' subprotocols and compression, when set, in place of the ones it
+/// offers.
+fn with_options(mut request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
+    if let Some(config) = &options.compression {
+        // `OptionsBuilder::build` validated the settings.
+        request =
+            request.deflate(Some(config.clone())).map_err(|e| Error::Options(crate::OptionsError::Compression(e)))?;
+    }
     if options.subprotocols.is_empty() {
         return Ok(request);
     }

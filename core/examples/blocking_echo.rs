@@ -2,8 +2,8 @@
 //!
 //! It shows that `ferrule-core` needs no runtime: one thread per connection reads the socket,
 //! feeds the bytes in, writes what the core emits, and turns the core's next deadline into a
-//! socket read timeout. Messages are echoed back; limits are raised to 64 MiB so the Autobahn
-//! TestSuite's large cases run.
+//! socket read timeout. Messages are echoed back (compressed when the client offers
+//! permessage-deflate); limits are raised to 64 MiB so the Autobahn TestSuite's large cases run.
 //!
 //! ```text
 //! cargo run --release -p ferrule-core --example blocking_echo [ADDR]   # default 127.0.0.1:9001
@@ -14,7 +14,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use ferrule_core::handshake::{Limits, OriginPolicy, ServerHandshake, ServerPolicy};
-use ferrule_core::{CloseCode, Config, Connection, Event};
+use ferrule_core::{CloseCode, Config, Connection, DeflateConfig, Event};
 
 fn main() -> io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
@@ -60,8 +60,14 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
             Err(err) => return reject(&mut stream, err),
         }
     };
-    // Tools such as the Autobahn TestSuite send no browser Origin; allow any for the demo.
-    let policy = ServerPolicy::default().origin(OriginPolicy::InsecureAllowAny);
+    // Tools such as the Autobahn TestSuite send no browser Origin; allow any for the demo. As a
+    // conformance testee it accepts every permessage-deflate offer: any window a client asks of
+    // it (up to 15 bits), any window the client chooses, either end without context takeover.
+    // It compresses every message, however short: kosoku 0.1.0 errors on an uncompressed echo in
+    // the cases of 16-byte messages (12.x.1, 13.x.1), though RFC 7692 section 6.1 allows one.
+    let compression =
+        DeflateConfig::default().server_max_window_bits(Some(15)).client_max_window_bits(None).min_compress_size(0);
+    let policy = ServerPolicy::default().origin(OriginPolicy::InsecureAllowAny).deflate(Some(compression));
     let response = match policy.accept(&request) {
         Ok(response) => response,
         Err(err) => return reject(&mut stream, err),

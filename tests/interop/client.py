@@ -1,7 +1,9 @@
 """A Python `websockets` client driving a ferrule server, for tests/tests/interop_python.rs.
 
 Usage:
-    client.py echo URL              exchange and check echoes, ping, close 1000; prints messages=N
+    client.py echo URL              exchange and check echoes, ping, close 1000; prints extensions=...,
+                                    messages=N
+    client.py echo-deflate URL      the same with permessage-deflate offered (websockets' default offer)
     client.py subprotocol URL P,Q   offer subprotocols P, Q; prints subprotocol=<negotiated or None>
     client.py origin URL ORIGIN     connect with this Origin; prints status=<HTTP status> or open
     client.py wait-close URL        wait for the server to close; prints close=CODE reason=REASON
@@ -34,11 +36,30 @@ class Mismatch(Exception):
     """An echo or close that differs from what was sent."""
 
 
-def options():
+def options(compression=None):
     # proxy=None: never route loopback through a proxy from the environment.
-    # compression=None: keep frames as sent (ferrule declines permessage-deflate anyway).
+    # compression=None: keep frames as sent, unless a test asks for "deflate".
     # ping_interval=None: the test sends its own ping.
-    return dict(proxy=None, compression=None, ping_interval=None, max_size=MAX_SIZE, open_timeout=STEP_TIMEOUT)
+    return dict(proxy=None, compression=compression, ping_interval=None, max_size=MAX_SIZE, open_timeout=STEP_TIMEOUT)
+
+
+def extensions(ws):
+    # The negotiated extensions and their agreed parameters, e.g.
+    # "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12".
+    return ",".join(describe_extension(e) for e in ws.protocol.extensions)
+
+
+def describe_extension(e):
+    params = [e.name]
+    if getattr(e, "remote_no_context_takeover", False):
+        params.append("server_no_context_takeover")
+    if getattr(e, "local_no_context_takeover", False):
+        params.append("client_no_context_takeover")
+    if getattr(e, "remote_max_window_bits", 15) != 15:
+        params.append(f"server_max_window_bits={e.remote_max_window_bits}")
+    if getattr(e, "local_max_window_bits", 15) != 15:
+        params.append(f"client_max_window_bits={e.local_max_window_bits}")
+    return "; ".join(params)
 
 
 def describe(data):
@@ -55,9 +76,10 @@ async def expect_echo(ws, sent, expected):
         raise Mismatch(f"sent {describe(sent)}\n  expected echo {describe(expected)}\n  got {describe(got)}")
 
 
-async def echo(url):
+async def echo(url, compression=None):
     sent = 0
-    async with connect(url, **options()) as ws:
+    async with connect(url, **options(compression)) as ws:
+        print(f"extensions={extensions(ws)}", flush=True)
         # Whole messages: text (multi-byte UTF-8 included), binary, empty ones.
         for message in ["hello, ferrule", "grüße ✓ 🦀", "", b"\x00\x01\x02\xff\xfe", b""]:
             await ws.send(message)
@@ -201,6 +223,8 @@ async def fragments(url):
 async def main(argv):
     if len(argv) >= 3 and argv[1] == "echo":
         await echo(argv[2])
+    elif len(argv) >= 3 and argv[1] == "echo-deflate":
+        await echo(argv[2], "deflate")
     elif len(argv) >= 4 and argv[1] == "subprotocol":
         await subprotocol(argv[2], argv[3].split(","))
     elif len(argv) >= 4 and argv[1] == "origin":

@@ -1,7 +1,7 @@
 """A Python `websockets` echo server for a ferrule client, for tests/tests/interop_python.rs.
 
 Usage:
-    server.py [EXPECTED_CLOSE_CODE]     (default 1000)
+    server.py [EXPECTED_CLOSE_CODE] [deflate]     (default 1000; deflate: accept permessage-deflate)
 
 Listens on 127.0.0.1 on an ephemeral port and prints `port=N` on stdout. Serves one connection:
 echoes every message, except two commands sent as text:
@@ -11,7 +11,8 @@ echoes every message, except two commands sent as text:
     please-ping       pings the client, waits for its pong, answers "pong received"
     please-close      closes the connection with 4000 "bye from python"
 
-When that connection ends, prints `close=CODE reason=REASON` (what the client's close frame said)
+When the connection opens, prints `extensions=...`: the permessage-deflate parameters agreed, in
+the order ferrule displays them, or nothing. When that connection ends, prints `close=CODE reason=REASON` (what the client's close frame said)
 and exits: 0 when its code is EXPECTED_CLOSE_CODE, 1 otherwise (the reason on stderr).
 """
 
@@ -30,7 +31,25 @@ FRAGMENTED_TEXT = "fragmented ✓ from python".encode()
 FRAGMENTED_BINARY = bytes(range(256)) * 3
 
 
+def extensions(ws):
+    out = []
+    for e in ws.protocol.extensions:
+        # On a server, "remote" is the client.
+        params = [e.name]
+        if e.local_no_context_takeover:
+            params.append("server_no_context_takeover")
+        if e.remote_no_context_takeover:
+            params.append("client_no_context_takeover")
+        if e.local_max_window_bits != 15:
+            params.append(f"server_max_window_bits={e.local_max_window_bits}")
+        if e.remote_max_window_bits != 15:
+            params.append(f"client_max_window_bits={e.remote_max_window_bits}")
+        out.append("; ".join(params))
+    return ",".join(out)
+
+
 async def handler(ws, finished):
+    print(f"extensions={extensions(ws)}", flush=True)
     try:
         async for message in ws:
             if message == "please-fragment":
@@ -53,14 +72,14 @@ async def handler(ws, finished):
         finished.set_result((rcvd.code, rcvd.reason) if rcvd else (None, None))
 
 
-async def main(expected):
+async def main(expected, compression):
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
     async with serve(
         lambda ws: handler(ws, finished),
         "127.0.0.1",
         0,
-        compression=None,
+        compression=compression,
         ping_interval=None,
         max_size=MAX_SIZE,
     ) as server:
@@ -76,4 +95,6 @@ async def main(expected):
 
 if __name__ == "__main__":
     print(f"websockets {websockets.__version__}", file=sys.stderr)
-    sys.exit(asyncio.run(asyncio.wait_for(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000), OVERALL_TIMEOUT)))
+    expected = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    compression = "deflate" if sys.argv[2:3] == ["deflate"] else None
+    sys.exit(asyncio.run(asyncio.wait_for(main(expected, compression), OVERALL_TIMEOUT)))

@@ -26,7 +26,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ferrule_tokio::{
-    CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, Options, OriginPattern, OriginPolicy, Request, Server,
+    CloseCode, CloseInfo, Ctx, DeflateConfig, DeflateParams, Handler, HandlerError, Message, Options, OriginPattern,
+    OriginPolicy, Request, Server,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -76,6 +77,66 @@ async fn chromium_echo_with_subprotocol_keepalive_and_clean_close_1000() {
     let info = next(&mut closed).await;
     assert!(info.was_clean && info.code == CloseCode::NORMAL && info.reason == "browser done", "{info:?}");
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
+}
+
+/// Chromium always offers permessage-deflate; a server with `compression` on agrees to it. The
+/// page's echo exchange (text, multi-byte text, binary, empty messages, a 200 KB text, a 4 MiB
+/// binary) comes back byte for byte, compressed both ways: the browser's `extensions` is exactly
+/// the answer the server wrote, and `Acceptance::deflate` and `Ctx::deflate` agree on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_echo_compressed_agrees_on_permessage_deflate() {
+    /// Echoes, and reports `Ctx::deflate` from `on_open`.
+    struct CompressedEcho(mpsc::UnboundedSender<Option<DeflateParams>>);
+    impl Handler for CompressedEcho {
+        fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+            let _ = self.0.send(ctx.deflate().copied());
+            Ok(())
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            ctx.send(&message)?;
+            Ok(())
+        }
+    }
+    let Some(browser) = browser() else { return };
+    let page = PageServer::start().await;
+    let options = Options::builder()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE)
+        .compression(DeflateConfig::default())
+        .allowed_origin(page.origin_policy())
+        .build()
+        .expect("options");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ws_url = format!("ws://{}/", listener.local_addr().expect("local addr"));
+    let (agreed_tx, mut agreed) = mpsc::unbounded_channel();
+    let (answer_tx, mut answer) = mpsc::unbounded_channel();
+    let (closed_tx, mut closed) = mpsc::unbounded_channel();
+    let server = ferrule_tokio::serve(listener, options, move |_, acceptance| {
+        let _ = agreed_tx.send(acceptance.deflate().copied());
+        let _ = answer_tx.send(acceptance.response().header("Sec-WebSocket-Extensions").map(str::to_owned));
+        Ok(Reporting { inner: CompressedEcho(agreed_tx.clone()), closed: closed_tx.clone() })
+    });
+    let mut chromium = page.open(&browser, &format!("scenario=echo&ws={ws_url}")).await;
+
+    let report = chromium.report().await;
+    assert_eq!(report.get("errors"), "none", "{report:?}");
+    assert_eq!(report.get("echoed"), "7", "{report:?}");
+    let on_connect = next_of(&mut agreed).await.expect("permessage-deflate agreed in on_connect");
+    assert_eq!(next_of(&mut agreed).await, Some(on_connect), "Ctx::deflate in on_open");
+    let answer = next_of(&mut answer).await.expect("a Sec-WebSocket-Extensions answer");
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    assert_eq!(report.get("extensions"), answer, "the extensions the browser agreed to: {report:?}");
+    let info = next(&mut closed).await;
+    assert!(info.was_clean && info.code == CloseCode::NORMAL, "{info:?}");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
+}
+
+async fn next_of<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
+    match tokio::time::timeout(STEP_TIMEOUT, rx.recv()).await {
+        Ok(Some(value)) => value,
+        Ok(None) => panic!("the server dropped its reports"),
+        Err(_) => panic!("no report within {STEP_TIMEOUT:?}"),
+    }
 }
 
 /// The server closes with 4000 and a reason right after the browser connects; the browser's

@@ -29,15 +29,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ferrule_tokio::Options;
+use ferrule_tokio::{DeflateConfig, DeflateParams, Options};
 use interop_common::{
-    Peer, STREAMED_TEXT, client_echo_through_serve_channels, client_echo_through_serve_handler,
+    Peer, STREAMED_TEXT, client_echo_compressed, client_echo_through_serve_channels, client_echo_through_serve_handler,
     client_offering_permessage_deflate_is_declined, client_offering_subprotocols, client_receives_handler_fragments,
     client_sees_1001_going_away_on_server_shutdown, client_sending_invalid_utf8_gets_1007,
     client_sending_over_max_message_size_gets_1009, client_with_foreign_origin_gets_403,
-    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_sees_server_close_4000,
-    interop_dir, kind, peer_tests, run_blocking, run_client, server_receives_client_handler_fragments, set_up_once,
-    set_up_shared_dir, streamed_binary,
+    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_echo_through_server_with,
+    ferrule_client_sees_server_close_4000, interop_dir, kind, peer_tests, run_blocking, run_client,
+    server_receives_client_handler_fragments, set_up_once, set_up_shared_dir, streamed_binary,
 };
 
 peer_tests! {
@@ -142,6 +142,49 @@ peer_tests! {
     /// A text message that is not UTF-8 (`ws` sends a Buffer as a text frame without checking it)
     /// closes the connection with 1007 Invalid Payload, and the `ws` client receives that close frame.
     node_client_sending_invalid_utf8_gets_1007 => client_sending_invalid_utf8_gets_1007(node);
+
+    /// The ferrule client with `compression` on against the `ws` server with `perMessageDeflate`
+    /// (every message compressed): the client's `Upgraded::deflate` and the server's agreed
+    /// parameters are the same, and the whole exchange (fragmented both ways, 4 MiB) round-trips.
+    ferrule_client_echo_compressed_through_node_server => async {
+        let (run, _, agreed) =
+            ferrule_client_echo_through_server_with(node, "fragmented ✓ from node", &["1000", "deflate"], Some(DeflateConfig::default()))
+                .await;
+        let agreed = agreed.expect("permessage-deflate agreed");
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the ws server's extensions");
+    };
+
+    /// The `ws` server's `serverMaxWindowBits` and `clientMaxWindowBits` (9 and 10) below what the
+    /// ferrule client offers: the client agrees to them and compresses in the smaller window.
+    ferrule_client_echo_compressed_in_ws_server_window_bits => async {
+        let (run, _, agreed) = ferrule_client_echo_through_server_with(
+            node,
+            "fragmented ✓ from node",
+            &["1000", "deflate", "9", "10"],
+            Some(DeflateConfig::default()),
+        )
+        .await;
+        let agreed = agreed.expect("permessage-deflate agreed");
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(9).client_max_window_bits(10));
+        assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the ws server's extensions");
+    };
+
+    /// The `ws` client with `perMessageDeflate` on (every message compressed) against a server with
+    /// `compression` on: both ends agree on the same parameters, and text, binary, fragmented and
+    /// 4 MiB messages round-trip compressed.
+    node_client_echo_compressed_agrees_on_permessage_deflate => async {
+        let agreed = client_echo_compressed(node, DeflateConfig::default(), &[]).await;
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+    };
+
+    /// `ws`'s `serverMaxWindowBits` and `clientMaxWindowBits` (10 and 9) are agreed below the
+    /// server's own limits (15, any), and the exchange round-trips in those windows.
+    node_client_echo_compressed_with_ws_window_bits => async {
+        let open = DeflateConfig::default().server_max_window_bits(Some(15)).client_max_window_bits(None);
+        let agreed = client_echo_compressed(node, open, &["10", "9"]).await;
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(10).client_max_window_bits(9));
+    };
 
     /// permessage-deflate, which `ws` offers by default, is declined (no extension is negotiated)
     /// and messages still flow.

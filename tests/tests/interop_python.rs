@@ -25,14 +25,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ferrule_tokio::Options;
+use ferrule_tokio::{DeflateConfig, DeflateParams, Options};
 use interop_common::{
-    Peer, client_echo_through_serve_channels, client_echo_through_serve_handler,
+    Peer, client_echo_compressed, client_echo_through_serve_channels, client_echo_through_serve_handler,
     client_offering_permessage_deflate_is_declined, client_offering_subprotocols, client_receives_handler_fragments,
     client_sees_1001_going_away_on_server_shutdown, client_sending_invalid_utf8_gets_1007,
     client_sending_over_max_message_size_gets_1009, client_with_foreign_origin_gets_403,
-    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_sees_server_close_4000,
-    interop_dir, peer_tests, run_blocking, server_receives_client_handler_fragments, set_up_once, set_up_shared_dir,
+    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_echo_through_server_with,
+    ferrule_client_sees_server_close_4000, interop_dir, peer_tests, run_blocking,
+    server_receives_client_handler_fragments, set_up_once, set_up_shared_dir,
 };
 
 peer_tests! {
@@ -43,6 +44,27 @@ peer_tests! {
     /// binary, 4 MiB messages, all echoed byte for byte; a ping answered by a pong with its payload; a
     /// close with 1000 and a reason that the server's `on_close` sees as clean.
     python_client_echo_through_serve_handler_closes_clean_1000 => client_echo_through_serve_handler(python);
+
+    /// The same exchange with permessage-deflate, which websockets offers by default, and a server
+    /// with `compression` on: both ends agree on the same parameters, and every message (text,
+    /// binary, fragmented, 4 MiB) round-trips compressed.
+    python_client_echo_compressed_agrees_on_permessage_deflate => async {
+        let agreed = client_echo_compressed(python, DeflateConfig::default(), &[]).await;
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+    };
+
+    /// A server that imposes no context takeover and small windows on both ends: the Python
+    /// client agrees to all of it and the exchange still round-trips.
+    python_client_echo_compressed_without_context_takeover_in_small_windows => async {
+        let strict = DeflateConfig::default()
+            .server_no_context_takeover(true)
+            .client_no_context_takeover(true)
+            .server_max_window_bits(Some(9))
+            .client_max_window_bits(Some(10));
+        let agreed = client_echo_compressed(python, strict, &[]).await;
+        assert!(agreed.server_no_context_takeover && agreed.client_no_context_takeover, "{agreed:?}");
+        assert_eq!((agreed.server_max_window_bits, agreed.client_max_window_bits), (9, 10));
+    };
 
     /// The same exchange as the handler test, against `serve_channels` with an echo task: the channel
     /// front-end reassembles and delivers the same messages, and the done signal reports the clean
@@ -68,6 +90,22 @@ peer_tests! {
     /// that both ends see as clean, and no error on the error stream.
     ferrule_client_echo_through_python_server_closes_clean_1000 =>
         ferrule_client_echo_through_server(python, "fragmented ✓ from python");
+
+    /// The same exchange with `compression` on against the Python server with permessage-deflate:
+    /// the client's `Upgraded::deflate` and the server's agreed extension are the same, so every
+    /// message (text, binary, fragmented both ways, 4 MiB) went compressed.
+    ferrule_client_echo_compressed_through_python_server => async {
+        let (run, _, agreed) = ferrule_client_echo_through_server_with(
+            python,
+            "fragmented ✓ from python",
+            &["1000", "deflate"],
+            Some(DeflateConfig::default()),
+        )
+        .await;
+        let agreed = agreed.expect("permessage-deflate agreed");
+        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the Python server's extensions");
+    };
 
     /// Subprotocols are chosen in the server's preference order: the server accepts
     /// `["chat.v2", "chat.v1"]`, the Python client offers `["chat.v1", "chat.v2"]` and gets `chat.v2`.

@@ -5,6 +5,8 @@
 //
 //     node client.mjs version                exit 0; prints ws=<version> and ws_path=<resolved file>
 //     node client.mjs echo URL               exchange and check echoes, ping, close 1000; prints messages=N
+//     node client.mjs echo-deflate URL [S C] the same with permessage-deflate offered (asking for server and
+//                                            client max window bits S and C when given); prints extensions=...
 //     node client.mjs subprotocol URL P,Q    offer subprotocols P, Q; prints subprotocol=<negotiated, empty for
 //                                            none> or error=<why ws failed the handshake>
 //     node client.mjs origin URL ORIGIN      connect with this Origin; prints status=<HTTP status> or open
@@ -154,9 +156,25 @@ async function checkedClose(client, reason) {
   }
 }
 
-async function echo(url) {
-  const client = new Client(url, [], options());
+// The agreed permessage-deflate parameters, in the order ferrule's DeflateParams displays them,
+// e.g. "permessage-deflate; server_max_window_bits=12"; empty when none was agreed.
+function agreedDeflate(ws) {
+  const deflate = ws._extensions['permessage-deflate'];
+  if (!deflate) return '';
+  const p = deflate.params;
+  const out = ['permessage-deflate'];
+  if (p.server_no_context_takeover) out.push('server_no_context_takeover');
+  if (p.client_no_context_takeover) out.push('client_no_context_takeover');
+  const bits = (v) => (typeof v === 'number' ? v : 15);
+  if (bits(p.server_max_window_bits) < 15) out.push(`server_max_window_bits=${p.server_max_window_bits}`);
+  if (bits(p.client_max_window_bits) < 15) out.push(`client_max_window_bits=${p.client_max_window_bits}`);
+  return out.join('; ');
+}
+
+async function echo(url, deflate = false) {
+  const client = new Client(url, [], options(deflate ? { perMessageDeflate: deflate } : {}));
   await client.open();
+  print(`extensions=${agreedDeflate(client.ws)}`);
   let sent = 0;
 
   // Whole messages: text (multi-byte UTF-8 included), binary, empty ones.
@@ -339,12 +357,18 @@ async function fragments(url) {
 }
 
 async function main(argv) {
-  const [mode, url, arg] = argv;
+  const [mode, url, arg, ...rest] = argv;
   if (mode === 'version') {
     print(`ws=${WS_VERSION}`);
     print(`ws_path=${require.resolve('ws')}`);
   } else if (mode === 'echo' && url) {
     await echo(url);
+  } else if (mode === 'echo-deflate' && url) {
+    // threshold 0: compress every message, the short ones too.
+    const deflate = { threshold: 0 };
+    if (arg !== undefined) deflate.serverMaxWindowBits = Number(arg);
+    if (rest[0] !== undefined) deflate.clientMaxWindowBits = Number(rest[0]);
+    await echo(url, deflate);
   } else if (mode === 'subprotocol' && arg !== undefined) {
     await subprotocol(url, arg.split(','));
   } else if (mode === 'origin' && arg !== undefined) {

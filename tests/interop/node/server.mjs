@@ -2,7 +2,12 @@
 //
 // Usage (run from a directory whose node_modules holds the pinned `ws`, as for client.mjs):
 //
-//     node server.mjs [EXPECTED_CLOSE_CODE]     (default 1000)
+//     node server.mjs [EXPECTED_CLOSE_CODE] [deflate [S C]]
+//
+// (default 1000; deflate: accept permessage-deflate, compressing every message, with
+// serverMaxWindowBits S and clientMaxWindowBits C when given). With deflate, prints
+// `extensions=...` when the connection opens: the permessage-deflate parameters agreed, in the
+// order ferrule displays them, or nothing.
 //
 // Listens on 127.0.0.1 on an ephemeral port and prints `port=N` on stdout once it listens. Serves
 // one connection: prints `message=<text|binary> <bytes>` for every message and `ping=<payload>`
@@ -73,14 +78,35 @@ function handle(ws) {
   });
 }
 
-function main(expected) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: MAX_SIZE });
+// The agreed permessage-deflate parameters, as client.mjs prints them.
+function agreedDeflate(ws) {
+  const deflate = ws._extensions['permessage-deflate'];
+  if (!deflate) return '';
+  const p = deflate.params;
+  const out = ['permessage-deflate'];
+  if (p.server_no_context_takeover) out.push('server_no_context_takeover');
+  if (p.client_no_context_takeover) out.push('client_no_context_takeover');
+  const bits = (v) => (typeof v === 'number' ? v : 15);
+  if (bits(p.server_max_window_bits) < 15) out.push(`server_max_window_bits=${p.server_max_window_bits}`);
+  if (bits(p.client_max_window_bits) < 15) out.push(`client_max_window_bits=${p.client_max_window_bits}`);
+  return out.join('; ');
+}
+
+function main(expected, deflateArgs) {
+  let perMessageDeflate = false;
+  if (deflateArgs[0] === 'deflate') {
+    perMessageDeflate = { threshold: 0 };
+    if (deflateArgs[1] !== undefined) perMessageDeflate.serverMaxWindowBits = Number(deflateArgs[1]);
+    if (deflateArgs[2] !== undefined) perMessageDeflate.clientMaxWindowBits = Number(deflateArgs[2]);
+  }
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate, maxPayload: MAX_SIZE });
   wss.on('error', (e) => {
     process.stderr.write(`ERROR: ${e.stack ?? e}\n`);
     process.exit(1);
   });
   wss.on('listening', () => print(`port=${wss.address().port}`));
   wss.once('connection', (ws) => {
+    if (perMessageDeflate) print(`extensions=${agreedDeflate(ws)}`);
     ws.on('error', (e) => process.stderr.write(`connection error: ${e.message}\n`));
     ws.addEventListener('close', (e) => {
       print(`close=${e.code} reason=${e.reason}`);
@@ -104,4 +130,4 @@ const deadline = setTimeout(() => {
 deadline.unref();
 
 process.stderr.write(`ws ${WS_VERSION}\n`);
-main(process.argv.length > 2 ? Number(process.argv[2]) : 1000);
+main(process.argv.length > 2 ? Number(process.argv[2]) : 1000, process.argv.slice(3));

@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferrule_tokio::{
-    Channels, CloseCause, CloseCode, CloseInfo, Ctx, Handler, HandlerError, Message, MessageKind, Options, Request,
-    Server, WebSocket,
+    Channels, CloseCause, CloseCode, CloseInfo, Ctx, DeflateConfig, DeflateParams, Handler, HandlerError, Message,
+    MessageKind, Options, Request, Server, WebSocket,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -62,6 +62,41 @@ pub(crate) async fn client_echo_through_serve_handler(peer: &Peer) {
     let (tx, closed) = mpsc::unbounded_channel();
     let (server, url) = serve_echo(server_options().build().expect("options"), tx).await;
     client_echo(peer, server, &url, closed, "the handler").await;
+}
+
+/// The peer's client `echo-deflate` (the `echo` exchange, offering permessage-deflate; `args`
+/// follow the URL) against a
+/// handler server with `compression` on: both ends report the same agreed parameters (the
+/// server's `Acceptance::deflate` and `Ctx::deflate`, the client's `extensions=` line), so every
+/// message of the exchange, fragmented and 4 MiB ones included, went compressed. Returns them.
+pub(crate) async fn client_echo_compressed(peer: &Peer, compression: DeflateConfig, args: &[&str]) -> DeflateParams {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("local addr"));
+    let (tx, mut closed) = mpsc::unbounded_channel();
+    let (agreed_tx, mut agreed) = mpsc::unbounded_channel();
+    let options = server_options().compression(compression).build().expect("options");
+    let server = ferrule_tokio::serve(listener, options, move |_, acceptance| {
+        let _ = agreed_tx.send(acceptance.deflate().copied());
+        Ok(CompressedEcho { echo: Echo { received: 0, closed: tx.clone() }, agreed: agreed_tx.clone() })
+    });
+    let args: Vec<&str> = ["echo-deflate", &url].into_iter().chain(args.iter().copied()).collect();
+    let run = run_client(peer, &args).await;
+    run.assert_success(&format!("{} echo-deflate", peer.client));
+    let on_connect = next_with_timeout(&mut agreed).await.expect("permessage-deflate agreed in on_connect");
+    let on_open = next_with_timeout(&mut agreed).await;
+    assert_eq!(on_open, Some(on_connect), "Ctx::deflate in on_open");
+    let name = peer.name;
+    assert_eq!(
+        run.value("extensions"),
+        Some(on_connect.to_string().as_str()),
+        "the extensions the {name} client agreed to; stdout: {}",
+        run.stdout
+    );
+    let (received, info) = next_close(&mut closed).await;
+    assert_clean_close(&info, "interop done");
+    assert_eq!(Some(received), run.value("messages").and_then(|n| n.parse().ok()), "messages seen by the handler");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
+    on_connect
 }
 
 /// The same exchange against `serve_channels` with an echo task, whose done signal reports the
@@ -162,9 +197,28 @@ pub(crate) async fn server_receives_client_handler_fragments(peer: &Peer, option
 /// error stream. Returns what the server printed, once it exited 0, and the messages echoed (not
 /// the two requests after them).
 pub(crate) async fn ferrule_client_echo_through_server(peer: &Peer, fragmented: &str) -> (ScriptRun, Vec<Message>) {
-    let mut server = PeerServer::start(peer, &[]).await;
-    let options = Options::builder().max_message_size(MAX_SIZE).max_frame_size(MAX_SIZE).build().expect("options");
+    let (run, messages, _) = ferrule_client_echo_through_server_with(peer, fragmented, &[], None).await;
+    (run, messages)
+}
+
+/// The same exchange with the client's `compression` set and the peer's server started with
+/// `args`; also returns the permessage-deflate parameters the client agreed to
+/// (`Upgraded::deflate`).
+pub(crate) async fn ferrule_client_echo_through_server_with(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    compression: Option<DeflateConfig>,
+) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
+    let mut server = PeerServer::start(peer, args).await;
+    let options = Options::builder()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE)
+        .compression(compression)
+        .build()
+        .expect("options");
     let conn = server.connect(&options).await;
+    let agreed = conn.deflate().copied();
     let mut ch = conn.channels::<Message>();
 
     let large_binary: Vec<u8> = (0..LARGE).map(|i| (i % 251) as u8).collect();
@@ -208,7 +262,7 @@ pub(crate) async fn ferrule_client_echo_through_server(peer: &Peer, fragmented: 
     run.assert_success(peer.server);
     let name = peer.name;
     assert_eq!(run.value("close"), Some("1000 reason=ferrule done"), "the close the {name} server received");
-    (run, messages)
+    (run, messages, agreed)
 }
 
 /// The peer's client `subprotocol` offers `offer` (comma-separated) to a server accepting
@@ -380,6 +434,27 @@ impl Handler for Echo {
 
     fn on_close(&mut self, info: &CloseInfo) {
         let _ = self.closed.send((self.received, info.clone()));
+    }
+}
+
+/// An [`Echo`] that reports `Ctx::deflate` from `on_open`.
+struct CompressedEcho {
+    echo: Echo,
+    agreed: mpsc::UnboundedSender<Option<DeflateParams>>,
+}
+
+impl Handler for CompressedEcho {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
+        let _ = self.agreed.send(ctx.deflate().copied());
+        Ok(())
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        self.echo.on_message(ctx, message)
+    }
+
+    fn on_close(&mut self, info: &CloseInfo) {
+        self.echo.on_close(info);
     }
 }
 
