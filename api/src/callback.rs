@@ -345,6 +345,24 @@ impl Ctx<'_> {
     pub fn deflate(&self) -> Option<&DeflateParams> {
         self.conn.deflate()
     }
+
+    /// Switches compression of the messages this connection sends from now on, when
+    /// permessage-deflate was agreed: eyesore's per-connection
+    /// `EnableWriteCompression` in `OnOpen`. `false` sends them uncompressed (RFC 7692 section 6
+    /// allows that for any message) and saves the compressor's CPU, and its memory when this end
+    /// keeps no context; `true` compresses them again. A message being streamed keeps the
+    /// setting it started with. Without permessage-deflate this does nothing.
+    pub fn set_write_compression(&mut self, enabled: bool) {
+        self.conn.set_write_compression(enabled);
+    }
+
+    /// Whether the messages this connection sends from now on are compressed (those of at least
+    /// [`DeflateConfig::min_compress_size`](crate::DeflateConfig::min_compress_size) bytes):
+    /// permessage-deflate was agreed and [`set_write_compression`](Self::set_write_compression)
+    /// has not switched it off.
+    pub fn write_compression(&self) -> bool {
+        self.conn.write_compression()
+    }
 }
 
 /// Runs a [`Handler`] as the driver's front-end.

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use ferrule_core::CloseCode;
+use ferrule_core::{CloseCode, DeflateParams};
 use futures_core::{FusedStream, Stream};
 use futures_sink::Sink;
 
@@ -80,10 +80,24 @@ pub struct Channels<M: Codec = Message> {
     /// That last error is queued before `done` completes, so a loop that returns on `done` can
     /// still take it from here.
     pub errors: Errors,
+    subprotocol: Option<String>,
+    deflate: Option<DeflateParams>,
 }
 
 impl<M: Codec> Channels<M> {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    /// The subprotocol agreed in the handshake, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake (RFC 7692 section 7.1), or
+    /// `None` when messages are not compressed. [`Handle::set_write_compression`] (through
+    /// [`Sender::handle`] or a [`Handle`] of the connection) switches compression per message.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
+    }
+
+    pub(crate) fn new(shared: Arc<Shared>, subprotocol: Option<String>, deflate: Option<DeflateParams>) -> Self {
         let handle = Handle::new(shared.clone());
         Self {
             receiver: Receiver {
@@ -98,6 +112,8 @@ impl<M: Codec> Channels<M> {
             done: handle.done(),
             disconnect: Disconnect { handle: handle.clone() },
             errors: Errors { shared },
+            subprotocol,
+            deflate,
         }
     }
 }

@@ -168,6 +168,25 @@ impl Handle {
         Ok(())
     }
 
+    /// Switches compression of the messages queued after this call, when permessage-deflate was
+    /// agreed (gorilla/websocket's `EnableWriteCompression`): `false` sends them uncompressed,
+    /// which RFC 7692 section 6 allows for any message, `true` compresses them again (those of
+    /// at least [`DeflateConfig::min_compress_size`](crate::DeflateConfig::min_compress_size)
+    /// bytes). Messages queued earlier keep the setting they were queued under. Without
+    /// permessage-deflate this does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once closing.
+    pub fn set_write_compression(&self, enabled: bool) -> Result<(), Error> {
+        let mut inner = self.shared.lock();
+        if inner.is_closing() {
+            return Err(Error::Closed);
+        }
+        self.shared.push_command(&mut inner, Command::WriteCompression(enabled));
+        Ok(())
+    }
+
     /// Starts the closing handshake with `code` and `reason` (RFC 6455 section 7.1.2). Messages
     /// queued before are sent first. Never waits; later sends fail with [`Error::Closed`].
     ///

@@ -70,7 +70,7 @@ impl Sending {
             let waits = match command {
                 Command::Message(_) => conn.is_sending_fragmented(),
                 Command::Fragment(..) => conn.is_sending_fragmented() && !self.writer_open,
-                Command::Ping(_) | Command::Close { .. } => false,
+                Command::Ping(_) | Command::WriteCompression(_) | Command::Close { .. } => false,
             };
             if waits {
                 commands.push_front(command);
@@ -82,6 +82,10 @@ impl Sending {
                 Command::Message(message) => send_message(conn, &message),
                 Command::Fragment(fragment, fin) => self.send_writer_fragment(conn, &fragment, fin),
                 Command::Ping(p) => conn.ping(&p),
+                Command::WriteCompression(enabled) => {
+                    conn.set_write_compression(enabled);
+                    Ok(())
+                }
                 Command::Close { code, reason, shutdown } => {
                     let cause = if shutdown { CloseCause::ServerShutdown } else { CloseCause::Local { code, reason } };
                     self.close_with(conn, cause, now)

@@ -23,6 +23,8 @@ pub(crate) enum Command {
     /// `true` for the last one.
     Fragment(Message, bool),
     Ping(Bytes),
+    /// Switch compression of the messages queued after this one ([`Handle::set_write_compression`](crate::Handle::set_write_compression)).
+    WriteCompression(bool),
     /// Start the closing handshake with this code and reason; `shutdown` when the server's
     /// shutdown asks (the end's cause is then [`CloseCause::ServerShutdown`](crate::CloseCause::ServerShutdown)).
     Close {
@@ -37,7 +39,7 @@ impl Command {
     fn message_len(&self) -> usize {
         match self {
             Self::Message(m) | Self::Fragment(m, _) => m.len(),
-            Self::Ping(_) | Self::Close { .. } => 0,
+            Self::Ping(_) | Self::WriteCompression(_) | Self::Close { .. } => 0,
         }
     }
 }

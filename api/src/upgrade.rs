@@ -65,6 +65,13 @@ where
         self.conn.deflate()
     }
 
+    /// Switches compression of the messages this connection sends, when permessage-deflate was
+    /// agreed; see [`Ctx::set_write_compression`](crate::Ctx::set_write_compression). Once it
+    /// runs, [`Handle::set_write_compression`] switches it between queued messages.
+    pub fn set_write_compression(&mut self, enabled: bool) {
+        self.conn.set_write_compression(enabled);
+    }
+
     /// A handle to the connection, usable before and while it runs.
     pub fn handle(&self) -> Handle {
         Handle::new(self.shared.clone())
@@ -112,7 +119,7 @@ where
     /// Spawns the connection on the runtime and returns its channels, typed as `M`.
     pub fn channels<M: Codec>(self) -> Channels<M> {
         let shared = self.shared.clone();
-        let channels = Channels::new(shared.clone());
+        let channels = Channels::new(shared.clone(), self.subprotocol.clone(), self.conn.deflate().copied());
         let runtime = self.runtime.clone();
         let driver = self.into_driver(ChannelFront::new(shared.clone()), shared);
         runtime.spawn(async move {

@@ -286,6 +286,26 @@ impl Connection {
         self.extension.as_ref().map(|e| e.deflate().params())
     }
 
+    /// Switches compression of the messages this end sends from now on, when permessage-deflate
+    /// was agreed (gorilla/websocket's `EnableWriteCompression`). RFC 7692 section 6 lets an
+    /// endpoint send any message uncompressed, so switching off needs nothing from the peer, and
+    /// the compressor's context (when kept) resumes where it was when switched back on. A message
+    /// being streamed keeps the choice it started with. Without permessage-deflate this does
+    /// nothing. On by default.
+    pub fn set_write_compression(&mut self, enabled: bool) {
+        if let Some(extension) = &mut self.extension {
+            extension.deflate_mut().set_write_enabled(enabled);
+        }
+    }
+
+    /// Whether the messages this end sends from now on are compressed (those that reach
+    /// [`DeflateConfig::min_compress_size`](crate::DeflateConfig::min_compress_size)): `false`
+    /// when permessage-deflate was not agreed or was switched off with
+    /// [`set_write_compression`](Self::set_write_compression).
+    pub fn write_compression(&self) -> bool {
+        self.extension.as_ref().is_some_and(|e| e.deflate().write_enabled())
+    }
+
     /// Where the connection is in its lifecycle.
     pub fn state(&self) -> State {
         match self.phase {
@@ -705,7 +725,9 @@ impl Connection {
         // size threshold.
         let compress = match (&self.tx_fragment, &self.extension) {
             (Some(_), _) => self.tx_compressed,
-            (None, Some(extension)) => !fin || extension.deflate().should_compress(payload.len()),
+            (None, Some(extension)) => {
+                extension.deflate().write_enabled() && (!fin || extension.deflate().should_compress(payload.len()))
+            }
             (None, None) => false,
         };
         match &mut self.extension {

@@ -432,3 +432,74 @@ fn round_trips_with_windows_set_by_one_side_only() {
     }
     round_trip(open.clone().client_max_window_bits(Some(15)), open.compression_level(0).memory_level(1));
 }
+
+/// Everything `conn` has to write, as bytes.
+fn drain(conn: &mut Connection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while let Some(out) = conn.poll_transmit() {
+        wire.extend_from_slice(out);
+        let n = out.len();
+        conn.advance_transmit(n);
+    }
+    wire
+}
+
+/// Whether RSV1 is set on each frame of a server's (unmasked) output.
+fn rsv1_of_frames(mut wire: &[u8]) -> Vec<bool> {
+    let mut rsv1 = Vec::new();
+    while let Some((header, len)) = FrameHeader::decode(wire).unwrap() {
+        rsv1.push(header.rsv & 0b100 != 0);
+        wire = &wire[len + header.payload_len as usize..];
+    }
+    rsv1
+}
+
+#[test]
+fn write_compression_switches_per_message_and_keeps_the_context() {
+    let (mut client, mut server) = negotiated(
+        Some(DeflateConfig::default().min_compress_size(0)),
+        Some(DeflateConfig::default().min_compress_size(0)),
+        Config::default(),
+    )
+    .unwrap();
+    assert!(server.write_compression());
+    let message = "a message long enough to be worth compressing, twice: compressing, compressing";
+    let mut sizes = Vec::new();
+    for enabled in [true, false, true] {
+        server.set_write_compression(enabled);
+        assert_eq!(server.write_compression(), enabled);
+        server.send_text(message).unwrap();
+        let wire = drain(&mut server);
+        assert_eq!(rsv1_of_frames(&wire), [enabled]);
+        sizes.push(wire.len());
+        // The client inflates each with the context the earlier compressed ones left.
+        let (result, events) = events(&mut client, &wire);
+        assert_eq!(result, Ok(()));
+        assert_eq!(events, vec![text(message)]);
+    }
+    // The second compressed copy refers back to the first: the context outlived the switch.
+    assert!(sizes[2] < sizes[0] / 2, "{sizes:?}");
+    assert_eq!(sizes[1], 2 + message.len());
+
+    // A streamed message keeps the choice it started with.
+    server.send_fragment(MessageKind::Text, b"part one, ", false).unwrap();
+    server.set_write_compression(false);
+    server.send_fragment(MessageKind::Text, b"part two", true).unwrap();
+    let wire = drain(&mut server);
+    assert_eq!(rsv1_of_frames(&wire), [true, false]);
+    let (result, events) = events(&mut client, &wire);
+    assert_eq!(result, Ok(()));
+    assert_eq!(events, vec![text("part one, part two")]);
+    server.send_text(message).unwrap();
+    assert_eq!(rsv1_of_frames(&drain(&mut server)), [false]);
+}
+
+#[test]
+fn write_compression_is_off_without_the_extension() {
+    let (_, mut server) = negotiated(None, Some(DeflateConfig::default()), Config::default()).unwrap();
+    assert!(!server.write_compression());
+    server.set_write_compression(true);
+    assert!(!server.write_compression());
+    server.send_text(&"x".repeat(200)).unwrap();
+    assert_eq!(rsv1_of_frames(&drain(&mut server)), [false]);
+}

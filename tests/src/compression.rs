@@ -37,6 +37,8 @@ macro_rules! compression_suite {
             client_without_compression_is_not_compressed_to,
             on_connect_declines_compression_for_one_connection,
             server_requiring_compression_refuses_a_client_without_it,
+            on_open_switches_write_compression_off_for_one_connection,
+            channels_report_the_agreement_and_switch_write_compression,
         );
     };
     (@expand $rt:ty; $($name:ident),* $(,)?) => {
@@ -63,6 +65,8 @@ pub struct Seen {
     pub on_connect: Option<DeflateParams>,
     /// `Ctx::deflate` in `on_open`.
     pub on_open: Option<DeflateParams>,
+    /// `Ctx::write_compression` at the end of `on_open`.
+    pub writes_compressed: bool,
 }
 
 /// Echoes every message; reports what it saw in `on_open`.
@@ -74,7 +78,16 @@ struct Echo {
 
 impl Handler for Echo {
     fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
-        self.seen.push(Seen { path: self.path.clone(), on_connect: self.on_connect, on_open: ctx.deflate().copied() });
+        // eyesore's per-connection `EnableWriteCompression(false)` in `OnOpen`.
+        if self.path == "/quiet" {
+            ctx.set_write_compression(false);
+        }
+        self.seen.push(Seen {
+            path: self.path.clone(),
+            on_connect: self.on_connect,
+            on_open: ctx.deflate().copied(),
+            writes_compressed: ctx.write_compression(),
+        });
         Ok(())
     }
 
@@ -84,8 +97,8 @@ impl Handler for Echo {
     }
 }
 
-/// An echo server with `options` that declines compression for requests to `/plain` and reports
-/// what each connection saw.
+/// An echo server with `options` that declines compression for requests to `/plain`, switches off
+/// compression of what it sends to `/quiet` in `on_open`, and reports what each connection saw.
 async fn echo_server<T: TestRuntime>(options: Options, seen: &Inbox<Seen>) -> Server<T::Runtime> {
     let seen = seen.clone();
     T::serve(options, move |request: &Request, acceptance: &mut Acceptance| {
@@ -252,7 +265,10 @@ pub async fn agreed_parameters_are_the_same_on_upgraded_acceptance_and_ctx<T: Te
     let _channels = upgraded.channels::<Message>();
     let server_side = seen.next().await;
     assert_eq!(client, Some(default_agreement()));
-    assert_eq!(server_side, Seen { path: "/chat".to_owned(), on_connect: client, on_open: client });
+    assert_eq!(
+        server_side,
+        Seen { path: "/chat".to_owned(), on_connect: client, on_open: client, writes_compressed: true }
+    );
 }
 
 /// A server that imposes no context takeover on both ends and small windows gets them agreed, as
@@ -320,13 +336,15 @@ pub async fn on_connect_declines_compression_for_one_connection<T: TestRuntime>(
     assert_eq!(plain.deflate(), None);
     round_trip::<T, _>(plain).await;
     assert!(counts.written() > payload_bytes(), "{counts:?}");
-    assert_eq!(seen.next().await, Seen { path: "/plain".to_owned(), on_connect: None, on_open: None });
+    let plain_seen = Seen { path: "/plain".to_owned(), on_connect: None, on_open: None, writes_compressed: false };
+    assert_eq!(seen.next().await, plain_seen);
 
     let (compressed, _) = connect_counted::<T>(addr(&server), "/", &options).await.expect("connected");
     assert_eq!(compressed.deflate(), Some(&default_agreement()));
     round_trip::<T, _>(compressed).await;
     let agreed = Some(default_agreement());
-    assert_eq!(seen.next().await, Seen { path: "/".to_owned(), on_connect: agreed, on_open: agreed });
+    let seen_here = Seen { path: "/".to_owned(), on_connect: agreed, on_open: agreed, writes_compressed: true };
+    assert_eq!(seen.next().await, seen_here);
 }
 
 /// A server whose `compression` is `required` refuses a client that offers none with 400, and the
@@ -342,6 +360,58 @@ pub async fn server_requiring_compression_refuses_a_client_without_it<T: TestRun
         .await
         .expect("a client that offers compression connects");
     assert_eq!(upgraded.deflate(), Some(&default_agreement()));
+}
+
+/// `Ctx::set_write_compression(false)` in `on_open` (eyesore's `EnableWriteCompression`) keeps
+/// the agreement but sends that connection's messages uncompressed, while the client still
+/// compresses its own; other connections are not affected.
+pub async fn on_open_switches_write_compression_off_for_one_connection<T: TestRuntime>() {
+    let seen = Inbox::default();
+    let server = echo_server::<T>(compressing(DeflateConfig::default()), &seen).await;
+    let options = compressing(DeflateConfig::default());
+    let (quiet, counts) = connect_counted::<T>(addr(&server), "/quiet", &options).await.expect("connected");
+    assert_eq!(quiet.deflate(), Some(&default_agreement()));
+    round_trip::<T, _>(quiet).await;
+    let payload = payload_bytes();
+    assert!(counts.read() > payload, "the server compressed: the client read {} bytes for {payload}", counts.read());
+    assert!(counts.written() < payload / 4, "the client sent {} bytes for {payload}", counts.written());
+    let agreed = Some(default_agreement());
+    let quiet_seen = Seen { path: "/quiet".to_owned(), on_connect: agreed, on_open: agreed, writes_compressed: false };
+    assert_eq!(seen.next().await, quiet_seen);
+
+    let (other, counts) = connect_counted::<T>(addr(&server), "/", &options).await.expect("connected");
+    round_trip::<T, _>(other).await;
+    assert!(counts.read() < payload / 4, "{counts:?} for {payload}");
+}
+
+/// `Channels` report the agreed parameters and subprotocol, and `Handle::set_write_compression`
+/// switches compression between queued messages: the client's messages queued after `false`
+/// cross the wire whole, those after `true` compressed again.
+pub async fn channels_report_the_agreement_and_switch_write_compression<T: TestRuntime>() {
+    let seen = Inbox::default();
+    let server = echo_server::<T>(compressing(DeflateConfig::default()), &seen).await;
+    let (upgraded, counts) =
+        connect_counted::<T>(addr(&server), "/", &compressing(DeflateConfig::default())).await.expect("connected");
+    let agreed = upgraded.deflate().copied();
+    let mut channels = upgraded.channels::<Message>();
+    assert_eq!(channels.deflate().copied(), agreed);
+    assert_eq!(agreed, Some(default_agreement()));
+    assert_eq!(channels.subprotocol(), None);
+    let text = Message::from(compressible_text(100_000));
+    let handle = channels.sender.handle().clone();
+    let mut written = Vec::new();
+    for enabled in [true, false, true] {
+        handle.set_write_compression(enabled).expect("open");
+        let before = counts.written();
+        channels.sender.send(text.clone()).await.expect("sent");
+        assert_eq!(channels.receiver.recv().await.as_ref(), Some(&text));
+        written.push(counts.written() - before);
+    }
+    assert!(written[0] < 100_000 / 4 && written[2] < 100_000 / 4, "{written:?}");
+    assert!(written[1] > 100_000, "{written:?}");
+    channels.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
+    let _ = within::<T, _>(Duration::from_secs(10), "the connection's end", channels.done).await;
+    assert!(matches!(handle.set_write_compression(false), Err(Error::Closed)));
 }
 
 /// Messages of every shape: empty, short (sent uncompressed, below `min_compress_size`), UTF-8,

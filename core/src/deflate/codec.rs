@@ -46,6 +46,9 @@ const SHRINK_WASTE_DIVISOR: usize = 4;
 pub(crate) struct DeflateCodec {
     negotiated: PerMessageDeflate,
     role: Role,
+    /// Whether messages sent from now on may be compressed (the application's per-connection
+    /// switch; the peer's messages are inflated regardless).
+    write_enabled: bool,
     /// This end's compressor: made for the first compressed message, dropped after each one
     /// when this end keeps no context.
     deflater: Option<Deflate>,
@@ -74,16 +77,36 @@ impl std::fmt::Debug for DeflateCodec {
 
 impl DeflateCodec {
     pub(crate) fn new(negotiated: PerMessageDeflate, role: Role) -> Self {
-        Self { negotiated, role, deflater: None, inflater: None, rx_ended: false, rx_buf: Vec::new(), rx_filled: 0 }
+        Self {
+            negotiated,
+            role,
+            write_enabled: true,
+            deflater: None,
+            inflater: None,
+            rx_ended: false,
+            rx_buf: Vec::new(),
+            rx_filled: 0,
+        }
     }
 
     pub(crate) fn params(&self) -> &DeflateParams {
         &self.negotiated.params
     }
 
-    /// Whether a whole message of `len` bytes is worth compressing.
+    /// Whether a whole message of `len` bytes is to be compressed: compression is switched on
+    /// and the message reaches the size threshold.
     pub(crate) fn should_compress(&self, len: usize) -> bool {
-        len >= self.negotiated.config.min_compress_size
+        self.write_enabled && len >= self.negotiated.config.min_compress_size
+    }
+
+    /// Whether messages sent from now on may be compressed.
+    pub(crate) fn write_enabled(&self) -> bool {
+        self.write_enabled
+    }
+
+    /// Switches compression of messages sent from now on.
+    pub(crate) fn set_write_enabled(&mut self, enabled: bool) {
+        self.write_enabled = enabled;
     }
 
     /// (window bits, keeps no context) of this end's compressor.
