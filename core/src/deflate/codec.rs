@@ -1,5 +1,6 @@
 //! One connection's permessage-deflate compressor and decompressor (RFC 7692 sections 6 and 7.2).
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -37,6 +38,11 @@ const FIRST_INFLATE_ALLOCATION: usize = 4 * 1024;
 /// message three times the inflating itself when growing from 4 KiB. Never past the limit.
 const INFLATE_RATIO_GUESS: usize = 4;
 
+/// The last message's length is taken as the first allocation for the next only up to this many
+/// times the next one's compressed frame: a large message followed by small ones does not make
+/// each of them reserve as much (deflate inflates at most about 1032 times; JSON about 5 to 20).
+const LAST_SIZE_RATIO_CAP: usize = 32;
+
 /// An inflated message keeps its buffer when at most this fraction of it is unused (1/4);
 /// otherwise the buffer is shrunk to fit before it is handed over.
 const SHRINK_WASTE_DIVISOR: usize = 4;
@@ -58,10 +64,12 @@ pub(crate) struct DeflateCodec {
     /// The peer ended the deflate stream (a block with BFINAL set, RFC 7692 section 7.2.3.4):
     /// the rest of this message's data is ignored, and the next message starts a new stream.
     rx_ended: bool,
-    /// The message being inflated: the first `rx_filled` bytes are output, the rest zeroes
-    /// ready to be written (zeroed once, as the buffer grows).
+    /// The message being inflated: its length is the output so far, its spare capacity what
+    /// zlib-rs inflates into next (uninitialised: nothing is zeroed only to be overwritten).
     rx_buf: Vec<u8>,
-    rx_filled: usize,
+    /// The length of the last message inflated: peers tend to send messages of like sizes, so
+    /// it is the best first guess at the next one's (see [`LAST_SIZE_RATIO_CAP`]).
+    rx_last_len: usize,
 }
 
 impl std::fmt::Debug for DeflateCodec {
@@ -70,7 +78,7 @@ impl std::fmt::Debug for DeflateCodec {
             .field("negotiated", &self.negotiated)
             .field("deflater", &self.deflater.is_some())
             .field("inflater", &self.inflater.is_some())
-            .field("rx_filled", &self.rx_filled)
+            .field("rx_filled", &self.rx_buf.len())
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +93,7 @@ impl DeflateCodec {
             inflater: None,
             rx_ended: false,
             rx_buf: Vec::new(),
-            rx_filled: 0,
+            rx_last_len: 0,
         }
     }
 
@@ -144,11 +152,15 @@ impl DeflateCodec {
         limit: usize,
         frame_len: usize,
     ) -> Result<Range<usize>, ProtocolError> {
-        let start = self.rx_filled;
+        let start = self.rx_buf.len();
         if !self.rx_ended {
-            self.inflate_inner(input, limit, frame_len.saturating_mul(INFLATE_RATIO_GUESS))?;
+            // One byte past the last message's length, so that a message of the same length
+            // ends with room to spare and the buffer need not grow to find that nothing follows.
+            let like_the_last = self.rx_last_len.saturating_add(1).min(frame_len.saturating_mul(LAST_SIZE_RATIO_CAP));
+            let first = frame_len.saturating_mul(INFLATE_RATIO_GUESS).max(like_the_last);
+            self.inflate_inner(input, limit, first)?;
         }
-        Ok(start..self.rx_filled)
+        Ok(start..self.rx_buf.len())
     }
 
     /// Ends the current message's compressed data: inflates the sync flush's empty block that the
@@ -166,11 +178,10 @@ impl DeflateCodec {
     /// the next message.
     pub(crate) fn take_message(&mut self) -> Bytes {
         let mut message = std::mem::take(&mut self.rx_buf);
-        message.truncate(self.rx_filled);
+        self.rx_last_len = message.len();
         if message.capacity() - message.len() > message.len() / SHRINK_WASTE_DIVISOR {
             message.shrink_to_fit();
         }
-        self.rx_filled = 0;
         if self.peer_keeps_no_context() || self.rx_ended {
             self.inflater = None;
             self.rx_ended = false;
@@ -181,7 +192,6 @@ impl DeflateCodec {
     /// Forgets the message being received (the connection failed).
     pub(crate) fn abandon_message(&mut self) {
         self.rx_buf = Vec::new();
-        self.rx_filled = 0;
         self.inflater = None;
         self.rx_ended = false;
     }
@@ -194,29 +204,35 @@ impl DeflateCodec {
     fn inflate_inner(&mut self, mut input: &[u8], limit: usize, first: usize) -> Result<(), ProtocolError> {
         let inflater = self.inflater.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
         loop {
-            if self.rx_filled == self.rx_buf.len() && self.rx_buf.len() < limit {
-                let grown = self.rx_buf.len().saturating_mul(2).max(first).max(FIRST_INFLATE_ALLOCATION).min(limit);
-                // Exactly: `resize` alone would round the capacity up past the limit.
-                self.rx_buf.reserve_exact(grown - self.rx_buf.len());
-                self.rx_buf.resize(grown, 0);
+            let filled = self.rx_buf.len();
+            if filled == self.rx_buf.capacity() && filled < limit {
+                let grown = filled.saturating_mul(2).max(first).max(FIRST_INFLATE_ALLOCATION).min(limit);
+                // Exactly: `reserve` alone would round the capacity up past the limit.
+                self.rx_buf.reserve_exact(grown - filled);
             }
-            // The buffer may be longer than a limit lowered since it grew.
-            let end = self.rx_buf.len().min(limit);
-            let at_limit = self.rx_filled >= end;
-            let mut probe = [0u8; 1];
+            // The buffer may be larger than a limit lowered since it grew.
+            let room = self.rx_buf.capacity().min(limit).saturating_sub(filled);
+            let at_limit = room == 0;
+            let mut probe = [MaybeUninit::uninit(); 1];
             // At the limit, any further byte of output is one too many: inflate into one byte.
-            let out: &mut [u8] = if at_limit { &mut probe } else { &mut self.rx_buf[self.rx_filled..end] };
+            let out: &mut [MaybeUninit<u8>] =
+                if at_limit { &mut probe } else { &mut self.rx_buf.spare_capacity_mut()[..room] };
             let room = out.len();
             let (in_before, out_before) = (inflater.total_in(), inflater.total_out());
-            let status = inflater.decompress(input, out, InflateFlush::NoFlush);
+            let status = inflater.decompress_uninit(input, out, InflateFlush::NoFlush);
             // Both are bounded by the slices' lengths, which are `usize`.
             let consumed = usize::try_from(inflater.total_in() - in_before).unwrap_or(input.len());
-            let produced = usize::try_from(inflater.total_out() - out_before).unwrap_or(room);
+            let produced = usize::try_from(inflater.total_out() - out_before).unwrap_or(room).min(room);
             if at_limit && produced > 0 {
-                let size = (self.rx_filled as u64).saturating_add(1);
+                let size = (filled as u64).saturating_add(1);
                 return Err(ProtocolError::MessageTooLarge { size, max: limit });
             }
-            self.rx_filled += produced;
+            if !at_limit {
+                // SAFETY: zlib-rs wrote the first `produced` bytes of the spare capacity it was
+                // given (its `total_out` counts exactly the bytes written to `next_out`), and
+                // `produced <= room`, which is within the capacity.
+                unsafe { self.rx_buf.set_len(filled + produced) };
+            }
             input = input.get(consumed..).unwrap_or_default();
             match status {
                 Err(_) => return Err(ProtocolError::InvalidCompressedData),
