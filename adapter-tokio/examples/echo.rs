@@ -23,11 +23,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // The test suite sends 16 MiB messages and no browser Origin. As a conformance testee it
     // accepts every permessage-deflate offer: any window a client asks of it (up to 15 bits),
-    // any window the client chooses, and either end without context takeover. It compresses
-    // every message, however short: kosoku 0.1.0 errors on an uncompressed echo in the cases of
-    // 16-byte messages (12.x.1, 13.x.1), though RFC 7692 section 6.1 allows one.
-    let compression =
-        DeflateConfig::default().server_max_window_bits(Some(15)).client_max_window_bits(None).min_compress_size(0);
+    // any window the client chooses, and either end without context takeover (it keeps its own
+    // context unless the client asks it not to). It compresses every message, however short:
+    // kosoku 0.1.0 errors on an uncompressed echo in the cases of 16-byte messages (12.x.1,
+    // 13.x.1), though RFC 7692 section 6.1 allows one.
+    let compression = DeflateConfig::default()
+        .server_max_window_bits(Some(15))
+        .client_max_window_bits(None)
+        .server_no_context_takeover(false)
+        .min_compress_size(0);
     let options = Options::builder()
         .max_message_size(64 << 20)
         .max_frame_size(64 << 20)

@@ -62,11 +62,15 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
     };
     // Tools such as the Autobahn TestSuite send no browser Origin; allow any for the demo. As a
     // conformance testee it accepts every permessage-deflate offer: any window a client asks of
-    // it (up to 15 bits), any window the client chooses, either end without context takeover.
+    // it (up to 15 bits), any window the client chooses, either end without context takeover (it
+    // keeps its own context unless the client asks it not to).
     // It compresses every message, however short: kosoku 0.1.0 errors on an uncompressed echo in
     // the cases of 16-byte messages (12.x.1, 13.x.1), though RFC 7692 section 6.1 allows one.
-    let compression =
-        DeflateConfig::default().server_max_window_bits(Some(15)).client_max_window_bits(None).min_compress_size(0);
+    let compression = DeflateConfig::default()
+        .server_max_window_bits(Some(15))
+        .client_max_window_bits(None)
+        .server_no_context_takeover(false)
+        .min_compress_size(0);
     let policy = ServerPolicy::default().origin(OriginPolicy::InsecureAllowAny).deflate(Some(compression));
     let response = match policy.accept(&request) {
         Ok(response) => response,

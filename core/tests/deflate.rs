@@ -306,7 +306,8 @@ fn a_streamed_message_is_one_compressed_message() {
 fn handshake_agrees_and_both_connections_show_the_parameters() {
     let (client, server) =
         negotiated(Some(DeflateConfig::default()), Some(DeflateConfig::default()), Config::default()).unwrap();
-    let expected = DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12);
+    let expected =
+        DeflateParams::default().server_no_context_takeover(true).server_max_window_bits(12).client_max_window_bits(12);
     assert_eq!(client.deflate(), Some(&expected));
     assert_eq!(server.deflate(), Some(&expected));
     let (client, server) = negotiated(None, Some(DeflateConfig::default()), Config::default()).unwrap();
@@ -335,7 +336,7 @@ fn server_response_extensions_header_is_the_policy_s_alone() {
     let mut response = policy.accept(&request).unwrap();
     assert_eq!(
         response.header("Sec-WebSocket-Extensions"),
-        Some("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12")
+        Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=12; client_max_window_bits=12")
     );
     assert!(response.deflate().is_some());
     assert_eq!(
@@ -456,12 +457,8 @@ fn rsv1_of_frames(mut wire: &[u8]) -> Vec<bool> {
 
 #[test]
 fn write_compression_switches_per_message_and_keeps_the_context() {
-    let (mut client, mut server) = negotiated(
-        Some(DeflateConfig::default().min_compress_size(0)),
-        Some(DeflateConfig::default().min_compress_size(0)),
-        Config::default(),
-    )
-    .unwrap();
+    let keeping = DeflateConfig::default().min_compress_size(0).server_no_context_takeover(false);
+    let (mut client, mut server) = negotiated(Some(keeping.clone()), Some(keeping), Config::default()).unwrap();
     assert!(server.write_compression());
     let message = "a message long enough to be worth compressing, twice: compressing, compressing";
     let mut sizes = Vec::new();
@@ -502,4 +499,34 @@ fn write_compression_is_off_without_the_extension() {
     assert!(!server.write_compression());
     server.send_text(&"x".repeat(200)).unwrap();
     assert_eq!(rsv1_of_frames(&drain(&mut server)), [false]);
+}
+
+#[test]
+fn connections_without_context_share_the_thread_s_compressors_and_stay_correct() {
+    // Defaults: the servers keep no context, so each borrows a compressor per message; the
+    // clients keep theirs, except the second, so the servers borrow one decompressor too.
+    let pairs: Vec<_> = [false, true]
+        .into_iter()
+        .map(|client_no_context| {
+            let client = DeflateConfig::default().min_compress_size(0).client_no_context_takeover(client_no_context);
+            negotiated(Some(client), Some(DeflateConfig::default().min_compress_size(0)), Config::default()).unwrap()
+        })
+        .collect();
+    let [(mut c1, mut s1), (mut c2, mut s2)] = <[_; 2]>::try_from(pairs).unwrap();
+    assert!(s1.deflate().unwrap().server_no_context_takeover && s2.deflate().unwrap().client_no_context_takeover);
+    let long = "{\"user\":\"ada\",\"text\":\"hello, hello, hello\"} ".repeat(40);
+    // The first server streams a message, holding its compressor across fragments, while the
+    // second sends whole messages with compressors lent and given back in between.
+    s1.send_fragment(MessageKind::Text, long.as_bytes(), false).unwrap();
+    for i in 0..3 {
+        s2.send_text(&format!("{long}{i}")).unwrap();
+        assert_eq!(pump(&mut s2, &mut c2), [text(&format!("{long}{i}"))]);
+        c2.send_text(&format!("{i}{long}")).unwrap();
+        assert_eq!(pump(&mut c2, &mut s2), [text(&format!("{i}{long}"))]);
+        c1.send_text(&long).unwrap();
+        assert_eq!(pump(&mut c1, &mut s1), [text(&long)]);
+    }
+    s1.send_fragment(MessageKind::Text, b"end", true).unwrap();
+    s1.send_text(&long).unwrap();
+    assert_eq!(pump(&mut s1, &mut c1), [text(&format!("{long}end")), text(&long)]);
 }

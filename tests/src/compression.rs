@@ -229,10 +229,10 @@ fn payload_bytes() -> usize {
 }
 
 /// What a ferrule client and server with the default `compression` settings agree on: 12-bit
-/// windows both ways (the client asks for them, the server limits the client to them), with
-/// context takeover.
+/// windows both ways (the client asks for them, the server limits the client to them), the
+/// server without context takeover, the client with.
 fn default_agreement() -> DeflateParams {
-    DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12)
+    DeflateParams::default().server_no_context_takeover(true).server_max_window_bits(12).client_max_window_bits(12)
 }
 
 // ---- tests ---------------------------------------------------------------------------------------

@@ -151,18 +151,21 @@ peer_tests! {
             ferrule_client_echo_through_server_with(node, "fragmented ✓ from node", &["1000", "deflate"], Some(DeflateConfig::default()))
                 .await;
         let agreed = agreed.expect("permessage-deflate agreed");
-        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        let expected =
+            DeflateParams::default().server_no_context_takeover(true).server_max_window_bits(12).client_max_window_bits(12);
+        assert_eq!(agreed, expected);
         assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the ws server's extensions");
     };
 
     /// The `ws` server's `serverMaxWindowBits` and `clientMaxWindowBits` (9 and 10) below what the
-    /// ferrule client offers: the client agrees to them and compresses in the smaller window.
+    /// ferrule client offers: the client agrees to them and compresses in the smaller window. The
+    /// client lets the server keep its context, so the server's messages share one deflate stream.
     ferrule_client_echo_compressed_in_ws_server_window_bits => async {
         let (run, _, agreed) = ferrule_client_echo_through_server_with(
             node,
             "fragmented ✓ from node",
             &["1000", "deflate", "9", "10"],
-            Some(DeflateConfig::default()),
+            Some(DeflateConfig::default().server_no_context_takeover(false)),
         )
         .await;
         let agreed = agreed.expect("permessage-deflate agreed");
@@ -175,13 +178,19 @@ peer_tests! {
     /// 4 MiB messages round-trip compressed.
     node_client_echo_compressed_agrees_on_permessage_deflate => async {
         let agreed = client_echo_compressed(node, DeflateConfig::default(), &[]).await;
-        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        let expected =
+            DeflateParams::default().server_no_context_takeover(true).server_max_window_bits(12).client_max_window_bits(12);
+        assert_eq!(agreed, expected);
     };
 
     /// `ws`'s `serverMaxWindowBits` and `clientMaxWindowBits` (10 and 9) are agreed below the
-    /// server's own limits (15, any), and the exchange round-trips in those windows.
+    /// server's own limits (15, any), and the exchange round-trips in those windows, the server
+    /// keeping its context.
     node_client_echo_compressed_with_ws_window_bits => async {
-        let open = DeflateConfig::default().server_max_window_bits(Some(15)).client_max_window_bits(None);
+        let open = DeflateConfig::default()
+            .server_max_window_bits(Some(15))
+            .client_max_window_bits(None)
+            .server_no_context_takeover(false);
         let agreed = client_echo_compressed(node, open, &["10", "9"]).await;
         assert_eq!(agreed, DeflateParams::default().server_max_window_bits(10).client_max_window_bits(9));
     };

@@ -50,7 +50,9 @@ peer_tests! {
     /// binary, fragmented, 4 MiB) round-trips compressed.
     python_client_echo_compressed_agrees_on_permessage_deflate => async {
         let agreed = client_echo_compressed(python, DeflateConfig::default(), &[]).await;
-        assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
+        let expected =
+            DeflateParams::default().server_no_context_takeover(true).server_max_window_bits(12).client_max_window_bits(12);
+        assert_eq!(agreed, expected);
     };
 
     /// A server that imposes no context takeover and small windows on both ends: the Python
@@ -99,7 +101,8 @@ peer_tests! {
             python,
             "fragmented ✓ from python",
             &["1000", "deflate"],
-            Some(DeflateConfig::default()),
+            // Letting the server keep its context, as Python's server does unless asked.
+            Some(DeflateConfig::default().server_no_context_takeover(false)),
         )
         .await;
         let agreed = agreed.expect("permessage-deflate agreed");

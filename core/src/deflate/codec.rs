@@ -6,6 +6,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use zlib_rs::{Deflate, DeflateFlush, Inflate, InflateFlush, Status};
 
+use super::pool::{self, DeflateKey};
 use super::{DeflateParams, PerMessageDeflate};
 use crate::config::Role;
 use crate::error::ProtocolError;
@@ -183,7 +184,11 @@ impl DeflateCodec {
             message.shrink_to_fit();
         }
         if self.peer_keeps_no_context() || self.rx_ended {
-            self.inflater = None;
+            // Nothing carries over to the next message: lend the decompressor to the thread's
+            // other connections until then.
+            if let Some(inflater) = self.inflater.take() {
+                pool::give_inflater(inflater);
+            }
             self.rx_ended = false;
         }
         Bytes::from(message)
@@ -202,7 +207,10 @@ impl DeflateCodec {
     }
 
     fn inflate_inner(&mut self, mut input: &[u8], limit: usize, first: usize) -> Result<(), ProtocolError> {
-        let inflater = self.inflater.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
+        let lend = self.peer_keeps_no_context();
+        let inflater = self.inflater.get_or_insert_with(|| {
+            lend.then(pool::take_inflater).flatten().unwrap_or_else(|| Inflate::new(false, INFLATE_WINDOW_BITS))
+        });
         loop {
             let filled = self.rx_buf.len();
             if filled == self.rx_buf.capacity() && filled < limit {
@@ -264,13 +272,20 @@ impl DeflateCodec {
     pub(crate) fn compress(&mut self, data: &[u8], fin: bool, out: &mut Vec<u8>) {
         let (window, no_context) = self.own();
         let config = &self.negotiated.config;
+        let key: DeflateKey = (
+            i32::from(config.compression_level.min(9)),
+            -i32::from(window.clamp(MIN_ZLIB_WINDOW_BITS, 15)),
+            i32::from(config.memory_level.clamp(1, 9)),
+        );
         let deflater = self.deflater.get_or_insert_with(|| {
-            Deflate::new_with_config(zlib_rs::DeflateConfig {
-                level: i32::from(config.compression_level.min(9)),
-                method: zlib_rs::Method::Deflated,
-                window_bits: -i32::from(window.clamp(MIN_ZLIB_WINDOW_BITS, 15)),
-                mem_level: i32::from(config.memory_level.clamp(1, 9)),
-                strategy: zlib_rs::Strategy::Default,
+            no_context.then(|| pool::take_deflater(key)).flatten().unwrap_or_else(|| {
+                Deflate::new_with_config(zlib_rs::DeflateConfig {
+                    level: key.0,
+                    method: zlib_rs::Method::Deflated,
+                    window_bits: key.1,
+                    mem_level: key.2,
+                    strategy: zlib_rs::Strategy::Default,
+                })
             })
         });
         let start = out.len();
@@ -309,7 +324,11 @@ impl DeflateCodec {
                 out.push(0x00);
             }
             if no_context {
-                self.deflater = None;
+                // Nothing carries over to the next message: lend the compressor to the
+                // thread's other connections until then.
+                if let Some(deflater) = self.deflater.take() {
+                    pool::give_deflater(key, deflater);
+                }
             }
         }
     }

@@ -19,22 +19,30 @@
 //! | 15, 8 (zlib's defaults)               | 371 KiB    | 46 KiB       |
 //! | 15, 5                                 | 273 KiB    | 46 KiB       |
 //! | 12, 8                                 | 259 KiB    | 46 KiB       |
-//! | 12, 5 ([`DeflateConfig::default`])    | 161 KiB    | 46 KiB       |
+//! | 12, 5                                 | 161 KiB    | 46 KiB       |
 //! | 9, 1                                  | 134 KiB    | 46 KiB       |
-//! | any, without context takeover, idle   | 0          | 0            |
-//!
-//! (Without context takeover an idle connection keeps only the codec's own struct, under 1 KiB.)
+//! | any, without context takeover         | 0          | 0            |
 //!
 //! zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the settings, and its
 //! decompressor takes the same memory for every window; the window bits and the memory level
 //! move the rest of the compressor. (By zlib's documented formulas, C zlib at 12 bits and memory
-//! level 5 would need about 38 KiB for the compressor and 11 KiB for the decompressor.) The lever that removes the cost of idle connections is the context takeover policy:
-//! without a context (`*_no_context_takeover`), the compressor and decompressor are made for one
-//! message and dropped after it, so an idle connection holds neither. A server can impose that on
-//! both sides (see [`server_no_context_takeover`](DeflateConfig::server_no_context_takeover) and
-//! [`client_no_context_takeover`](DeflateConfig::client_no_context_takeover)), trading an
-//! allocation per message and some compression for memory. Messages below
-//! [`min_compress_size`](DeflateConfig::min_compress_size) make no compressor at all.
+//! level 5 would need about 38 KiB for the compressor and 11 KiB for the decompressor.)
+//!
+//! The lever that removes the cost is the context takeover policy. Without a context
+//! (`*_no_context_takeover`), a connection borrows a compressor or decompressor from its thread
+//! for each message and gives it back reset after it (uWebSockets' shared compressor, per
+//! thread), so it holds neither between messages and the thread's connections share a few. The
+//! price is some compression (each message is compressed on its own) and resetting the state
+//! per message, about what compressing a 1 KiB message costs anyway (`cargo bench -p
+//! ferrule-core --bench deflate`, `compress-no-context`). A server can impose it on both sides
+//! (see [`server_no_context_takeover`](DeflateConfig::server_no_context_takeover) and
+//! [`client_no_context_takeover`](DeflateConfig::client_no_context_takeover)).
+//!
+//! [`DeflateConfig::default`] sets `server_no_context_takeover`: a server keeps no compressor per
+//! connection, only the decompressor for a client that keeps its context (46 KiB; browsers do),
+//! which is less than python-websockets' default of about 64 KiB with C zlib; set it to `false`
+//! for better compression of small, similar messages at 161 KiB more per connection. Messages
+//! below [`min_compress_size`](DeflateConfig::min_compress_size) use no compressor at all.
 //!
 //! A compressed message is held to `max_message_size` while it is inflated: its buffer never
 //! grows past the limit, so a decompression bomb costs at most the limit (measured: a 1 MiB frame
@@ -43,6 +51,7 @@
 
 mod codec;
 mod negotiate;
+mod pool;
 
 use std::fmt;
 
@@ -57,9 +66,10 @@ use crate::config::ConfigError;
 ///
 /// The window and context-takeover fields use the RFC's names, which say whose compressor they
 /// concern (the server's or the client's); what each end does with them is documented per field.
-/// Every field has a documented default ([`DeflateConfig::default`], python-websockets' memory-
-/// conscious choice: 12-bit windows and memory level 5); [`validate`](Self::validate) checks the
-/// ranges.
+/// Every field has a documented default ([`DeflateConfig::default`]: python-websockets'
+/// memory-conscious 12-bit windows and memory level 5, and a server that keeps no compression
+/// context, so that it holds no compressor per connection; see the [module docs](self) for the
+/// memory each setting costs); [`validate`](Self::validate) checks the ranges.
 ///
 /// # Examples
 ///
@@ -93,10 +103,13 @@ pub struct DeflateConfig {
     /// the parameter for at most this (`None`: it accepts the client's choice).
     pub client_max_window_bits: Option<u8>,
     /// The server compresses each message on its own, without the previous messages as context
-    /// (RFC 7692 section 7.1.1.1). Default `false`.
+    /// (RFC 7692 section 7.1.1.1). Default `true`: a server then keeps no compressor per
+    /// connection (it borrows one from its thread for each message), 161 KiB less per connection
+    /// at the default window and memory level, for some compression of small, similar messages.
     ///
-    /// A server answers it when set (or when the client asks for it); a client asks for it, which
-    /// lets it drop its decompressor between messages.
+    /// A server answers it when set (or when the client asks for it; RFC 7692 lets a server
+    /// answer it unasked); a client asks for it, which lets it keep no decompressor between
+    /// messages.
     pub server_no_context_takeover: bool,
     /// The client compresses each message on its own (RFC 7692 section 7.1.1.2). Default `false`.
     ///
@@ -127,7 +140,7 @@ impl Default for DeflateConfig {
         Self {
             server_max_window_bits: Some(12),
             client_max_window_bits: Some(12),
-            server_no_context_takeover: false,
+            server_no_context_takeover: true,
             client_no_context_takeover: false,
             compression_level: 6,
             memory_level: 5,

@@ -262,8 +262,12 @@ mod tests {
         negotiate_offers(config, &offers(header)).map(|(d, answer)| (d.params, answer))
     }
 
+    /// A server or client with no policy of its own: it keeps its context and limits no window.
     fn open() -> DeflateConfig {
-        DeflateConfig::default().server_max_window_bits(None).client_max_window_bits(None)
+        DeflateConfig::default()
+            .server_max_window_bits(None)
+            .client_max_window_bits(None)
+            .server_no_context_takeover(false)
     }
 
     fn params(snct: bool, cnct: bool, smwb: u8, cmwb: u8) -> DeflateParams {
@@ -408,7 +412,7 @@ mod tests {
         assert_eq!(offer_value(&open()), "permessage-deflate");
         assert_eq!(
             offer_value(&DeflateConfig::default()),
-            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; client_max_window_bits=12"
         );
         let all = DeflateConfig::default()
             .server_no_context_takeover(true)
@@ -430,7 +434,8 @@ mod tests {
 
     #[test]
     fn client_accepts_valid_answers() {
-        let config = DeflateConfig::default(); // asks server <= 12, offers client 12
+        // Asks the server for <= 12 bits, offers the client's 12.
+        let config = DeflateConfig::default().server_no_context_takeover(false);
         assert_eq!(
             client(&config, "permessage-deflate; server_max_window_bits=12").unwrap(),
             Some(params(false, false, 12, 12))
