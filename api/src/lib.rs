@@ -32,6 +32,7 @@ mod channel;
 mod driver;
 mod error;
 mod handle;
+pub mod hub;
 mod message;
 mod options;
 mod runtime;
