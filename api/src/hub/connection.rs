@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use ferrule_core::PreparedMessage;
 use ferrule_core::handshake::Request;
 
 use super::socket::{Socket, SocketState};
@@ -64,7 +65,7 @@ impl<R: Runtime> Handler for HubConnection<R> {
         Ok(())
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+    fn on_message(&mut self, _ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
         let Some(socket) = &self.socket else { return Ok(()) };
         let hub = &self.hub;
         hub.inner.stats.messages_in.fetch_add(1, Ordering::Relaxed);
@@ -89,7 +90,7 @@ impl<R: Runtime> Handler for HubConnection<R> {
                 hub.inner.stats.events_in.fetch_add(1, Ordering::Relaxed);
                 let Some(handler) = hub.inner.events.get(name.as_str()) else {
                     if let Some(id) = ack {
-                        ctx.send_text(&wire::encode_nack(id, "unknown event"))?;
+                        self.reply(socket, wire::encode_nack(id, "unknown event"));
                     }
                     hub.report(socket, HubError::UnknownEvent { event: name });
                     return Ok(());
@@ -98,12 +99,12 @@ impl<R: Runtime> Handler for HubConnection<R> {
                     Ok(reply) => {
                         if let Some(id) = ack {
                             let reply = reply.unwrap_or_else(|| "null".to_owned());
-                            ctx.send_text(&wire::encode_ack(id, &reply))?;
+                            self.reply(socket, wire::encode_ack(id, &reply));
                         }
                     }
                     Err(failure) => {
                         if let Some(id) = ack {
-                            ctx.send_text(&wire::encode_nack(id, &failure.to_string()))?;
+                            self.reply(socket, wire::encode_nack(id, &failure.to_string()));
                         }
                         let error = match failure {
                             EventFailure::Payload(e) => HubError::BadPayload { event: name, error: e },
@@ -163,6 +164,12 @@ impl<R: Runtime> Handler for HubConnection<R> {
 }
 
 impl<R: Runtime> HubConnection<R> {
+    /// Sends an acknowledgement through the connection's send queue, behind whatever the event's
+    /// handler emitted, so the client sees them in the order they were made.
+    fn reply(&self, socket: &Socket<R>, text: String) {
+        self.hub.deliver_to(&socket.state, &PreparedMessage::text(text));
+    }
+
     fn complete_ack(&self, id: u64, reply: super::ack::RawReply) {
         let Some(socket) = &self.socket else { return };
         let collector = socket.state.acks().remove(&id);

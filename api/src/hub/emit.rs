@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::ack::{AckError, Acks, Collector};
 use super::registry::Target;
+use super::socket::SocketState;
 use super::{Hub, SlowRecipients, wire};
 use crate::handle::Offer;
 use crate::message::{EncodeError, Message};
@@ -140,39 +141,57 @@ impl<R: Runtime> Hub<R> {
         ack: Option<(u64, &Arc<Collector>)>,
     ) -> Delivery {
         let mut delivery = Delivery::default();
-        let policy = self.inner.config.slow_recipients;
         let registry = self.registry();
         registry.for_each_recipient(target, |id, socket| {
             if let Some((ack_id, collector)) = ack {
                 collector.expect(socket);
                 socket.acks().insert(ack_id, collector.clone());
             }
-            let offer = socket.handle.offer_prepared(message);
-            match offer {
-                Offer::Queued => delivery.queued += 1,
-                Offer::Closed => delivery.closed += 1,
-                Offer::Full => match policy {
-                    SlowRecipients::Drop => {
-                        tracing::debug!(id = %id, "send queue full: message dropped for this connection");
-                        delivery.dropped += 1;
-                    }
-                    SlowRecipients::Disconnect(code) => {
-                        tracing::debug!(id = %id, code = %code, "send queue full: disconnecting");
-                        let _ = socket.handle.close(code, "send queue full");
-                        delivery.disconnected += 1;
-                    }
-                },
-            }
+            let offer = self.offer(socket, message, &mut delivery);
             if let (Some((ack_id, collector)), false) = (ack, offer == Offer::Queued) {
                 socket.acks().remove(&ack_id);
                 collector.complete(id, Err(AckError::NotSent));
             }
         });
         drop(registry);
+        self.count(delivery);
+        delivery
+    }
+
+    /// Queues `message` on one connection (a reply to it, say), as an emit would.
+    pub(crate) fn deliver_to(&self, socket: &SocketState, message: &PreparedMessage) -> Delivery {
+        let mut delivery = Delivery::default();
+        self.offer(socket, message, &mut delivery);
+        self.count(delivery);
+        delivery
+    }
+
+    /// Offers `message` to one recipient, applying the slow-recipient policy when its queue is
+    /// full, and counts the outcome in `delivery`.
+    fn offer(&self, socket: &SocketState, message: &PreparedMessage, delivery: &mut Delivery) -> Offer {
+        let offer = socket.handle.offer_prepared(message);
+        match offer {
+            Offer::Queued => delivery.queued += 1,
+            Offer::Closed => delivery.closed += 1,
+            Offer::Full => match self.inner.config.slow_recipients {
+                SlowRecipients::Drop => {
+                    tracing::debug!(id = %socket.id, "send queue full: message dropped for this connection");
+                    delivery.dropped += 1;
+                }
+                SlowRecipients::Disconnect(code) => {
+                    tracing::debug!(id = %socket.id, code = %code, "send queue full: disconnecting");
+                    let _ = socket.handle.close(code, "send queue full");
+                    delivery.disconnected += 1;
+                }
+            },
+        }
+        offer
+    }
+
+    fn count(&self, delivery: Delivery) {
         let stats = &self.inner.stats;
         stats.messages_out.fetch_add(delivery.queued as u64, Ordering::Relaxed);
         stats.dropped.fetch_add(delivery.dropped as u64, Ordering::Relaxed);
         stats.slow_disconnects.fetch_add(delivery.disconnected as u64, Ordering::Relaxed);
-        delivery
     }
 }

@@ -733,7 +733,7 @@ pub struct HubStats {
     pub messages_in: u64,
     /// Events received (named, whether handled or not).
     pub events_in: u64,
-    /// Messages queued to recipients by emits (one per recipient).
+    /// Messages queued to recipients: by emits (one per recipient) and acknowledgements.
     pub messages_out: u64,
     /// Messages a recipient lost because its send queue was full ([`SlowRecipients::Drop`]).
     pub dropped: u64,
