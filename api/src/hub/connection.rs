@@ -12,32 +12,25 @@ use super::socket::{Socket, SocketState};
 use super::wire::{self, Incoming};
 use super::{ConnId, EventFailure, Hub, HubError};
 use crate::CloseCode;
-use crate::callback::{Acceptance, Ctx, Handler, HandlerFactory, Rejection};
+use crate::callback::{Ctx, Handler, Rejection};
 use crate::error::{CloseInfo, HandlerError};
 use crate::message::Message;
 use crate::runtime::Runtime;
 
-/// The [`HandlerFactory`] that serves a [`Hub`]: pass it to `serve` (from
-/// [`Hub::handler_factory`]).
-#[derive(Debug, Clone)]
-pub struct HubFactory<R: Runtime> {
-    pub(crate) hub: Hub<R>,
-}
-
-impl<R: Runtime> HandlerFactory for HubFactory<R> {
-    type Handler = HubConnection<R>;
-
-    fn on_connect(&self, request: &Request, _accept: &mut Acceptance) -> Result<HubConnection<R>, Rejection> {
-        let id = (self.hub.inner.config.id_generator)(request);
-        if self.hub.is_connected(&id) {
+impl<R: Runtime> Hub<R> {
+    /// Decides on an upgrade: gives the connection its id, or refuses a taken id with 409.
+    pub(crate) fn accept(&self, request: &Request) -> Result<HubConnection<R>, Rejection> {
+        let id = (self.inner.config.id_generator)(request);
+        if self.is_connected(&id) {
             tracing::info!(id = %id, "upgrade refused: the connection id is taken");
             return Err(Rejection::new(409, "connection id already in use"));
         }
-        Ok(HubConnection { hub: self.hub.clone(), id: Some(id), socket: None })
+        Ok(HubConnection { hub: self.clone(), id: Some(id), socket: None })
     }
 }
 
-/// One connection of a [`Hub`], run by the callback API's driver. Made by [`HubFactory`].
+/// One connection of a [`Hub`], run by the callback API's driver; the handler
+/// [`Hub::handler_factory`] makes.
 #[derive(Debug)]
 pub struct HubConnection<R: Runtime> {
     hub: Hub<R>,

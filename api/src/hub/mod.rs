@@ -113,7 +113,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 pub use ack::{Ack, AckError, Acks};
-pub use connection::{HubConnection, HubFactory};
+pub use connection::HubConnection;
 pub use emit::{Delivery, Emitter};
 pub use socket::Socket;
 
@@ -121,6 +121,7 @@ use registry::{Registry, Target};
 use socket::SocketState;
 
 use crate::CloseCode;
+use crate::callback::{Acceptance, Rejection};
 use crate::error::{CloseCause, CloseInfo, Error, HandlerError};
 use crate::message::{EncodeError, Message};
 use crate::runtime::Runtime;
@@ -513,10 +514,16 @@ impl<R: Runtime> Hub<R> {
         }
     }
 
-    /// The [`HandlerFactory`](crate::HandlerFactory) that serves this hub: pass it to an
-    /// adapter's `serve` (or to [`serve`](crate::serve)).
-    pub fn handler_factory(&self) -> HubFactory<R> {
-        HubFactory { hub: self.clone() }
+    /// What serves this hub: pass it to an adapter's `serve` (`ferrule_tokio::serve(listener,
+    /// options, hub.handler_factory())`) or to [`serve`](crate::serve). It is a
+    /// [`HandlerFactory`](crate::HandlerFactory), in the shape of a closure so that every
+    /// adapter's `serve` takes it. Each upgrade gets its id from the hub's generator; a taken id
+    /// is refused with 409.
+    pub fn handler_factory(
+        &self,
+    ) -> impl Fn(&Request, &mut Acceptance) -> Result<HubConnection<R>, Rejection> + Clone + Send + Sync + 'static {
+        let hub = self.clone();
+        move |request, _acceptance| hub.accept(request)
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry<Arc<SocketState>>> {
