@@ -73,8 +73,13 @@
 //! An emit serializes its payload once and frames it once, as a [`PreparedMessage`](crate::core::PreparedMessage):
 //! a server's frames are unmasked (RFC 6455 section 5.1), so they are the same bytes for every
 //! recipient, and each recipient's connection queues them by reference. Per recipient, an emit
-//! costs a lock of its send queue, a reference count and a wake of its task (measured in
-//! `benches/hub.rs`). With permessage-deflate (RFC 7692), the compressed frames are shared too
+//! costs a lock of its send queue, a reference count and a wake of its task, and holds a
+//! reference rather than a copy of the message until it is written. `benches/hub.rs` measures
+//! an emit of 1 KiB of JSON to a room of 1000 connections over in-memory transports, each
+//! connection's task then taking the message into its core and writing it: about 0.55 µs per
+//! recipient in all, against 2.1 µs when each recipient serializes and frames its own copy (on
+//! a shared 2-core machine; the protocol core's part is 37 ns by reference against 69 ns
+//! framing a copy). With permessage-deflate (RFC 7692), the compressed frames are shared too
 //! when the server keeps no context between messages (`server_no_context_takeover`, section
 //! 7.1.1.1); a connection that keeps its context compresses the message itself.
 //!
@@ -293,16 +298,17 @@ impl fmt::Display for EventFailure {
 
 type EventFn<R> = Box<dyn Fn(&Socket<R>, Option<&RawValue>) -> Result<Option<String>, EventFailure> + Send + Sync>;
 type SocketFn<R> = Box<dyn Fn(&Socket<R>) -> Result<(), HandlerError> + Send + Sync>;
-type BytesFn<R> = Box<dyn Fn(&Socket<R>, &[u8]) + Send + Sync>;
+/// A callback about a connection and a value of type `A` (a `str`, a `[u8]`, ...).
+type Callback<R, A> = Box<dyn Fn(&Socket<R>, &A) + Send + Sync>;
 
 struct Callbacks<R: Runtime> {
     on_connection: Vec<SocketFn<R>>,
-    on_disconnect: Vec<Box<dyn Fn(&Socket<R>, &CloseInfo) + Send + Sync>>,
-    on_error: Vec<Box<dyn Fn(&Socket<R>, &HubError) + Send + Sync>>,
-    on_ping: Vec<BytesFn<R>>,
-    on_pong: Vec<BytesFn<R>>,
-    on_leave: Vec<Box<dyn Fn(&Socket<R>, &str) + Send + Sync>>,
-    on_native: Vec<Box<dyn Fn(&Socket<R>, &Message) + Send + Sync>>,
+    on_disconnect: Vec<Callback<R, CloseInfo>>,
+    on_error: Vec<Callback<R, HubError>>,
+    on_ping: Vec<Callback<R, [u8]>>,
+    on_pong: Vec<Callback<R, [u8]>>,
+    on_leave: Vec<Callback<R, str>>,
+    on_native: Vec<Callback<R, Message>>,
 }
 
 impl<R: Runtime> Default for Callbacks<R> {
