@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrule::hub::{AckError, ConnId, Hub, HubError, SlowRecipients, Socket};
-use ferrule::{Bound, Channels, CloseCause, CloseCode, Message, Options, Server};
+use ferrule::hub::{AckError, ConnId, EmitError, Hub, HubError, SlowRecipients, Socket};
+use ferrule::{Bound, Channels, CloseCause, CloseCode, DeflateConfig, Message, Options, Server};
 use serde_json::{Value, json};
 
 use crate::suite::{Inbox, TestRuntime, addr, now, raw_upgraded, sleep, url, within};
@@ -41,6 +41,8 @@ macro_rules! hub_suite {
             real hub_store_keeps_typed_values_per_connection,
             real hub_ping_and_pong_callbacks_fire,
             real hub_stats_count_connections_rooms_messages_and_close_causes,
+            real hub_emit_with_a_reserved_name_or_an_unserializable_payload_sends_nothing,
+            real hub_compressed_broadcast_reaches_compressing_and_plain_clients_intact,
         );
     };
     (@expand $rt:ty; $($mode:ident $name:ident),* $(,)?) => {
@@ -73,8 +75,15 @@ pub struct HubClient {
 impl HubClient {
     /// Connects to a hub at `path` and reads its `$open`.
     pub async fn connect<T: TestRuntime>(server: &Server<T::Runtime>, path: &str) -> Self {
+        Self::connect_with::<T>(server, path, &Options::default()).await
+    }
+
+    /// Connects with `options` to a hub at `path` and reads its `$open`.
+    pub async fn connect_with<T: TestRuntime>(server: &Server<T::Runtime>, path: &str, options: &Options) -> Self {
         let url = format!("{}{}", url(addr(server)), path.trim_start_matches('/'));
-        let channels = T::connect(&url, &Options::default()).await.expect("connected").channels::<Message>();
+        let upgraded = T::connect(&url, options).await.expect("connected");
+        assert_eq!(upgraded.deflate().is_some(), options.compression().is_some(), "compression as asked");
+        let channels = upgraded.channels::<Message>();
         let mut client = Self { channels, id: String::new() };
         let open = client.next::<T>().await;
         assert_eq!(open[0], "$open", "{open}");
@@ -708,4 +717,40 @@ pub async fn hub_stats_count_connections_rooms_messages_and_close_causes<T: Test
     let stats = hub.stats();
     assert_eq!((stats.connections, stats.rooms), (0, 0));
     assert_eq!((stats.closes.peer, stats.closes.local), (1, 1));
+}
+
+/// An emit with a `$` name, or a payload that does not serialize, is refused with a typed error
+/// and sends nothing.
+pub async fn hub_emit_with_a_reserved_name_or_an_unserializable_payload_sends_nothing<T: TestRuntime>() {
+    let seen = Seen::default();
+    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
+    let server = serve::<T>(&hub, Options::default()).await;
+    let mut a = HubClient::connect::<T>(&server, "/").await;
+    assert!(matches!(hub.emit("$open", &1), Err(EmitError::ReservedName(name)) if name == "$open"));
+    let not_json = std::collections::HashMap::from([((1, 2), 3)]);
+    assert!(matches!(hub.emit("map", &not_json), Err(EmitError::Encode(_))));
+    let socket = hub.get(&a.id).expect("registered");
+    assert!(socket.emit_with_ack::<(), _>("$ack", &1, Duration::from_secs(1)).is_err());
+    marker_is_next::<T>(&hub, &mut [&mut a], 1).await;
+}
+
+/// With permessage-deflate and no server context takeover, one broadcast reaches clients that
+/// compress (sharing one compressed encoding) and a client that does not, intact.
+pub async fn hub_compressed_broadcast_reaches_compressing_and_plain_clients_intact<T: TestRuntime>() {
+    let seen = Seen::default();
+    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
+    let compression = DeflateConfig::default().server_no_context_takeover(true).min_compress_size(0);
+    let options = Options::builder().compression(compression).build().expect("valid");
+    let server = serve::<T>(&hub, options).await;
+    let compressing = Options::builder().compression(DeflateConfig::default()).build().expect("valid");
+    let mut a = HubClient::connect_with::<T>(&server, "/", &compressing).await;
+    let mut b = HubClient::connect_with::<T>(&server, "/", &compressing).await;
+    let mut plain = HubClient::connect::<T>(&server, "/").await;
+    let text = "squeeze me ".repeat(2000);
+    for n in 0..3 {
+        assert_eq!(hub.emit("big", &(n, &text)).expect("encoded").queued, 3);
+        for client in [&mut a, &mut b, &mut plain] {
+            assert_eq!(client.next::<T>().await, json!(["big", [n, text]]));
+        }
+    }
 }

@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use super::ack::{AckError, Acks, Collector};
 use super::registry::Target;
 use super::socket::SocketState;
-use super::{Hub, SlowRecipients, wire};
+use super::{EmitError, Hub, SlowRecipients, wire};
 use crate::handle::Offer;
-use crate::message::{EncodeError, Message};
+use crate::message::Message;
 use crate::runtime::Runtime;
 
 /// What became of one emit, counted over its recipients.
@@ -83,14 +83,10 @@ impl<R: Runtime> Emitter<R> {
     ///
     /// # Errors
     ///
-    /// [`EncodeError`] when `payload` does not serialize; nothing is sent.
-    ///
-    /// # Panics
-    ///
-    /// When `event` starts with `$`, which is reserved for the hub's own messages.
-    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EncodeError> {
-        assert!(wire::is_event_name(event), "event names starting with '$' are reserved for the hub");
-        let text = wire::encode_event(event, payload, None).map_err(EncodeError::json)?;
+    /// [`EmitError`] when `event` starts with `$` (reserved for the hub's own messages) or
+    /// `payload` does not serialize; nothing is sent.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EmitError> {
+        let text = encode(event, payload, None)?;
         Ok(self.hub.deliver(&self.target, &PreparedMessage::text(text), None))
     }
 
@@ -101,20 +97,15 @@ impl<R: Runtime> Emitter<R> {
     ///
     /// # Errors
     ///
-    /// [`EncodeError`] when `payload` does not serialize; nothing is sent.
-    ///
-    /// # Panics
-    ///
-    /// When `event` starts with `$`, which is reserved for the hub's own messages.
+    /// As [`emit`](Self::emit).
     pub fn emit_with_ack<A: DeserializeOwned, T: Serialize + ?Sized>(
         &self,
         event: &str,
         payload: &T,
         timeout: Duration,
-    ) -> Result<Acks<R, A>, EncodeError> {
-        assert!(wire::is_event_name(event), "event names starting with '$' are reserved for the hub");
+    ) -> Result<Acks<R, A>, EmitError> {
         let id = self.hub.inner.next_ack.fetch_add(1, Ordering::Relaxed);
-        let text = wire::encode_event(event, payload, Some(id)).map_err(EncodeError::json)?;
+        let text = encode(event, payload, Some(id))?;
         let collector = Arc::new(Collector::default());
         let deadline = self.hub.inner.runtime.now() + timeout;
         self.hub.deliver(&self.target, &PreparedMessage::text(text), Some((id, &collector)));
@@ -129,6 +120,14 @@ impl<R: Runtime> Emitter<R> {
         };
         self.hub.deliver(&self.target, &prepared, None)
     }
+}
+
+/// An event message, checked and serialized.
+fn encode<T: Serialize + ?Sized>(event: &str, payload: &T, ack: Option<u64>) -> Result<String, EmitError> {
+    if !wire::is_event_name(event) {
+        return Err(EmitError::ReservedName(event.to_owned()));
+    }
+    wire::encode_event(event, payload, ack).map_err(EmitError::Encode)
 }
 
 impl<R: Runtime> Hub<R> {

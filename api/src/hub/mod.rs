@@ -128,7 +128,7 @@ use socket::SocketState;
 use crate::CloseCode;
 use crate::callback::{Acceptance, Rejection};
 use crate::error::{CloseCause, CloseInfo, Error, HandlerError};
-use crate::message::{EncodeError, Message};
+use crate::message::Message;
 use crate::runtime::Runtime;
 
 /// Any error an event handler or the application reports.
@@ -274,6 +274,36 @@ impl std::error::Error for HubError {
             Self::BadPayload { error, .. } => Some(error),
             Self::Handler { error, .. } | Self::App(error) => Some(&**error),
             _ => None,
+        }
+    }
+}
+
+/// Why an emit sent nothing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The event's name starts with `$`, which is reserved for the hub's own messages.
+    ReservedName(String),
+    /// The payload did not serialize as JSON.
+    Encode(serde_json::Error),
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ReservedName(name) => {
+                write!(f, "the event name {name:?} is reserved: names starting with '$' are the hub's")
+            }
+            Self::Encode(e) => write!(f, "the payload did not serialize: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Encode(e) => Some(e),
+            Self::ReservedName(_) => None,
         }
     }
 }
@@ -644,8 +674,8 @@ impl<R: Runtime> Hub<R> {
     ///
     /// # Errors
     ///
-    /// [`EncodeError`] when `payload` does not serialize.
-    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EncodeError> {
+    /// [`EmitError`] when `event` is reserved or `payload` does not serialize.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EmitError> {
         self.all().emit(event, payload)
     }
 

@@ -11,11 +11,11 @@ use serde::de::DeserializeOwned;
 
 use super::ack::{Ack, Pending};
 use super::emit::{Delivery, Emitter};
-use super::{ConnId, Hub, HubError};
+use super::{ConnId, EmitError, Hub, HubError};
 use crate::CloseCode;
 use crate::error::Error;
 use crate::handle::Handle;
-use crate::message::{EncodeError, Message};
+use crate::message::Message;
 use crate::runtime::Runtime;
 
 /// What the hub keeps per connection.
@@ -117,8 +117,8 @@ impl<R: Runtime> Socket<R> {
     ///
     /// # Errors
     ///
-    /// [`EncodeError`] when `payload` does not serialize.
-    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EncodeError> {
+    /// [`EmitError`] when `event` is reserved or `payload` does not serialize.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EmitError> {
         self.only().emit(event, payload)
     }
 
@@ -127,13 +127,13 @@ impl<R: Runtime> Socket<R> {
     ///
     /// # Errors
     ///
-    /// [`EncodeError`] when `payload` does not serialize (the future then is not made).
+    /// [`EmitError`] when `event` is reserved or `payload` does not serialize (nothing is sent).
     pub fn emit_with_ack<A: DeserializeOwned, T: Serialize + ?Sized>(
         &self,
         event: &str,
         payload: &T,
         timeout: Duration,
-    ) -> Result<Ack<R, A>, EncodeError> {
+    ) -> Result<Ack<R, A>, EmitError> {
         self.only().emit_with_ack(event, payload, timeout).map(Ack)
     }
 
