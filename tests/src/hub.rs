@@ -11,8 +11,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrule::hub::{AckError, ConnId, EmitError, Hub, HubError, SlowRecipients, Socket};
-use ferrule::{Bound, Channels, CloseCause, CloseCode, DeflateConfig, Message, Options, Server};
+use ferrule::hub::{AckError, ConnId, EmitError, Hub, HubError, SlowRecipients, Socket, Values};
+use ferrule::{
+    Acceptance, Bound, Channels, CloseCause, CloseCode, DeflateConfig, Message, Options, Rejection, Request, Server,
+};
 use serde_json::{Value, json};
 
 use crate::suite::{Inbox, TestRuntime, addr, now, raw_upgraded, sleep, url, within};
@@ -43,6 +45,7 @@ macro_rules! hub_suite {
             real hub_stats_count_connections_rooms_messages_and_close_causes,
             real hub_emit_with_a_reserved_name_or_an_unserializable_payload_sends_nothing,
             real hub_compressed_broadcast_reaches_compressing_and_plain_clients_intact,
+            real hub_on_connect_refuses_an_upgrade_or_fills_the_store_from_the_request,
         );
     };
     (@expand $rt:ty; $($mode:ident $name:ident),* $(,)?) => {
@@ -753,4 +756,29 @@ pub async fn hub_compressed_broadcast_reaches_compressing_and_plain_clients_inta
             assert_eq!(client.next::<T>().await, json!(["big", [n, text]]));
         }
     }
+}
+
+/// The hub's on-connect callback sees the upgrade request: it refuses one with its status, and
+/// fills the store of another, which its socket then holds.
+pub async fn hub_on_connect_refuses_an_upgrade_or_fills_the_store_from_the_request<T: TestRuntime>() {
+    #[derive(Clone)]
+    struct User(String);
+    let hub = Hub::builder(T::runtime())
+        .on_connect(|request: &Request, acceptance: &mut Acceptance, values: &mut Values| {
+            let Some(user) = request.path().strip_prefix("/users/") else {
+                return Err(Rejection::new(403, "who are you?"));
+            };
+            values.insert(User(user.to_owned()));
+            acceptance.insert_header("X-User", user).map_err(|_| Rejection::new(400, "bad user"))?;
+            Ok(())
+        })
+        .on_with_ack("whoami", |socket: &Socket<T::Runtime>, ()| Ok(socket.get::<User>().map(|u| u.0)))
+        .build();
+    let server = serve::<T>(&hub, Options::default()).await;
+    let refused = T::connect(&format!("{}anonymous", url(addr(&server))), &Options::default()).await;
+    let Err(error) = refused else { panic!("an anonymous upgrade was accepted") };
+    assert!(error.to_string().contains("403"), "{error}");
+    assert!(hub.is_empty());
+    let mut alice = HubClient::connect::<T>(&server, "/users/alice").await;
+    assert_eq!(alice.request::<T>("whoami", json!(null), 1).await, json!(["$ack", 1, "alice"]));
 }

@@ -8,24 +8,28 @@ use std::sync::atomic::Ordering;
 use ferrule_core::PreparedMessage;
 use ferrule_core::handshake::Request;
 
-use super::socket::{Socket, SocketState};
+use super::socket::{Socket, SocketState, Values};
 use super::wire::{self, Incoming};
 use super::{ConnId, EventFailure, Hub, HubError};
 use crate::CloseCode;
-use crate::callback::{Ctx, Handler, Rejection};
+use crate::callback::{Acceptance, Ctx, Handler, Rejection};
 use crate::error::{CloseInfo, HandlerError};
 use crate::message::Message;
 use crate::runtime::Runtime;
 
 impl<R: Runtime> Hub<R> {
     /// Decides on an upgrade: gives the connection its id, or refuses a taken id with 409.
-    pub(crate) fn accept(&self, request: &Request) -> Result<HubConnection<R>, Rejection> {
+    pub(crate) fn accept(&self, request: &Request, acceptance: &mut Acceptance) -> Result<HubConnection<R>, Rejection> {
+        let mut values = Values::default();
+        for callback in &self.inner.callbacks.on_connect {
+            callback(request, acceptance, &mut values)?;
+        }
         let id = (self.inner.config.id_generator)(request);
         if self.is_connected(&id) {
             tracing::info!(id = %id, "upgrade refused: the connection id is taken");
             return Err(Rejection::new(409, "connection id already in use"));
         }
-        Ok(HubConnection { hub: self.clone(), id: Some(id), socket: None })
+        Ok(HubConnection { hub: self.clone(), opening: Some((id, values)), socket: None })
     }
 }
 
@@ -34,14 +38,15 @@ impl<R: Runtime> Hub<R> {
 #[derive(Debug)]
 pub struct HubConnection<R: Runtime> {
     hub: Hub<R>,
-    id: Option<ConnId>,
+    /// Until it opens: its id and the values `on_connect` stored.
+    opening: Option<(ConnId, Values)>,
     socket: Option<Socket<R>>,
 }
 
 impl<R: Runtime> Handler for HubConnection<R> {
     fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError> {
-        let Some(id) = self.id.take() else { return Ok(()) };
-        let state = Arc::new(SocketState::new(id.clone(), ctx.handle()));
+        let Some((id, values)) = self.opening.take() else { return Ok(()) };
+        let state = Arc::new(SocketState::new(id.clone(), ctx.handle(), values));
         if !self.hub.registry().insert(id.clone(), state.clone()) {
             // Another connection took the id between the upgrade and now (a generator that
             // repeats itself).

@@ -120,7 +120,7 @@ use serde_json::value::RawValue;
 pub use ack::{Ack, AckError, Acks};
 pub use connection::HubConnection;
 pub use emit::{Delivery, Emitter};
-pub use socket::Socket;
+pub use socket::{Socket, Values};
 
 use registry::{Registry, Target};
 use socket::SocketState;
@@ -331,7 +331,11 @@ type SocketFn<R> = Box<dyn Fn(&Socket<R>) -> Result<(), HandlerError> + Send + S
 /// A callback about a connection and a value of type `A` (a `str`, a `[u8]`, ...).
 type Callback<R, A> = Box<dyn Fn(&Socket<R>, &A) + Send + Sync>;
 
+/// A callback on an upgrade request.
+type UpgradeFn = Box<dyn Fn(&Request, &mut Acceptance, &mut Values) -> Result<(), Rejection> + Send + Sync>;
+
 struct Callbacks<R: Runtime> {
+    on_connect: Vec<UpgradeFn>,
     on_connection: Vec<SocketFn<R>>,
     on_disconnect: Vec<Callback<R, CloseInfo>>,
     on_error: Vec<Callback<R, HubError>>,
@@ -344,6 +348,7 @@ struct Callbacks<R: Runtime> {
 impl<R: Runtime> Default for Callbacks<R> {
     fn default() -> Self {
         Self {
+            on_connect: Vec::new(),
             on_connection: Vec::new(),
             on_disconnect: Vec::new(),
             on_error: Vec::new(),
@@ -456,6 +461,19 @@ impl<R: Runtime> HubBuilder<R> {
         self
     }
 
+    /// Runs for each upgrade request, before the connection opens (the callback API's
+    /// [`HandlerFactory::on_connect`](crate::HandlerFactory::on_connect)): it may refuse the
+    /// upgrade with a [`Rejection`], edit the response through the [`Acceptance`], and fill the
+    /// connection's store from the request (a user from a header or a cookie, say), which its
+    /// [`Socket`] then holds. Runs before the id generator.
+    pub fn on_connect(
+        mut self,
+        callback: impl Fn(&Request, &mut Acceptance, &mut Values) -> Result<(), Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        self.callbacks.on_connect.push(Box::new(callback));
+        self
+    }
+
     /// Runs when a connection has joined the hub (registered, in its own room, `$open` sent):
     /// the place to store values in its [`Socket`] and join it to rooms. An error closes the
     /// connection with the error's code ([`HandlerError`]).
@@ -559,7 +577,7 @@ impl<R: Runtime> Hub<R> {
         &self,
     ) -> impl Fn(&Request, &mut Acceptance) -> Result<HubConnection<R>, Rejection> + Clone + Send + Sync + 'static {
         let hub = self.clone();
-        move |request, _acceptance| hub.accept(request)
+        move |request, acceptance| hub.accept(request, acceptance)
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry<Arc<SocketState>>> {

@@ -22,7 +22,7 @@ use crate::runtime::Runtime;
 pub(crate) struct SocketState {
     pub(crate) id: ConnId,
     pub(crate) handle: Handle,
-    store: Mutex<Store>,
+    store: Mutex<Values>,
     acks: Mutex<Pending>,
 }
 
@@ -33,22 +33,54 @@ impl fmt::Debug for SocketState {
 }
 
 impl SocketState {
-    pub(crate) fn new(id: ConnId, handle: Handle) -> Self {
-        Self { id, handle, store: Mutex::new(Store::default()), acks: Mutex::new(Pending::new()) }
+    pub(crate) fn new(id: ConnId, handle: Handle, values: Values) -> Self {
+        Self { id, handle, store: Mutex::new(values), acks: Mutex::new(Pending::new()) }
     }
 
     pub(crate) fn acks(&self) -> MutexGuard<'_, Pending> {
         self.acks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn store(&self) -> MutexGuard<'_, Store> {
+    fn store(&self) -> MutexGuard<'_, Values> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Values of any type, one per type (as `http::Extensions`).
+/// Values of any type, one per type (as `http::Extensions`): a connection's store, filled at the
+/// upgrade by [`HubBuilder::on_connect`](super::HubBuilder::on_connect) and then kept in its
+/// [`Socket`].
 #[derive(Default)]
-struct Store(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+pub struct Values(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl fmt::Debug for Values {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Values").field("len", &self.0.len()).finish()
+    }
+}
+
+impl Values {
+    /// Stores `value`, replacing (and returning) the value of its type stored before.
+    pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) -> Option<T> {
+        let old = self.0.insert(TypeId::of::<T>(), Box::new(value));
+        old.and_then(|b| b.downcast().ok()).map(|b| *b)
+    }
+
+    /// The stored value of type `T`.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.get(&TypeId::of::<T>()).and_then(|b| b.downcast_ref())
+    }
+
+    /// The stored value of type `T`, to change.
+    pub fn get_mut<T: Send + Sync + 'static>(&mut self) -> Option<&mut T> {
+        self.0.get_mut(&TypeId::of::<T>()).and_then(|b| b.downcast_mut())
+    }
+
+    /// Removes and returns the stored value of type `T`.
+    pub fn remove<T: Send + Sync + 'static>(&mut self) -> Option<T> {
+        let old = self.0.remove(&TypeId::of::<T>());
+        old.and_then(|b| b.downcast().ok()).map(|b| *b)
+    }
+}
 
 /// One connection of a [`Hub`], as its callbacks and event handlers see it: its id, its rooms,
 /// emitting to it or from it, its store of typed values, and a way to end it. Cheap to clone;
@@ -159,8 +191,7 @@ impl<R: Runtime> Socket<R> {
 
     /// Stores `value`, replacing (and returning) the value of its type stored before.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        let old = self.state.store().0.insert(TypeId::of::<T>(), Box::new(value));
-        old.and_then(|b| b.downcast().ok()).map(|b| *b)
+        self.state.store().insert(value)
     }
 
     /// A copy of the stored value of type `T`.
@@ -171,14 +202,12 @@ impl<R: Runtime> Socket<R> {
     /// Runs `f` with the stored value of type `T` (borrowed mutably; `None` when there is
     /// none). The store is locked meanwhile: `f` must not use this socket's store.
     pub fn with<T: Send + Sync + 'static, U>(&self, f: impl FnOnce(Option<&mut T>) -> U) -> U {
-        let mut store = self.state.store();
-        f(store.0.get_mut(&TypeId::of::<T>()).and_then(|b| b.downcast_mut()))
+        f(self.state.store().get_mut())
     }
 
     /// Removes and returns the stored value of type `T`.
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<T> {
-        let old = self.state.store().0.remove(&TypeId::of::<T>());
-        old.and_then(|b| b.downcast().ok()).map(|b| *b)
+        self.state.store().remove()
     }
 
     /// Closes the connection with `code` and `reason` (RFC 6455 section 7.1.2).
