@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrule::hub::{AckError, ConnId, EmitError, Hub, HubError, SlowRecipients, Socket, Values};
 use ferrule::{
-    Acceptance, Bound, Channels, CloseCause, CloseCode, DeflateConfig, Message, Options, Rejection, Request, Server,
+    Acceptance, Bound, Channels, CloseCause, CloseCode, DeflateConfig, HandlerError, Message, Options, Rejection,
+    Request, Server,
 };
 use serde_json::{Value, json};
 
@@ -46,6 +47,7 @@ macro_rules! hub_suite {
             real hub_emit_with_a_reserved_name_or_an_unserializable_payload_sends_nothing,
             real hub_compressed_broadcast_reaches_compressing_and_plain_clients_intact,
             real hub_on_connect_refuses_an_upgrade_or_fills_the_store_from_the_request,
+            real hub_on_connection_error_closes_with_its_code_and_leaves_nothing_behind,
         );
     };
     (@expand $rt:ty; $($mode:ident $name:ident),* $(,)?) => {
@@ -781,4 +783,29 @@ pub async fn hub_on_connect_refuses_an_upgrade_or_fills_the_store_from_the_reque
     assert!(hub.is_empty());
     let mut alice = HubClient::connect::<T>(&server, "/users/alice").await;
     assert_eq!(alice.request::<T>("whoami", json!(null), 1).await, json!(["$ack", 1, "alice"]));
+}
+
+/// An on-connection callback's error closes the connection with the error's code, and the hub
+/// keeps nothing of it.
+pub async fn hub_on_connection_error_closes_with_its_code_and_leaves_nothing_behind<T: TestRuntime>() {
+    let left = Inbox::<String>::default();
+    let on_leave = left.clone();
+    let hub = Hub::builder(T::runtime())
+        .on_connection(|socket: &Socket<T::Runtime>| {
+            socket.join("lobby");
+            Err(HandlerError::with_code(CloseCode::new(4003), "not today"))
+        })
+        .on_leave(move |_: &Socket<T::Runtime>, room: &str| on_leave.push(room.to_owned()))
+        .build();
+    let server = serve::<T>(&hub, Options::default()).await;
+    let mut client = HubClient::connect::<T>(&server, "/").await;
+    assert_eq!(within::<T, _>(WAIT, "the end", client.channels.receiver.recv()).await, None);
+    let info = within::<T, _>(WAIT, "the end", client.channels.done.clone()).await;
+    assert_eq!((info.code.as_u16(), info.reason.as_str()), (4003, "not today"));
+    assert_eq!(within::<T, _>(WAIT, "on_leave", left.next()).await, "lobby");
+    assert_eq!(within::<T, _>(WAIT, "on_leave", left.next()).await, client.id);
+    while !hub.is_empty() {
+        sleep::<T>(Duration::from_millis(1)).await;
+    }
+    assert_eq!(hub.stats().rooms, 0);
 }

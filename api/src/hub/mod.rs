@@ -89,7 +89,13 @@
 //! `send_buffer` option ([`Bound`](crate::Bound)); a recipient whose queue is at its bound is
 //! handled by the hub's [`SlowRecipients`] policy: it loses the message, or it is disconnected
 //! with a close code (by default 1013 Try Again Later). Each emit reports what became of it
-//! ([`Delivery`]) and the hub counts both outcomes ([`HubStats`]).
+//! ([`Delivery`]) and the hub counts both outcomes ([`HubStats`]). The bound counts a shared
+//! message's payload against every recipient's queue, though its bytes are held once.
+//!
+//! A connection's queue holds what its task has not yet taken into the protocol core; the task
+//! takes messages while less than 256 KiB of output waits for the socket. So a recipient that
+//! stops reading costs its socket's buffers, that 256 KiB, and its queue's bound, and then
+//! meets the policy.
 //!
 //! # Scale-out
 //!
@@ -703,7 +709,8 @@ impl<R: Runtime> Hub<R> {
         self.report(socket, HubError::App(error.into()));
     }
 
-    /// The hub's counters and the state of its connections now.
+    /// The hub's counters and the state of its connections now. Reading the queue depths locks
+    /// each connection's queue in turn, so this costs a little per connection.
     pub fn stats(&self) -> HubStats {
         let registry = self.registry();
         let (mut queued_messages, mut queued_bytes, mut max_queued_messages) = (0, 0, 0);
