@@ -33,6 +33,16 @@ pub trait Handler: Send + Unpin + 'static {
     /// A complete message arrived.
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError>;
 
+    /// A ping arrived; the pong that answers it is already queued (RFC 6455 section 5.5.2).
+    fn on_ping(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        let _ = (ctx, payload);
+    }
+
+    /// A pong arrived: an answer to a ping, or unsolicited (RFC 6455 section 5.5.3).
+    fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        let _ = (ctx, payload);
+    }
+
     /// The connection finished: whether the closing handshake completed, the close code and
     /// the reason ([`CloseInfo`]). Called exactly once per opened connection, also when the
     /// connection's task is dropped before the end (a runtime shutting down): then as an
@@ -377,6 +387,12 @@ impl<H: Handler> FrontEnd for CallbackFront<H> {
     }
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
         self.0.on_message(ctx, message)
+    }
+    fn on_ping(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        self.0.on_ping(ctx, payload);
+    }
+    fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        self.0.on_pong(ctx, payload);
     }
     fn on_close(&mut self, info: &CloseInfo) {
         self.0.on_close(info);

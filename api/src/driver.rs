@@ -104,6 +104,14 @@ pub(crate) trait FrontEnd: Send + Unpin + 'static {
     fn on_open(&mut self, ctx: &mut Ctx<'_>) -> Result<(), HandlerError>;
     /// A message arrived.
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError>;
+    /// A ping arrived (the core answers it).
+    fn on_ping(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        let _ = (ctx, payload);
+    }
+    /// A pong arrived.
+    fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        let _ = (ctx, payload);
+    }
     /// The messages of one delivery (everything decoded from one read) were handed over.
     fn flush(&mut self) {}
     /// The connection finished.
@@ -247,6 +255,16 @@ where
                     self.handle.shared.lock().start_closing();
                     let (local, transport) = (self.sending.local_close(), self.transport_failure.as_deref());
                     self.closed = Some(Box::new(CloseInfo::from_core(&closed, local, transport)));
+                    continue;
+                }
+                Event::Ping(payload) => {
+                    let (mut ctx, front) = self.ctx(now);
+                    front.on_ping(&mut ctx, &payload);
+                    continue;
+                }
+                Event::Pong(payload) => {
+                    let (mut ctx, front) = self.ctx(now);
+                    front.on_pong(&mut ctx, &payload);
                     continue;
                 }
                 _ => continue,

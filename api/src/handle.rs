@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use ferrule_core::{CloseCode, MessageKind, SendError};
+use ferrule_core::{CloseCode, MessageKind, PreparedMessage, SendError};
 use serde::Serialize;
 
 use crate::error::{CloseInfo, Error};
@@ -99,6 +99,25 @@ impl Handle {
         }
         self.shared.push_command(&mut inner, Command::Message(message));
         Ok(())
+    }
+
+    /// Queues a message framed once for many connections without waiting; the hub's broadcast.
+    pub(crate) fn offer_prepared(&self, message: &PreparedMessage) -> Offer {
+        let mut inner = self.shared.lock();
+        if inner.is_closing() {
+            return Offer::Closed;
+        }
+        if inner.is_streaming() || !inner.send_bound.admits(inner.outbox.len(), inner.outbox_bytes, message.len()) {
+            return Offer::Full;
+        }
+        self.shared.push_command(&mut inner, Command::Prepared(message.clone()));
+        Offer::Queued
+    }
+
+    /// The messages and payload bytes queued and not yet taken by the connection.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let inner = self.shared.lock();
+        (inner.outbox.len(), inner.outbox_bytes)
     }
 
     /// Starts a message of `kind` sent in fragments (RFC 6455 section 5.4), for a message whose
@@ -388,6 +407,17 @@ impl fmt::Display for TrySendError {
 }
 
 impl std::error::Error for TrySendError {}
+
+/// What became of a message offered without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Queued.
+    Queued,
+    /// The send queue is at its bound (or a message writer has a message open).
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+}
 
 /// The error for a close code that may not be sent (RFC 6455 section 7.4).
 pub(crate) fn check_sendable(code: CloseCode) -> Result<(), Error> {

@@ -14,6 +14,9 @@
 //!   so `StreamExt::split`, `SinkExt::send` and `StreamExt::forward` work as users of other
 //!   async WebSocket crates expect (see [`Channels`]).
 //!
+//! On the callback API sits the [`hub`]: connection ids, rooms, named events with typed
+//! payloads, acknowledgements, and broadcasts framed once for every recipient.
+//!
 //! Everything is generic over the futures-io traits and a small [`Runtime`] trait; the crates
 //! `ferrule-tokio`, `ferrule-async-std` and `ferrule-smol` supply the runtime, a listener and a
 //! connector.
@@ -32,6 +35,7 @@ mod channel;
 mod driver;
 mod error;
 mod handle;
+pub mod hub;
 mod message;
 mod options;
 mod runtime;

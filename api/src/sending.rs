@@ -68,7 +68,7 @@ impl Sending {
             // fragment, and the commands after it wait too, in order. (While a writer streams
             // one, no other handle's message is queued: `Inner::is_streaming` holds them back.)
             let waits = match command {
-                Command::Message(_) => conn.is_sending_fragmented(),
+                Command::Message(_) | Command::Prepared(_) => conn.is_sending_fragmented(),
                 Command::Fragment(..) => conn.is_sending_fragmented() && !self.writer_open,
                 Command::Ping(_) | Command::WriteCompression(_) | Command::Close { .. } => false,
             };
@@ -80,6 +80,7 @@ impl Sending {
             }
             let result = match command {
                 Command::Message(message) => send_message(conn, &message),
+                Command::Prepared(message) => conn.send_prepared(&message),
                 Command::Fragment(fragment, fin) => self.send_writer_fragment(conn, &fragment, fin),
                 Command::Ping(p) => conn.ping(&p),
                 Command::WriteCompression(enabled) => {

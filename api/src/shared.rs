@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use ferrule_core::CloseCode;
+use ferrule_core::{CloseCode, PreparedMessage};
 
 use crate::error::{CloseInfo, Error};
 use crate::message::Message;
@@ -19,6 +19,8 @@ const MAX_QUEUED_ERRORS: usize = 64;
 #[derive(Debug)]
 pub(crate) enum Command {
     Message(Message),
+    /// A message framed once for many connections (a hub's broadcast).
+    Prepared(PreparedMessage),
     /// A fragment of a message streamed through a [`MessageWriter`](crate::MessageWriter);
     /// `true` for the last one.
     Fragment(Message, bool),
@@ -39,6 +41,7 @@ impl Command {
     fn message_len(&self) -> usize {
         match self {
             Self::Message(m) | Self::Fragment(m, _) => m.len(),
+            Self::Prepared(m) => m.len(),
             Self::Ping(_) | Self::WriteCompression(_) | Self::Close { .. } => 0,
         }
     }

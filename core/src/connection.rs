@@ -15,6 +15,7 @@ use crate::event::{Closed, Event, Failure, Initiator, State, Utf8Bytes};
 use crate::extension::Extension;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 use crate::mask::{apply_mask, apply_mask_offset, extend_masked};
+use crate::prepared::{PreparedMessage, Variant, encode_frames};
 use crate::utf8::Utf8Validator;
 
 /// The kind of a data message (RFC 6455 section 5.6).
@@ -27,7 +28,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    fn opcode(self) -> OpCode {
+    pub(crate) fn opcode(self) -> OpCode {
         match self {
             Self::Text => OpCode::Text,
             Self::Binary => OpCode::Binary,
@@ -690,6 +691,58 @@ impl Connection {
     pub fn send_text_bytes(&mut self, text: &Utf8Bytes) -> Result<(), SendError> {
         let data = text.as_shared_bytes();
         self.send_message(MessageKind::Text, data, Some(data))
+    }
+
+    /// Queues a [`PreparedMessage`]. On a server, its frames are encoded once for every
+    /// connection with the same settings and queued here by reference (see
+    /// [`PreparedMessage`] for when compressed frames can be shared); a client frames and masks
+    /// it as [`send_binary_bytes`](Self::send_binary_bytes) does.
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_text`](Self::send_text).
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), SendError> {
+        let kind = message.kind();
+        if self.role == Role::Client {
+            return self.send_message(kind, message.payload(), Some(message.payload()));
+        }
+        self.check_can_send()?;
+        if self.tx_fragment.is_some() {
+            return Err(SendError::FragmentedMessageInProgress);
+        }
+        let frame_size = self.config.outgoing_frame_size;
+        let compressor = self
+            .extension
+            .as_ref()
+            .filter(|extension| extension.deflate().should_compress(message.len()))
+            .map(|extension| extension.deflate().fresh_compressor());
+        let frames = match compressor {
+            // This end's compressor keeps its context: its output depends on what this
+            // connection sent before, so the message is compressed here alone.
+            Some(None) => return self.send_message(kind, message.payload(), None),
+            Some(Some(settings)) => {
+                let codec = self.extension.as_mut().map(Extension::deflate_mut);
+                message.frames(Variant { frame_size, deflate: Some(settings) }, |payload| {
+                    // A compressor that keeps no context starts fresh for every message, so this
+                    // connection's output is the output of any connection with these settings.
+                    let mut compressed = Vec::new();
+                    if let Some(codec) = codec {
+                        codec.compress(payload, true, &mut compressed);
+                    }
+                    encode_frames(kind, &compressed, frame_size, RSV1)
+                })
+            }
+            None => message
+                .frames(Variant { frame_size, deflate: None }, |payload| encode_frames(kind, payload, frame_size, 0)),
+        };
+        self.flush_pending_pong();
+        if !self.out.is_empty() {
+            self.segments_len += self.out.len();
+            self.segments.push_back(self.out.split().freeze());
+        }
+        self.segments_len += frames.len();
+        self.segments.push_back(frames);
+        Ok(())
     }
 
     /// Queues one fragment of a message whose size is not known up front (section 5.4).

@@ -19,6 +19,8 @@
 //!   ([RFC 7692]), negotiated by the handshake and applied by the connection: compressed messages
 //!   are inflated (within `max_message_size`) before they are checked and delivered, and sent
 //!   messages are deflated with RSV1 set.
+//! - [`PreparedMessage`]: a message framed once and queued by reference on many server
+//!   connections ([`Connection::send_prepared`]), for broadcasts.
 //! - [`FrameHeader`], [`OpCode`], [`CloseCode`], [`apply_mask`]: the wire format, for tools that
 //!   work below the connection.
 //!
@@ -82,6 +84,7 @@ mod extension;
 mod frame;
 pub mod handshake;
 mod mask;
+mod prepared;
 mod utf8;
 
 pub use bytes::Bytes;
@@ -94,6 +97,7 @@ pub use error::{ProtocolError, SendError};
 pub use event::{Closed, Event, Failure, Initiator, State, Utf8Bytes};
 pub use frame::{FrameHeader, MAX_HEADER_LEN, OpCode};
 pub use mask::apply_mask;
+pub use prepared::PreparedMessage;
 
 /// Entry points for `benches/core.rs`. Not part of the API.
 #[doc(hidden)]

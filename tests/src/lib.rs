@@ -8,6 +8,7 @@ pub mod client_handshake;
 pub mod compression;
 pub mod fuzz_targets;
 pub mod harness;
+pub mod hub;
 pub mod stream_sink;
 pub mod suite;
 pub mod virtual_clock;

@@ -10,6 +10,7 @@ use super::pool::{self, DeflateKey};
 use super::{DeflateParams, PerMessageDeflate};
 use crate::config::Role;
 use crate::error::ProtocolError;
+use crate::prepared::CompressorSettings;
 
 /// RSV1 in [`FrameHeader::rsv`](crate::FrameHeader::rsv): the "Per-Message Compressed" bit
 /// (RFC 7692 section 6).
@@ -125,6 +126,19 @@ impl DeflateCodec {
             Role::Server => (p.server_max_window_bits, p.server_no_context_takeover),
             Role::Client => (p.client_max_window_bits, p.client_no_context_takeover),
         }
+    }
+
+    /// The settings of this end's compressor when it keeps no context between messages (so each
+    /// message's compressed bytes depend on them alone, and can be shared between connections);
+    /// `None` when it keeps its context.
+    pub(crate) fn fresh_compressor(&self) -> Option<CompressorSettings> {
+        let (window, no_context) = self.own();
+        let config = &self.negotiated.config;
+        no_context.then(|| CompressorSettings {
+            level: config.compression_level.min(9),
+            window_bits: window.clamp(MIN_ZLIB_WINDOW_BITS, 15),
+            memory_level: config.memory_level.clamp(1, 9),
+        })
     }
 
     /// Whether the peer keeps no context between messages.
