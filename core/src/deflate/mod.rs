@@ -8,46 +8,8 @@
 //!
 //! [RFC 7692]: https://www.rfc-editor.org/rfc/rfc7692
 //!
-//! # Memory
-//!
-//! A connection that negotiated compression holds, while it keeps a context (RFC 7692 section
-//! 7.1.1), one compressor and one decompressor. Measured with zlib-rs, beyond the same connection
-//! without compression (`cargo test -p ferrule-core --test deflate_memory -- --nocapture`):
-//!
-//! | window bits, memory level             | compressor | decompressor |
-//! |---------------------------------------|-----------:|-------------:|
-//! | 15, 8 (zlib's defaults)               | 371 KiB    | 46 KiB       |
-//! | 15, 5                                 | 273 KiB    | 46 KiB       |
-//! | 12, 8                                 | 259 KiB    | 46 KiB       |
-//! | 12, 5                                 | 161 KiB    | 46 KiB       |
-//! | 9, 1                                  | 134 KiB    | 46 KiB       |
-//! | any, without context takeover         | 0          | 0            |
-//!
-//! zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the settings, and its
-//! decompressor takes the same memory for every window; the window bits and the memory level
-//! move the rest of the compressor. (By zlib's documented formulas, C zlib at 12 bits and memory
-//! level 5 would need about 38 KiB for the compressor and 11 KiB for the decompressor.)
-//!
-//! The lever that removes the cost is the context takeover policy. Without a context
-//! (`*_no_context_takeover`), a connection borrows a compressor or decompressor from its thread
-//! for each message and gives it back reset after it (uWebSockets' shared compressor, per
-//! thread), so it holds neither between messages and the thread's connections share a few. The
-//! price is some compression (each message is compressed on its own) and resetting the state
-//! per message, about what compressing a 1 KiB message costs anyway (`cargo bench -p
-//! ferrule-core --bench deflate`, `compress-no-context`). A server can impose it on both sides
-//! (see [`server_no_context_takeover`](DeflateConfig::server_no_context_takeover) and
-//! [`client_no_context_takeover`](DeflateConfig::client_no_context_takeover)).
-//!
-//! [`DeflateConfig::default`] sets `server_no_context_takeover`: a server keeps no compressor per
-//! connection, only the decompressor for a client that keeps its context (46 KiB; browsers do),
-//! which is less than python-websockets' default of about 64 KiB with C zlib; set it to `false`
-//! for better compression of small, similar messages at 161 KiB more per connection. Messages
-//! below [`min_compress_size`](DeflateConfig::min_compress_size) use no compressor at all.
-//!
-//! A compressed message is held to `max_message_size` while it is inflated: its buffer never
-//! grows past the limit, so a decompression bomb costs at most the limit (measured: a 1 MiB frame
-//! that would inflate to 1 GiB, with a 1 MiB limit, peaks at 1086 KiB of heap, decompressor and
-//! input included, and fails with 1009).
+//! What a connection holds for compression, and the settings that bound it, are documented on
+//! [`DeflateConfig`].
 
 mod codec;
 mod negotiate;
@@ -68,8 +30,50 @@ use crate::config::ConfigError;
 /// concern (the server's or the client's); what each end does with them is documented per field.
 /// Every field has a documented default ([`DeflateConfig::default`]: python-websockets'
 /// memory-conscious 12-bit windows and memory level 5, and a server that keeps no compression
-/// context, so that it holds no compressor per connection; see the [module docs](self) for the
-/// memory each setting costs); [`validate`](Self::validate) checks the ranges.
+/// context, so that it holds no compressor per connection; see [Memory](#memory) below for what
+/// each setting costs); [`validate`](Self::validate) checks the ranges.
+///
+/// # Memory
+///
+/// A connection that negotiated compression holds, while it keeps a context (RFC 7692 section
+/// 7.1.1), one compressor and one decompressor. Measured with zlib-rs, beyond the same connection
+/// without compression (`cargo test -p ferrule-core --test deflate_memory -- --nocapture`):
+///
+/// | window bits, memory level             | compressor | decompressor |
+/// |---------------------------------------|-----------:|-------------:|
+/// | 15, 8 (zlib's defaults)               | 371 KiB    | 46 KiB       |
+/// | 15, 5                                 | 273 KiB    | 46 KiB       |
+/// | 12, 8                                 | 259 KiB    | 46 KiB       |
+/// | 12, 5                                 | 161 KiB    | 46 KiB       |
+/// | 9, 1                                  | 134 KiB    | 46 KiB       |
+/// | any, without context takeover         | 0          | 0            |
+///
+/// zlib-rs keeps a hash table of 64 Ki entries (128 KiB) whatever the settings, and its
+/// decompressor takes the same memory for every window; the window bits and the memory level
+/// move the rest of the compressor. (By zlib's documented formulas, C zlib at 12 bits and memory
+/// level 5 would need about 38 KiB for the compressor and 11 KiB for the decompressor.)
+///
+/// The lever that removes the cost is the context takeover policy. Without a context
+/// (`*_no_context_takeover`), a connection borrows a compressor or decompressor from its thread
+/// for each message and gives it back reset after it (uWebSockets' shared compressor, per
+/// thread), so it holds neither between messages and the thread's connections share a few. The
+/// price is some compression (each message is compressed on its own) and a reset of the state
+/// per message, which zeroes zlib-rs's hash table: the core then compresses as fast as flate2
+/// resetting one compressor (`compress-no-context` in `cargo bench -p ferrule-core --bench
+/// deflate`). A server can impose it on both sides
+/// (see [`server_no_context_takeover`](Self::server_no_context_takeover) and
+/// [`client_no_context_takeover`](Self::client_no_context_takeover)).
+///
+/// [`DeflateConfig::default`] sets `server_no_context_takeover`: a server keeps no compressor per
+/// connection, only the decompressor for a client that keeps its context (46 KiB; browsers do),
+/// which is less than python-websockets' default of about 64 KiB with C zlib; set it to `false`
+/// for better compression of small, similar messages at 161 KiB more per connection. Messages
+/// below [`min_compress_size`](Self::min_compress_size) use no compressor at all.
+///
+/// A compressed message is held to `max_message_size` while it is inflated: its buffer never
+/// grows past the limit, so a decompression bomb costs at most the limit (measured: a 1 MiB frame
+/// that would inflate to 1 GiB, with a 1 MiB limit, peaks at 1086 KiB of heap, decompressor and
+/// input included, and fails with 1009).
 ///
 /// # Examples
 ///
