@@ -10,6 +10,7 @@ pub mod fuzz_targets;
 pub mod harness;
 pub mod stream_sink;
 pub mod suite;
+pub mod tls;
 pub mod virtual_clock;
 
 // The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this
