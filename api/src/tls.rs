@@ -39,6 +39,8 @@ use crate::error::Error;
 use crate::options::Options;
 use crate::runtime::Runtime;
 #[cfg(feature = "futures-rustls")]
+pub use futures_rustls;
+#[cfg(feature = "futures-rustls")]
 pub use futures_tls::{TlsListener, connect};
 
 /// How many TLS handshakes a server runs at once unless told otherwise: past it, it stops

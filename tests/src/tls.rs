@@ -7,6 +7,8 @@
 //! must refuse the same server.
 
 use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -138,6 +140,16 @@ impl TestPki {
     /// The server's private key, PEM (PKCS #8).
     pub fn key_pem(&self) -> &str {
         &self.key_pem
+    }
+
+    /// Writes the server certificate and key as `cert.pem` and `key.pem` into `dir` (made if
+    /// missing) and returns their paths.
+    pub fn write_pem_files(&self, dir: &Path) -> io::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir)?;
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &self.cert_pem)?;
+        std::fs::write(&key, &self.key_pem)?;
+        Ok((cert, key))
     }
 
     /// The DER of the server key's SubjectPublicKeyInfo, whose SHA-256 Chromium's

@@ -210,14 +210,40 @@ pub(crate) async fn ferrule_client_echo_through_server_with(
     args: &[&str],
     compression: Option<DeflateConfig>,
 ) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
+    let options = ferrule_client_options().compression(compression).build().expect("options");
+    ferrule_client_echo_through(peer, fragmented, args, &options, "ws://127.0.0.1").await
+}
+
+/// [`ferrule_client_echo_through_server`] over TLS: the peer's server, started with `args`, serves
+/// `pki`'s certificate (for `localhost`), and the client trusts `pki`'s CA and connects to
+/// `wss://localhost`.
+#[allow(dead_code)] // Only interop_python.rs has a TLS server script.
+pub(crate) async fn ferrule_client_echo_through_tls_server(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    pki: &ferrule_tests::tls::TestPki,
+) -> ScriptRun {
+    let options = ferrule_client_options().tls(pki.client_tls()).build().expect("options");
+    ferrule_client_echo_through(peer, fragmented, args, &options, "wss://localhost").await.0
+}
+
+/// The ferrule client's options for the echo exchanges: room for the 4 MiB messages.
+fn ferrule_client_options() -> ferrule_tokio::OptionsBuilder {
+    Options::builder().max_message_size(MAX_SIZE).max_frame_size(MAX_SIZE)
+}
+
+/// The exchange of [`ferrule_client_echo_through_server`] with the client's `options`, against
+/// the peer's server started with `args`, at `base` (scheme and host) and the port it printed.
+async fn ferrule_client_echo_through(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    options: &Options,
+    base: &str,
+) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
     let mut server = PeerServer::start(peer, args).await;
-    let options = Options::builder()
-        .max_message_size(MAX_SIZE)
-        .max_frame_size(MAX_SIZE)
-        .compression(compression)
-        .build()
-        .expect("options");
-    let conn = server.connect(&options).await;
+    let conn = server.connect_to(base, options).await;
     let agreed = conn.deflate().copied();
     let mut ch = conn.channels::<Message>();
 
@@ -729,7 +755,12 @@ impl PeerServer {
 
     /// Connects the ferrule client to the script with `options`, failing with what it printed.
     async fn connect(&mut self, options: &Options) -> WebSocket {
-        let url = format!("ws://127.0.0.1:{}/", self.port);
+        self.connect_to("ws://127.0.0.1", options).await
+    }
+
+    /// [`connect`](Self::connect) at `base` (scheme and host) and the script's port.
+    async fn connect_to(&mut self, base: &str, options: &Options) -> WebSocket {
+        let url = format!("{base}:{}/", self.port);
         match tokio::time::timeout(STEP_TIMEOUT, ferrule_tokio::connect(&url, options)).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => self.fail(&format!("connect to {url} failed: {e}")).await,
