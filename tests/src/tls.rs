@@ -152,10 +152,12 @@ impl TestPki {
         Ok((cert, key))
     }
 
-    /// The DER of the server key's SubjectPublicKeyInfo, whose SHA-256 Chromium's
-    /// `--ignore-certificate-errors-spki-list` takes.
-    pub fn spki_der(&self) -> &[u8] {
-        &self.spki
+    /// The base64 of the SHA-256 of the server key's SubjectPublicKeyInfo: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes to trust this certificate.
+    pub fn spki_sha256_base64(&self) -> String {
+        use base64::Engine as _;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &self.spki);
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
     }
 }
 
