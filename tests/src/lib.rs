@@ -10,6 +10,7 @@ pub mod fuzz_targets;
 pub mod harness;
 pub mod stream_sink;
 pub mod suite;
+#[cfg(feature = "tls")]
 pub mod tls;
 pub mod virtual_clock;
 

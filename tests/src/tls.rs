@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -35,6 +36,15 @@ pub trait TlsTestRuntime: TestRuntime {
     fn serve_tls<F: HandlerFactory>(
         config: Arc<ServerConfig>,
         options: Options,
+        factory: F,
+    ) -> impl Future<Output = Server<Self::Runtime>>;
+
+    /// [`serve_tls`](Self::serve_tls) with at most `max_handshakes` TLS handshakes at once (the
+    /// adapter's `TlsListener::max_handshakes`).
+    fn serve_tls_bounded<F: HandlerFactory>(
+        config: Arc<ServerConfig>,
+        options: Options,
+        max_handshakes: usize,
         factory: F,
     ) -> impl Future<Output = Server<Self::Runtime>>;
 
@@ -67,6 +77,7 @@ macro_rules! tls_suite {
             real wss_client_refuses_a_certificate_no_trusted_root_signed_with_tls_error,
             paused tls_server_drops_a_silent_peer_at_the_handshake_timeout,
             real tls_server_serves_others_while_peers_stall_or_send_garbage,
+            paused tls_server_at_max_handshakes_accepts_the_next_peer_only_when_one_ends,
         );
     };
     (@expand $rt:ty; $($mode:ident $name:ident),* $(,)?) => {
@@ -305,6 +316,40 @@ pub async fn tls_server_serves_others_while_peers_stall_or_send_garbage<T: TlsTe
         Either::Left(read) => panic!("the silent peer's connection ended early: {read:?}"),
         Either::Right(()) => {}
     }
+}
+
+/// With room for one TLS handshake at a time, a silent peer holds it: a client that connects
+/// next is not served until the silent peer's handshake times out (5 s on the paused clock), and
+/// is served then. The bound keeps the server's handshake state to `max_handshakes`; the rest
+/// wait in the kernel's backlog.
+pub async fn tls_server_at_max_handshakes_accepts_the_next_peer_only_when_one_ends<T: TlsTestRuntime>() {
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let pki = TestPki::new(&["localhost"]);
+    let options = Options::builder().handshake_timeout(TIMEOUT).build().expect("valid options");
+    let probe = Probe::default();
+    let server = T::serve_tls_bounded(pki.server_config(), options, 1, echo_factory::<T>(&probe)).await;
+    let started = now::<T>();
+    // Connected first, so first in the listener's backlog.
+    let _silent = T::tcp(addr(&server)).await.expect("a TCP connection");
+
+    let client_options = Options::builder()
+        .tls(pki.client_tls())
+        .handshake_timeout(Duration::from_secs(600))
+        .build()
+        .expect("valid options");
+    let url = format!("wss://localhost:{}/", addr(&server).port());
+    let mut client = pin!(T::connect_tls(&url, &client_options));
+    // The client is served when the silent peer's handshake times out and frees the slot. Past
+    // that deadline the clock is held still, so it cannot jump to the client's own server-side
+    // deadline (5 s later) while its bytes are on the way.
+    let result = match select(client.as_mut(), sleep::<T>(TIMEOUT + Duration::from_millis(1))).await {
+        Either::Left(result) => result,
+        Either::Right(()) => with_clock_held(Duration::from_secs(60), "the client's connect", client).await,
+    };
+    let served_at = now::<T>() - started;
+    let client = result.expect("connected once the silent peer's handshake timed out");
+    assert!(served_at >= TIMEOUT, "served at {served_at:?}, while the silent peer held the only slot");
+    echo_and_close::<T>(client.channels::<Message>()).await;
 }
 
 /// Everything `io` sends until its end (or an error, such as a reset after the alert).

@@ -56,6 +56,19 @@ impl TlsTestRuntime for TokioRuntime {
         })
     }
 
+    async fn serve_tls_bounded<F: HandlerFactory>(
+        config: Arc<ServerConfig>,
+        options: Options,
+        max_handshakes: usize,
+        factory: F,
+    ) -> ferrule_tokio::Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound a loopback listener");
+        let listener = ferrule_tokio::TlsListener::new(listener, config)
+            .handshake_timeout(options.handshake_timeout())
+            .max_handshakes(max_handshakes);
+        ferrule::serve(ferrule_tokio::Tokio, listener, options, factory)
+    }
+
     async fn serve_channels_tls<M, F, Fut>(
         config: Arc<ServerConfig>,
         options: Options,
@@ -90,6 +103,18 @@ macro_rules! async_io_tls_runtime {
             ) -> Server<<$rt as TestRuntime>::Runtime> {
                 let listener = ferrule::tls::TlsListener::new(Self::runtime(), $accept.await, config)
                     .handshake_timeout(options.handshake_timeout());
+                ferrule::serve(Self::runtime(), listener, options, factory)
+            }
+
+            async fn serve_tls_bounded<F: HandlerFactory>(
+                config: Arc<ServerConfig>,
+                options: Options,
+                max_handshakes: usize,
+                factory: F,
+            ) -> Server<<$rt as TestRuntime>::Runtime> {
+                let listener = ferrule::tls::TlsListener::new(Self::runtime(), $accept.await, config)
+                    .handshake_timeout(options.handshake_timeout())
+                    .max_handshakes(max_handshakes);
                 ferrule::serve(Self::runtime(), listener, options, factory)
             }
 
@@ -220,4 +245,74 @@ async fn round_trip(mut client: Channels<String>) {
     client.disconnect.disconnect(CloseCode::NORMAL, "").expect("close");
     let info = client.done.await;
     assert!(info.was_clean && info.code == CloseCode::NORMAL, "{info:?}");
+}
+
+// ---- server configurations from PEM files, and errors --------------------------------------------------
+
+/// A fresh directory under the target's scratch space for `name`'s files.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The PEM files of a certificate and its key make a server configuration; a key from another
+/// certificate is refused with the rustls error that says so.
+#[test]
+fn server_config_from_pem_files_takes_a_chain_and_its_key_and_refuses_another_key() {
+    let dir = scratch("pem-ok");
+    let pki = TestPki::new(&["localhost"]);
+    let (cert, key) = pki.write_pem_files(&dir).expect("wrote the PEM files");
+    ferrule::tls::server_config_from_pem_files(&cert, &key).expect("a server configuration");
+    let (_, other_key) = TestPki::new(&["localhost"]).write_pem_files(&dir.join("other")).expect("wrote");
+    let error = ferrule::tls::server_config_from_pem_files(&cert, &other_key).expect_err("refused");
+    assert!(matches!(error, ferrule::Error::Tls(ferrule::tls::rustls::Error::InconsistentKeys(_))), "{error:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A missing file is `NotFound`, a file with no certificate or no key `InvalidData`, each naming
+/// the file.
+#[test]
+fn server_config_from_pem_files_names_a_missing_or_unusable_file() {
+    let dir = scratch("pem-bad");
+    let pki = TestPki::new(&["localhost"]);
+    let (cert, key) = pki.write_pem_files(&dir).expect("wrote the PEM files");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not PEM at all\n").expect("wrote");
+    let io_error =
+        |cert: &std::path::Path, key: &std::path::Path| match ferrule::tls::server_config_from_pem_files(cert, key)
+            .expect_err("refused")
+        {
+            ferrule::Error::Io(e) => e,
+            other => panic!("{other:?}"),
+        };
+    let missing = dir.join("missing.pem");
+    let e = io_error(&missing, &key);
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    for (cert, key, named) in
+        [(&key, &key, "key.pem"), (&garbage, &key, "garbage.pem"), (&cert, &garbage, "garbage.pem")]
+    {
+        let e = io_error(cert, key);
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains(named), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TLS streams report their failures as I/O errors carrying the rustls error; the conversion to
+/// ferrule's error unwraps it, and leaves other I/O errors alone.
+#[test]
+fn io_error_carrying_a_rustls_error_becomes_error_tls() {
+    use ferrule::tls::rustls::{CertificateError, Error as TlsError};
+    let wrapped = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        TlsError::InvalidCertificate(CertificateError::UnknownIssuer),
+    );
+    let error = ferrule::Error::from(wrapped);
+    assert!(matches!(error, ferrule::Error::Tls(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))));
+    let plain = ferrule::Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    assert!(matches!(&plain, ferrule::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset), "{plain:?}");
+    let other = ferrule::Error::from(std::io::Error::other("not TLS"));
+    assert!(matches!(other, ferrule::Error::Io(_)), "{other:?}");
 }
