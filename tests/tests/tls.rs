@@ -316,3 +316,26 @@ fn io_error_carrying_a_rustls_error_becomes_error_tls() {
     let other = ferrule::Error::from(std::io::Error::other("not TLS"));
     assert!(matches!(other, ferrule::Error::Io(_)), "{other:?}");
 }
+
+/// `ClientTls::Platform`, the operating system's verifier, refuses a server whose CA the system
+/// does not trust, with the same typed error as the default roots.
+#[test]
+fn platform_verifier_refuses_a_certificate_no_trusted_root_signed_with_tls_error() {
+    use ferrule::tls::rustls::{CertificateError, Error as TlsError};
+    let pki = TestPki::new(&["localhost"]);
+    let options = Options::builder().tls(ferrule::tls::ClientTls::Platform).build().expect("valid options");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
+        let server = ferrule_tokio::serve_tls(listener, pki.server_config(), Options::default(), |_, _| Ok(Echo));
+        let url = format!("wss://localhost:{}/", server.local_addr().expect("bound").port());
+        let connect = ferrule_tokio::connect(&url, &options);
+        let error =
+            tokio::time::timeout(Duration::from_secs(60), connect).await.expect("within 60 s").expect_err("refused");
+        assert!(
+            matches!(error, ferrule::Error::Tls(TlsError::InvalidCertificate(CertificateError::UnknownIssuer))),
+            "{error:?}"
+        );
+    });
+}
