@@ -33,9 +33,9 @@ pub enum Error {
     Handshake(HandshakeError),
     /// The TLS handshake failed, or TLS failed while the WebSocket handshake ran: the
     /// certificate is not valid for the host the URL names
-    /// (`rustls::Error::InvalidCertificate(CertificateError::NotValidForName)`), is signed by no
-    /// trusted root (`CertificateError::UnknownIssuer`), has expired, or the peer sent an alert.
-    /// Feature `tls`.
+    /// (`rustls::Error::InvalidCertificate` with `CertificateError::NotValidForNameContext`, which
+    /// gives the names, or `NotValidForName`), is signed by no trusted root
+    /// (`CertificateError::UnknownIssuer`), has expired, or the peer sent an alert. Feature `tls`.
     #[cfg(feature = "tls")]
     Tls(rustls::Error),
     /// The options were invalid.

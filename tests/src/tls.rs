@@ -95,6 +95,7 @@ macro_rules! tls_suite {
 /// A CA made for one test, and a server certificate it signed.
 pub struct TestPki {
     ca: CertificateDer<'static>,
+    ca_pem: String,
     chain: Vec<CertificateDer<'static>>,
     key: PrivatePkcs8KeyDer<'static>,
     cert_pem: String,
@@ -117,6 +118,7 @@ impl TestPki {
         let cert = params.signed_by(&key, &ca).expect("a server certificate");
         Self {
             ca: ca.der().clone(),
+            ca_pem: ca.pem(),
             chain: vec![cert.der().clone()],
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
             cert_pem: cert.pem(),
@@ -161,6 +163,15 @@ impl TestPki {
         std::fs::write(&cert, &self.cert_pem)?;
         std::fs::write(&key, &self.key_pem)?;
         Ok((cert, key))
+    }
+
+    /// Writes the CA's certificate as `ca.pem` into `dir` (made if missing) and returns its path:
+    /// what a peer written in another language trusts.
+    pub fn write_ca_pem_file(&self, dir: &Path) -> io::Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem)?;
+        Ok(path)
     }
 
     /// The base64 of the SHA-256 of the server key's SubjectPublicKeyInfo: what Chromium's
