@@ -217,7 +217,7 @@ async fn echo_and_close<T: TestRuntime>(mut channels: Channels<Message>) {
 
 /// A `wss://localhost` client that trusts the test CA echoes text and binary messages (one of
 /// 1 MiB, many TLS records) through `serve_tls` with a callback handler, and closes cleanly at
-/// both ends.
+/// both ends, without a process-wide crypto provider.
 pub async fn wss_client_echoes_through_a_tls_callback_server<T: TlsTestRuntime>() {
     let pki = TestPki::new(&["localhost"]);
     let probe = Probe::default();
@@ -227,6 +227,9 @@ pub async fn wss_client_echoes_through_a_tls_callback_server<T: TlsTestRuntime>(
     echo_and_close::<T>(client.channels::<Message>()).await;
     let info = within::<T, _>(Duration::from_secs(60), "the server's on_close", probe.closes.next()).await;
     assert!(info.was_clean && info.code == CloseCode::NORMAL, "{info:?}");
+    // Both ends took their crypto provider explicitly: none was installed for the process, so
+    // an application whose dependencies bring in a second provider cannot make them panic.
+    assert!(rustls::crypto::CryptoProvider::get_default().is_none(), "a process-wide crypto provider was installed");
 }
 
 /// The same through `serve_channels_tls`, connecting to `wss://127.0.0.1`: the certificate names
