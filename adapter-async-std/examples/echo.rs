@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! cargo run --release -p ferrule-async-std --example echo [ADDR]   # default 127.0.0.1:9001
+//! cargo run --release -p ferrule-async-std --example echo [ADDR] --tls CERT.pem KEY.pem   # wss://
 //! ```
+//!
+//! With `--tls`, it serves `wss://` with the certificate chain in `CERT.pem` (the server's own
+//! certificate first) and the private key in `KEY.pem`.
 
 use ferrule_async_std::{Ctx, DeflateConfig, Handler, HandlerError, Message, Options, OriginPolicy};
 
@@ -25,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let (addr, tls) = parse_args()?;
     let listener = async_std::net::TcpListener::bind(&addr).await?;
     // The test suite sends 16 MiB messages and no browser Origin. As a conformance testee it
     // accepts every permessage-deflate offer: any window a client asks of it (up to 15 bits),
@@ -44,10 +48,33 @@ async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .allowed_origin(OriginPolicy::InsecureAllowAny)
         .compression(compression)
         .build()?;
-    let server = ferrule_async_std::serve(listener, options, |_, _| Ok(Echo));
-    eprintln!("echo server listening on ws://{}", server.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let server = match tls {
+        Some(tls) => ferrule_async_std::serve_tls(listener, std::sync::Arc::new(tls), options, |_, _| Ok(Echo)),
+        None => ferrule_async_std::serve(listener, options, |_, _| Ok(Echo)),
+    };
+    eprintln!("echo server listening on {scheme}://{}", server.local_addr()?);
     let mut ctrl_c = async_signal::Signals::new([async_signal::Signal::Int])?;
     async_std::stream::StreamExt::next(&mut ctrl_c).await;
     server.shutdown(std::time::Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// `[ADDR] [--tls CERT.pem KEY.pem]`: the address to listen on, and the TLS configuration.
+fn parse_args()
+-> Result<(String, Option<ferrule_async_std::tls::rustls::ServerConfig>), Box<dyn std::error::Error + Send + Sync>> {
+    let mut addr = "127.0.0.1:9001".to_owned();
+    let mut tls = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg != "--tls" {
+            addr = arg;
+            continue;
+        }
+        let (Some(cert), Some(key)) = (args.next(), args.next()) else {
+            return Err("usage: echo [ADDR] [--tls CERT.pem KEY.pem]".into());
+        };
+        tls = Some(ferrule_async_std::tls::server_config_from_pem_files(cert, key)?);
+    }
+    Ok((addr, tls))
 }

@@ -52,6 +52,9 @@
 //! [RUSTSEC-2025-0052]: https://rustsec.org/advisories/RUSTSEC-2025-0052.html
 
 use std::fmt;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -65,6 +68,8 @@ use async_std::stream::Stream;
 pub use ferrule::async_io_tcp::TcpStream;
 pub use ferrule::*;
 use futures_io::{AsyncRead, AsyncWrite};
+#[cfg(feature = "tls")]
+pub use tls::{TlsListener, serve_channels_tls, serve_tls};
 
 /// The async-std [`Runtime`]: the wall clock, async-io timers (the ones async-std's own
 /// `task::sleep` uses) and `async_std::task::spawn`.
@@ -112,7 +117,7 @@ impl Future for Sleep {
 /// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
 ///
 /// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
-pub type WebSocket<S = TcpStream> = Upgraded<S, AsyncStd>;
+pub type WebSocket<S = MaybeTlsStream<TcpStream>> = Upgraded<S, AsyncStd>;
 
 /// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
 ///
@@ -135,13 +140,14 @@ where
     ferrule::accept(AsyncStd, stream, options, on_connect).await
 }
 
-/// Connects to a `ws://` URL over TCP and performs the client handshake. For `wss://`, connect
-/// a TLS stream yourself and use [`connect_stream`].
+/// Connects to a `ws://` URL over TCP, or a `wss://` URL over TLS (feature `tls`; the roots
+/// trusted are [`Options::tls`]'s), and performs the client handshake.
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
-/// connection fails.
+/// [`Error::Handshake`] for an invalid URL or a refused handshake (and for `wss://` without
+/// feature `tls`), [`Error::Tls`] for a server certificate that does not name the URL's host or
+/// that no trusted root signed, [`Error::Io`] when the TCP connection fails.
 ///
 /// # Cancel safety
 ///
@@ -151,7 +157,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
-/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// Connects over TCP (TLS for `wss://`) to the host of `request` (a URL with extra headers, such as a
 /// cookie or an authorization token) and performs the client handshake, offering the options'
 /// subprotocols.
 ///
@@ -172,10 +178,14 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
 ///
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
+    #[cfg(feature = "tls")]
+    let request = client_request(request, options)?;
+    #[cfg(not(feature = "tls"))]
     let request = tcp_client_request(request, options)?;
     let stream = async_std::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
-    connect_stream(into_stream(stream)?, request, options).await
+    let stream = MaybeTlsStream::connect(&AsyncStd, into_stream(stream)?, &request, options).await?;
+    connect_stream(stream, request, options).await
 }
 
 /// Performs the client handshake for `request` on an already connected stream.

@@ -2,7 +2,9 @@
 //!
 //! Runs [ferrule] WebSockets on smol: the [`Smol`] runtime (async-io timers, tasks on smol's
 //! global executor), a standalone server on a `smol::net::TcpListener` with graceful shutdown
-//! ([`serve`], [`serve_channels`]), [`accept`] for any stream (TLS included), and [`connect`].
+//! ([`serve`], [`serve_channels`]), [`accept`] for any stream, and [`connect`]. With feature
+//! `tls` (on by default), `connect` takes `wss://` URLs and [`serve_tls`] serves over TLS (see
+//! [`tls`]).
 //!
 //! Everything from `ferrule` is re-exported: depend on this crate alone. The API has the shape of
 //! `ferrule-tokio`'s, so moving between them changes the dependency and the runtime's own lines
@@ -43,6 +45,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -54,6 +59,8 @@ pub use ferrule::*;
 use futures_io::{AsyncRead, AsyncWrite};
 use smol::Timer;
 use smol::net::TcpListener;
+#[cfg(feature = "tls")]
+pub use tls::{TlsListener, serve_channels_tls, serve_tls};
 
 /// The smol [`Runtime`]: the wall clock, async-io timers and `smol::spawn` (smol's global
 /// executor, one thread unless `SMOL_THREADS` says otherwise).
@@ -100,7 +107,7 @@ impl Future for Sleep {
 /// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
 ///
 /// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
-pub type WebSocket<S = TcpStream> = Upgraded<S, Smol>;
+pub type WebSocket<S = MaybeTlsStream<TcpStream>> = Upgraded<S, Smol>;
 
 /// Accepts a WebSocket upgrade on any stream (plain TCP, TLS, ...): see [`ferrule::accept`].
 ///
@@ -123,13 +130,14 @@ where
     ferrule::accept(Smol, stream, options, on_connect).await
 }
 
-/// Connects to a `ws://` URL over TCP and performs the client handshake. For `wss://`, connect
-/// a TLS stream yourself and use [`connect_stream`].
+/// Connects to a `ws://` URL over TCP, or a `wss://` URL over TLS (feature `tls`; the roots
+/// trusted are [`Options::tls`]'s), and performs the client handshake.
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
-/// connection fails.
+/// [`Error::Handshake`] for an invalid URL or a refused handshake (and for `wss://` without
+/// feature `tls`), [`Error::Tls`] for a server certificate that does not name the URL's host or
+/// that no trusted root signed, [`Error::Io`] when the TCP connection fails.
 ///
 /// # Cancel safety
 ///
@@ -139,7 +147,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
-/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// Connects over TCP (TLS for `wss://`) to the host of `request` (a URL with extra headers, such as a
 /// cookie or an authorization token) and performs the client handshake, offering the options'
 /// subprotocols.
 ///
@@ -160,10 +168,14 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
 ///
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
+    #[cfg(feature = "tls")]
+    let request = client_request(request, options)?;
+    #[cfg(not(feature = "tls"))]
     let request = tcp_client_request(request, options)?;
     let stream = smol::net::TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
-    connect_stream(TcpStream::from(Arc::from(stream)), request, options).await
+    let stream = MaybeTlsStream::connect(&Smol, TcpStream::from(Arc::from(stream)), &request, options).await?;
+    connect_stream(stream, request, options).await
 }
 
 /// Performs the client handshake for `request` on an already connected stream.

@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! cargo run --release -p ferrule-tokio --example echo [ADDR]   # default 127.0.0.1:9001
+//! cargo run --release -p ferrule-tokio --example echo [ADDR] --tls CERT.pem KEY.pem   # wss://
 //! ```
+//!
+//! With `--tls`, it serves `wss://` with the certificate chain in `CERT.pem` (the server's own
+//! certificate first) and the private key in `KEY.pem`.
 
 use ferrule_tokio::{Ctx, DeflateConfig, Handler, HandlerError, Message, Options, OriginPolicy};
 
@@ -19,7 +23,7 @@ impl Handler for Echo {
 // One thread, as the peer servers in the side-by-side benchmark run.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let (addr, tls) = parse_args()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // The test suite sends 16 MiB messages and no browser Origin. As a conformance testee it
     // accepts every permessage-deflate offer: any window a client asks of it (up to 15 bits),
@@ -38,9 +42,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .allowed_origin(OriginPolicy::InsecureAllowAny)
         .compression(compression)
         .build()?;
-    let server = ferrule_tokio::serve(listener, options, |_, _| Ok(Echo));
-    eprintln!("echo server listening on ws://{}", server.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let server = match tls {
+        Some(tls) => ferrule_tokio::serve_tls(listener, std::sync::Arc::new(tls), options, |_, _| Ok(Echo)),
+        None => ferrule_tokio::serve(listener, options, |_, _| Ok(Echo)),
+    };
+    eprintln!("echo server listening on {scheme}://{}", server.local_addr()?);
     tokio::signal::ctrl_c().await?;
     server.shutdown(std::time::Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// `[ADDR] [--tls CERT.pem KEY.pem]`: the address to listen on, and the TLS configuration.
+fn parse_args() -> Result<(String, Option<ferrule_tokio::tls::rustls::ServerConfig>), Box<dyn std::error::Error>> {
+    let mut addr = "127.0.0.1:9001".to_owned();
+    let mut tls = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg != "--tls" {
+            addr = arg;
+            continue;
+        }
+        let (Some(cert), Some(key)) = (args.next(), args.next()) else {
+            return Err("usage: echo [ADDR] [--tls CERT.pem KEY.pem]".into());
+        };
+        tls = Some(ferrule_tokio::tls::server_config_from_pem_files(cert, key)?);
+    }
+    Ok((addr, tls))
 }

@@ -3,7 +3,8 @@
 //! Runs [ferrule] WebSockets on tokio: the [`Tokio`] runtime (whose clock pauses with
 //! `tokio::time::pause`, so keepalive and timeouts can be tested without waiting), a standalone
 //! server on a `TcpListener` with graceful shutdown ([`serve`], [`serve_channels`]), [`accept`]
-//! for any stream (TLS included), and [`connect`].
+//! for any stream, and [`connect`]. With feature `tls` (on by default), `connect` takes
+//! `wss://` URLs and [`serve_tls`] serves over TLS (see [`tls`]).
 //!
 //! Everything from `ferrule` is re-exported: depend on this crate alone.
 //!
@@ -29,6 +30,10 @@
 //! # }
 //! ```
 
+mod maybe_tls;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -36,6 +41,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use ferrule::*;
+pub use maybe_tls::MaybeTlsStream;
+#[cfg(feature = "tls")]
+pub use tls::{TlsListener, serve_channels_tls, serve_tls};
 use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -105,7 +113,7 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
 /// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
 ///
 /// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
-pub type WebSocket<S = TcpStream> = Upgraded<Compat<S>, Tokio>;
+pub type WebSocket<S = MaybeTlsStream> = Upgraded<Compat<S>, Tokio>;
 
 /// Accepts a WebSocket upgrade on any tokio stream (plain TCP, TLS, ...): see
 /// [`ferrule::accept`].
@@ -129,13 +137,14 @@ where
     ferrule::accept(Tokio, Compat(stream), options, on_connect).await
 }
 
-/// Connects to a `ws://` URL over TCP and performs the client handshake. For `wss://`, connect
-/// a TLS stream yourself and use [`connect_stream`].
+/// Connects to a `ws://` URL over TCP, or a `wss://` URL over TLS (feature `tls`; the roots
+/// trusted are [`Options::tls`]'s), and performs the client handshake.
 ///
 /// # Errors
 ///
-/// [`Error::Handshake`] for an invalid URL or a refused handshake, [`Error::Io`] when the TCP
-/// connection fails.
+/// [`Error::Handshake`] for an invalid URL or a refused handshake (and for `wss://` without
+/// feature `tls`), [`Error::Tls`] for a server certificate that does not name the URL's host or
+/// that no trusted root signed, [`Error::Io`] when the TCP connection fails.
 ///
 /// # Cancel safety
 ///
@@ -145,7 +154,7 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
     connect_request(ClientRequest::new(url)?, options).await
 }
 
-/// Connects over TCP to the host of `request` (a `ws://` URL with extra headers, such as a
+/// Connects over TCP (TLS for `wss://`) to the host of `request` (a URL with extra headers, such as a
 /// cookie or an authorization token) and performs the client handshake, offering the options'
 /// subprotocols.
 ///
@@ -166,9 +175,13 @@ pub async fn connect(url: &str, options: &Options) -> Result<WebSocket, Error> {
 ///
 /// As [`connect`].
 pub async fn connect_request(request: ClientRequest, options: &Options) -> Result<WebSocket, Error> {
+    #[cfg(feature = "tls")]
+    let request = client_request(request, options)?;
+    #[cfg(not(feature = "tls"))]
     let request = tcp_client_request(request, options)?;
     let stream = TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
+    let stream = MaybeTlsStream::connect(stream, &request, options).await?;
     connect_stream(stream, request, options).await
 }
 

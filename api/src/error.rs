@@ -31,6 +31,13 @@ pub enum Error {
     Encode(EncodeError),
     /// The opening handshake failed.
     Handshake(HandshakeError),
+    /// The TLS handshake failed, or TLS failed while the WebSocket handshake ran: the
+    /// certificate is not valid for the host the URL names
+    /// (`rustls::Error::InvalidCertificate` with `CertificateError::NotValidForNameContext`, which
+    /// gives the names, or `NotValidForName`), is signed by no trusted root
+    /// (`CertificateError::UnknownIssuer`), has expired, or the peer sent an alert. Feature `tls`.
+    #[cfg(feature = "tls")]
+    Tls(rustls::Error),
     /// The options were invalid.
     Options(OptionsError),
     /// The application's `on_connect` rejected the upgrade with this HTTP status.
@@ -51,6 +58,8 @@ impl fmt::Display for Error {
             Self::Decode(e) => write!(f, "{e}"),
             Self::Encode(e) => write!(f, "not sent: {e}"),
             Self::Handshake(e) => write!(f, "opening handshake failed: {e}"),
+            #[cfg(feature = "tls")]
+            Self::Tls(e) => write!(f, "TLS failed: {e}"),
             Self::Options(e) => write!(f, "invalid options: {e}"),
             Self::Rejected(status) => {
                 write!(f, "the application's on_connect rejected the upgrade with HTTP status {status}")
@@ -71,6 +80,8 @@ impl std::error::Error for Error {
             Self::Decode(e) => Some(e),
             Self::Encode(e) => Some(e),
             Self::Handshake(e) => Some(e),
+            #[cfg(feature = "tls")]
+            Self::Tls(e) => Some(e),
             Self::Options(e) => Some(e),
             Self::Send(e) => Some(e),
             Self::WriteTimeout | Self::Closed | Self::Rejected(_) => None,
@@ -79,7 +90,19 @@ impl std::error::Error for Error {
 }
 
 impl From<io::Error> for Error {
+    /// [`Error::Io`], or with feature `tls` [`Error::Tls`] when the I/O error carries a
+    /// `rustls::Error` (TLS streams report their failures that way).
     fn from(e: io::Error) -> Self {
+        #[cfg(feature = "tls")]
+        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            let kind = e.kind();
+            return match e.into_inner().map(|inner| inner.downcast::<rustls::Error>()) {
+                Some(Ok(tls)) => Self::Tls(*tls),
+                // Not reached (checked just above); kept whole rather than a panic.
+                Some(Err(inner)) => Self::Io(io::Error::new(kind, inner)),
+                None => Self::Io(kind.into()),
+            };
+        }
         Self::Io(e)
     }
 }

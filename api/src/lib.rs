@@ -21,6 +21,10 @@
 //! `ferrule-tokio`, `ferrule-async-std` and `ferrule-smol` supply the runtime, a listener and a
 //! connector.
 //!
+//! With feature `tls`, module [`tls`] holds what TLS (`wss://`) needs on every runtime: client
+//! configurations, [`Error::Tls`], and the server's bounded set of TLS handshakes; feature
+//! `futures-rustls` adds TLS over the futures-io traits for the runtimes on async-io.
+//!
 //! Logging goes through `tracing` and prints nothing unless the application installs a
 //! subscriber. The levels map those of the Go socket libraries: `error` (failures of the
 //! server itself), `warn` (peers that violate the protocol), `info` (refused upgrades), `debug`
@@ -36,12 +40,15 @@ mod driver;
 mod error;
 mod handle;
 pub mod hub;
+mod maybe_tls;
 mod message;
 mod options;
 mod runtime;
 mod sending;
 mod server;
 mod shared;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod upgrade;
 
 pub use callback::{Acceptance, Ctx, Handler, HandlerFactory, Rejection};
@@ -51,8 +58,9 @@ pub use ferrule_core as core;
 pub use ferrule_core::handshake::{ClientRequest, OriginPattern, OriginPolicy, Request};
 pub use ferrule_core::{CloseCode, DeflateConfig, DeflateParams, MessageKind, SendError, Utf8Bytes};
 pub use handle::{Done, Handle, MessageWriter, TrySendError};
+pub use maybe_tls::MaybeTlsStream;
 pub use message::{Codec, DecodeError, EncodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;
 pub use server::{Listener, Server, serve, serve_channels};
-pub use upgrade::{Upgraded, accept, connect_stream, serve_connection, tcp_client_request};
+pub use upgrade::{Upgraded, accept, client_request, connect_stream, serve_connection, tcp_client_request};

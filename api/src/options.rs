@@ -26,6 +26,7 @@ use ferrule_core::{Config, ConfigError, DeflateConfig};
 /// | `allowed_origin` | same origin | [`OriginPolicy`]: same-origin, `{{host}}` patterns, or insecure allow-any |
 /// | `subprotocols` | none | offered (client) or accepted (server, in preference order) |
 /// | `compression` | off | permessage-deflate (RFC 7692) with these [`DeflateConfig`] settings: accepted (server) or offered (client) |
+/// | `tls` | webpki roots | how a client checks a `wss://` server's certificate ([`ClientTls`](crate::tls::ClientTls)); feature `tls` |
 #[derive(Clone, Debug)]
 pub struct Options {
     pub(crate) write_wait: Option<Duration>,
@@ -41,6 +42,8 @@ pub struct Options {
     pub(crate) allowed_origin: OriginPolicy,
     pub(crate) subprotocols: Vec<String>,
     pub(crate) compression: Option<DeflateConfig>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::tls::ClientTls,
 }
 
 /// A queue bound, in messages and in bytes. A single message larger than the byte bound is still
@@ -84,6 +87,8 @@ impl Default for Options {
             allowed_origin: OriginPolicy::SameOrigin,
             subprotocols: Vec::new(),
             compression: None,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
         }
     }
 }
@@ -145,6 +150,11 @@ impl Options {
     /// The permessage-deflate settings, or `None` when compression is off.
     pub fn compression(&self) -> Option<&DeflateConfig> {
         self.compression.as_ref()
+    }
+    /// How a client checks a `wss://` server's certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> &crate::tls::ClientTls {
+        &self.tls
     }
 
     /// The protocol core's configuration for these options.
@@ -271,6 +281,31 @@ impl OptionsBuilder {
     /// ```
     pub fn compression(mut self, config: impl Into<Option<DeflateConfig>>) -> Self {
         self.options.compression = config.into();
+        self
+    }
+
+    /// How a client checks a `wss://` server's certificate: Mozilla's roots compiled in (the
+    /// default), the operating system's verifier, or a `rustls::ClientConfig` of your own (your
+    /// roots, a client certificate). Servers ignore it. Feature `tls`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use ferrule::Options;
+    /// use ferrule::tls::{ClientTls, rustls};
+    ///
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// # let _ = &mut roots; // a real program adds its private CA here
+    /// let config = rustls::ClientConfig::builder_with_provider(ferrule::tls::crypto_provider())
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let options = Options::builder().tls(ClientTls::Config(Arc::new(config))).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.options.tls = tls;
         self
     }
 

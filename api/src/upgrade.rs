@@ -164,7 +164,7 @@ where
     let mut handshake = ServerHandshake::new(limits, runtime.now());
     let request = match read_head(&runtime, &mut io, &mut handshake).await {
         Ok(request) => request,
-        Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
+        Err(HeadFailure::Io(e)) => return Err(Error::from(e)),
         Err(HeadFailure::Handshake(e)) => return Err(refuse(&runtime, &mut io, options, e).await),
     };
     let policy = ServerPolicy::default()
@@ -247,14 +247,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    let request = with_options(request, options)?;
+    let request = client_request(request, options)?;
     let limits = Limits::default().timeout(Some(options.handshake_timeout));
     let mut handshake = ClientHandshake::new(request, &mut Entropy::from_os(), limits, runtime.now());
     let bytes = handshake.request_bytes().to_vec();
     write_all(&runtime, &mut io, &bytes, options).await?;
     let response = match read_head(&runtime, &mut io, &mut handshake).await {
         Ok(response) => response,
-        Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
+        Err(HeadFailure::Io(e)) => return Err(Error::from(e)),
         Err(HeadFailure::Handshake(e)) => {
             let _ = close(&mut io).await;
             return Err(Error::Handshake(e));
@@ -277,7 +277,7 @@ where
 /// options that is not an HTTP token or is repeated, and with [`HandshakeError::TlsRequired`]
 /// for a `wss://` URL.
 pub fn tcp_client_request(request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
-    let request = with_options(request, options)?;
+    let request = client_request(request, options)?;
     if request.is_secure() {
         return Err(Error::Handshake(HandshakeError::TlsRequired));
     }
@@ -285,8 +285,14 @@ pub fn tcp_client_request(request: ClientRequest, options: &Options) -> Result<C
 }
 
 /// `request` with the options' subprotocols and compression, when set, in place of the ones it
-/// offers.
-fn with_options(mut request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
+/// offers: what the adapters' `connect_request` send, over TCP for `ws://` and over TLS for
+/// `wss://`.
+///
+/// # Errors
+///
+/// [`Error::Handshake`] with [`HandshakeError::InvalidClientRequest`] for a subprotocol in the
+/// options that is not an HTTP token or is repeated.
+pub fn client_request(mut request: ClientRequest, options: &Options) -> Result<ClientRequest, Error> {
     if let Some(config) = &options.compression {
         // `OptionsBuilder::build` validated the settings.
         request =
@@ -422,7 +428,7 @@ where
         let mut sleep = options.write_wait.map(|w| Box::pin(runtime.sleep_until(runtime.now() + w)));
         let n = poll_fn(|cx| {
             if let Poll::Ready(r) = Pin::new(&mut *io).poll_write(cx, bytes) {
-                return Poll::Ready(r.map_err(Error::Io));
+                return Poll::Ready(r.map_err(Error::from));
             }
             if let Some(s) = sleep.as_mut() {
                 if s.as_mut().poll(cx).is_ready() {
@@ -437,7 +443,7 @@ where
         }
         bytes = &bytes[n..];
     }
-    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await.map_err(Error::Io)
+    poll_fn(|cx| Pin::new(&mut *io).poll_flush(cx)).await.map_err(Error::from)
 }
 
 async fn close<S: AsyncWrite + Unpin>(io: &mut S) -> std::io::Result<()> {

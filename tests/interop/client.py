@@ -1,8 +1,8 @@
 """A Python `websockets` client driving a ferrule server, for tests/tests/interop_python.rs.
 
 Usage:
-    client.py echo URL              exchange and check echoes, ping, close 1000; prints extensions=...,
-                                    messages=N
+    client.py echo URL [ca=CA.pem]  exchange and check echoes, ping, close 1000; prints extensions=...,
+                                    messages=N; for a wss:// URL, ca= names the one CA to trust
     client.py echo-deflate URL      the same with permessage-deflate offered (websockets' default offer)
     client.py subprotocol URL P,Q   offer subprotocols P, Q; prints subprotocol=<negotiated or None>
     client.py origin URL ORIGIN     connect with this Origin; prints status=<HTTP status> or open
@@ -18,6 +18,7 @@ Exit status: 0 when every check passed, 1 on a mismatch (the reason on stderr), 
 
 import asyncio
 import logging
+import ssl
 import sys
 
 import websockets
@@ -36,11 +37,18 @@ class Mismatch(Exception):
     """An echo or close that differs from what was sent."""
 
 
+# The TLS context for wss:// URLs, trusting the CA given as ca=CA.pem; None for ws://.
+TLS = None
+
+
 def options(compression=None):
     # proxy=None: never route loopback through a proxy from the environment.
     # compression=None: keep frames as sent, unless a test asks for "deflate".
     # ping_interval=None: the test sends its own ping.
-    return dict(proxy=None, compression=compression, ping_interval=None, max_size=MAX_SIZE, open_timeout=STEP_TIMEOUT)
+    opts = dict(proxy=None, compression=compression, ping_interval=None, max_size=MAX_SIZE, open_timeout=STEP_TIMEOUT)
+    if TLS is not None:
+        opts["ssl"] = TLS
+    return opts
 
 
 def extensions(ws):
@@ -221,6 +229,10 @@ async def fragments(url):
 
 
 async def main(argv):
+    global TLS
+    for arg in argv[3:]:
+        if arg.startswith("ca="):
+            TLS = ssl.create_default_context(cafile=arg[len("ca="):])
     if len(argv) >= 3 and argv[1] == "echo":
         await echo(argv[2])
     elif len(argv) >= 3 and argv[1] == "echo-deflate":

@@ -1,7 +1,9 @@
 """A Python `websockets` echo server for a ferrule client, for tests/tests/interop_python.rs.
 
 Usage:
-    server.py [EXPECTED_CLOSE_CODE] [deflate]     (default 1000; deflate: accept permessage-deflate)
+    server.py [EXPECTED_CLOSE_CODE] [deflate] [cert=CERT.pem key=KEY.pem]
+        (default 1000; deflate: accept permessage-deflate; cert and key: serve wss:// with an ssl
+        context holding that certificate chain and key)
 
 Listens on 127.0.0.1 on an ephemeral port and prints `port=N` on stdout. Serves one connection:
 echoes every message, except two commands sent as text:
@@ -17,6 +19,7 @@ and exits: 0 when its code is EXPECTED_CLOSE_CODE, 1 otherwise (the reason on st
 """
 
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -72,7 +75,7 @@ async def handler(ws, finished):
         finished.set_result((rcvd.code, rcvd.reason) if rcvd else (None, None))
 
 
-async def main(expected, compression):
+async def main(expected, compression, tls):
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
     async with serve(
@@ -82,6 +85,7 @@ async def main(expected, compression):
         compression=compression,
         ping_interval=None,
         max_size=MAX_SIZE,
+        ssl=tls,
     ) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"port={port}", flush=True)
@@ -96,5 +100,11 @@ async def main(expected, compression):
 if __name__ == "__main__":
     print(f"websockets {websockets.__version__}", file=sys.stderr)
     expected = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    compression = "deflate" if sys.argv[2:3] == ["deflate"] else None
-    sys.exit(asyncio.run(asyncio.wait_for(main(expected, compression), OVERALL_TIMEOUT)))
+    flags = sys.argv[2:]
+    compression = "deflate" if "deflate" in flags else None
+    files = dict(flag.split("=", 1) for flag in flags if "=" in flag)
+    tls = None
+    if "cert" in files:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(files["cert"], files["key"])
+    sys.exit(asyncio.run(asyncio.wait_for(main(expected, compression, tls), OVERALL_TIMEOUT)))

@@ -48,7 +48,7 @@ macro_rules! client_handshake_suite {
             connect_stream_offers_the_options_subprotocols,
             connect_stream_keeps_the_requests_subprotocols_without_options_ones,
             client_request_refuses_a_subprotocol_that_is_not_a_token,
-            connect_refuses_wss_saying_to_use_a_tls_stream,
+            tcp_client_request_refuses_wss_saying_to_use_a_tls_stream,
             options_refuse_a_subprotocol_that_is_not_a_token,
             options_refuse_a_subprotocol_given_twice,
         );
@@ -167,10 +167,12 @@ pub async fn client_reports_a_refusal_when_the_server_resets_after_it<T: TestRun
     assert_eq!(refusal(&error), (429, "Too Many Requests", &b"slow"[..]));
 }
 
-/// A `wss://` URL given to the plain-TCP connector is refused before connecting, with a typed
-/// error that says to connect a TLS stream and use `connect_stream`.
-pub async fn connect_refuses_wss_saying_to_use_a_tls_stream<T: TestRuntime>() {
-    let error = T::connect("wss://127.0.0.1:9/", &Options::default()).await.expect_err("refused");
+/// A `wss://` URL given to the plain-TCP connector (`tcp_client_request`, what the adapters'
+/// `connect` run without their `tls` feature) is refused before connecting, with a typed error
+/// that says to connect a TLS stream and use `connect_stream`.
+pub async fn tcp_client_request_refuses_wss_saying_to_use_a_tls_stream<T: TestRuntime>() {
+    let request = ClientRequest::new("wss://127.0.0.1:9/").expect("a valid URL");
+    let error = ferrule::tcp_client_request(request, &Options::default()).expect_err("refused");
     assert!(matches!(error, Error::Handshake(HandshakeError::TlsRequired)), "{error:?}");
     let message = error.to_string();
     assert!(message.contains("TLS connector") && message.contains("connect_stream"), "{message}");

@@ -11,6 +11,8 @@ pub mod harness;
 pub mod hub;
 pub mod stream_sink;
 pub mod suite;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod virtual_clock;
 
 // The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this

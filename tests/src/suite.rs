@@ -709,12 +709,18 @@ impl Handler for EchoHandler {
 
 /// A callback-API echo server reporting to `probe`.
 pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> Server<T::Runtime> {
+    T::serve(options, echo_factory::<T>(probe)).await
+}
+
+/// The factory of [`echo_server`]: an [`EchoHandler`] reporting to `probe` for every upgrade.
+pub fn echo_factory<T: TestRuntime>(
+    probe: &Probe,
+) -> impl Fn(&Request, &mut ferrule::Acceptance) -> Result<EchoHandler, Rejection> + Send + Sync + 'static {
     let probe = probe.clone();
-    T::serve(options, move |_: &Request, _: &mut ferrule::Acceptance| {
+    move |_, _| {
         probe.connects.fetch_add(1, Ordering::SeqCst);
         Ok(EchoHandler { probe: probe.clone(), clock: now::<T> })
-    })
-    .await
+    }
 }
 
 /// The driver's high-water mark for its unsent output: above it, it stops reading.

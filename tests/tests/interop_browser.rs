@@ -13,6 +13,9 @@
 //! server's, so the servers allow it by pattern (`OriginPolicy::AllowList`), and one test shows
 //! the default same-origin policy refusing it.
 //!
+//! One test serves `wss://` (`serve_tls`) with a certificate the test made, which Chromium trusts
+//! by its key's hash (`--ignore-certificate-errors-spki-list`).
+//!
 //! Chromium is found as `$FERRULE_CHROMIUM`, else `chromium`, `chromium-browser` or
 //! `google-chrome` on `PATH` (Debian: `apt-get install chromium`). A machine without it skips
 //! these tests with a loud notice, so `cargo test --workspace` works on a fresh machine; CI
@@ -25,6 +28,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use ferrule_tests::tls::TestPki;
 use ferrule_tokio::{
     CloseCode, CloseInfo, Ctx, DeflateConfig, DeflateParams, Handler, HandlerError, Message, Options, OriginPattern,
     OriginPolicy, Request, Server,
@@ -126,6 +130,39 @@ async fn chromium_echo_compressed_agrees_on_permessage_deflate() {
     let answer = next_of(&mut answer).await.expect("a Sec-WebSocket-Extensions answer");
     assert!(answer.starts_with("permessage-deflate"), "{answer}");
     assert_eq!(report.get("extensions"), answer, "the extensions the browser agreed to: {report:?}");
+    let info = next(&mut closed).await;
+    assert!(info.was_clean && info.code == CloseCode::NORMAL, "{info:?}");
+    assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
+}
+
+/// The page's echo exchange over TLS: Chromium opens `wss://localhost` on `serve_tls`, whose
+/// certificate (made by the test) it trusts by its key's SHA-256
+/// (`--ignore-certificate-errors-spki-list`); every message comes back byte for byte and the
+/// close is clean at both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_echo_over_wss_through_serve_tls_closes_clean_1000() {
+    let Some(browser) = browser() else { return };
+    let pki = TestPki::new(&["localhost"]);
+    let page = PageServer::start().await;
+    let options = Options::builder()
+        .max_message_size(MAX_SIZE)
+        .max_frame_size(MAX_SIZE)
+        .allowed_origin(page.origin_policy())
+        .build()
+        .expect("options");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let ws_url = format!("wss://localhost:{}/", listener.local_addr().expect("local addr").port());
+    let (closed_tx, mut closed) = mpsc::unbounded_channel();
+    let server = ferrule_tokio::serve_tls(listener, pki.server_config(), options, move |_, _| {
+        Ok(Reporting { inner: Echo, closed: closed_tx.clone() })
+    });
+    let trust = format!("--ignore-certificate-errors-spki-list={}", pki.spki_sha256_base64());
+    let mut chromium = page.open_with(&browser, &format!("scenario=echo&ws={ws_url}"), &[trust]).await;
+
+    let report = chromium.report().await;
+    assert_eq!(report.get("errors"), "none", "{report:?}");
+    assert_eq!(report.get("echoed"), "7", "{report:?}");
+    assert_eq!((report.get("code"), report.get("clean")), ("1000", "true"), "{report:?}");
     let info = next(&mut closed).await;
     assert!(info.was_clean && info.code == CloseCode::NORMAL, "{info:?}");
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
@@ -308,6 +345,11 @@ impl PageServer {
 
     /// Opens the page with `query` in Chromium.
     async fn open(self, browser: &PathBuf, query: &str) -> Chromium {
+        self.open_with(browser, query, &[]).await
+    }
+
+    /// Opens the page with `query` in Chromium started with `extra` flags as well.
+    async fn open_with(self, browser: &PathBuf, query: &str, extra: &[String]) -> Chromium {
         let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "ferrule-chromium-{}-{}",
             std::process::id(),
@@ -325,6 +367,7 @@ impl PageServer {
                 "--disable-sync",
                 "--disable-quic",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(format!("http://{}/page.html?{query}", self.addr))
             .stdin(Stdio::null())

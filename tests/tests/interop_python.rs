@@ -25,13 +25,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ferrule_tests::tls::TestPki;
 use ferrule_tokio::{DeflateConfig, DeflateParams, Options};
 use interop_common::{
     Peer, client_echo_compressed, client_echo_through_serve_channels, client_echo_through_serve_handler,
-    client_offering_permessage_deflate_is_declined, client_offering_subprotocols, client_receives_handler_fragments,
-    client_sees_1001_going_away_on_server_shutdown, client_sending_invalid_utf8_gets_1007,
-    client_sending_over_max_message_size_gets_1009, client_with_foreign_origin_gets_403,
-    client_with_same_origin_is_accepted, ferrule_client_echo_through_server, ferrule_client_echo_through_server_with,
+    client_echo_through_serve_tls, client_offering_permessage_deflate_is_declined, client_offering_subprotocols,
+    client_receives_handler_fragments, client_sees_1001_going_away_on_server_shutdown,
+    client_sending_invalid_utf8_gets_1007, client_sending_over_max_message_size_gets_1009,
+    client_with_foreign_origin_gets_403, client_with_same_origin_is_accepted, ferrule_client_echo_through_server,
+    ferrule_client_echo_through_server_with, ferrule_client_echo_through_tls_server,
     ferrule_client_sees_server_close_4000, interop_dir, peer_tests, run_blocking,
     server_receives_client_handler_fragments, set_up_once, set_up_shared_dir,
 };
@@ -108,6 +110,30 @@ peer_tests! {
         let agreed = agreed.expect("permessage-deflate agreed");
         assert_eq!(agreed, DeflateParams::default().server_max_window_bits(12).client_max_window_bits(12));
         assert_eq!(run.value("extensions"), Some(agreed.to_string().as_str()), "the Python server's extensions");
+    };
+
+    /// The same exchange over TLS: the ferrule client (`connect` to `wss://localhost`, trusting the
+    /// test's CA) against the Python server with an `ssl` context holding a certificate for
+    /// `localhost` that the CA signed.
+    ferrule_client_echo_through_python_wss_server_closes_clean_1000 => async {
+        let pki = TestPki::new(&["localhost"]);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("python-wss-{}", std::process::id()));
+        let (cert, key) = pki.write_pem_files(&dir).expect("wrote the PEM files");
+        let (cert, key) = (format!("cert={}", cert.display()), format!("key={}", key.display()));
+        let run = ferrule_client_echo_through_tls_server(python, "fragmented ✓ from python", &["1000", &cert, &key], &pki).await;
+        assert_eq!(run.value("close"), Some("1000 reason=ferrule done"), "the close the Python server received");
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+
+    /// The Python client (`echo`, with an `ssl` context trusting only the test's CA) against
+    /// `serve_tls` at `wss://localhost`: the whole echo exchange, and a clean 1000 close that the
+    /// server's `on_close` sees.
+    python_client_echo_through_serve_tls_closes_clean_1000 => async {
+        let pki = TestPki::new(&["localhost"]);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("python-wss-client-{}", std::process::id()));
+        let ca = pki.write_ca_pem_file(&dir).expect("wrote the CA's PEM file");
+        client_echo_through_serve_tls(python, &pki, &ca).await;
+        let _ = std::fs::remove_dir_all(&dir);
     };
 
     /// Subprotocols are chosen in the server's preference order: the server accepts

@@ -61,7 +61,23 @@ const STREAMED_FRAMES: &str = "TEXT PING.fin CONT CONT.fin BINARY CONT CONT.fin"
 pub(crate) async fn client_echo_through_serve_handler(peer: &Peer) {
     let (tx, closed) = mpsc::unbounded_channel();
     let (server, url) = serve_echo(server_options().build().expect("options"), tx).await;
-    client_echo(peer, server, &url, closed, "the handler").await;
+    client_echo(peer, server, &[&url], closed, "the handler").await;
+}
+
+/// The peer's client `echo`s over TLS against `serve_tls` with an [`Echo`] handler: the server
+/// serves `pki`'s certificate (for `localhost`), and the client, given `ca=CA.pem` (`ca`, the
+/// path of `pki`'s CA certificate), trusts it and connects to `wss://localhost`.
+#[allow(dead_code)] // Only interop_python.rs's client takes a CA.
+pub(crate) async fn client_echo_through_serve_tls(peer: &Peer, pki: &ferrule_tests::tls::TestPki, ca: &Path) {
+    let (tx, closed) = mpsc::unbounded_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("wss://localhost:{}/", listener.local_addr().expect("local addr").port());
+    let options = server_options().build().expect("options");
+    let server = ferrule_tokio::serve_tls(listener, pki.server_config(), options, move |_, _| {
+        Ok(Echo { received: 0, closed: tx.clone() })
+    });
+    let ca = format!("ca={}", ca.display());
+    client_echo(peer, server, &[&url, &ca], closed, "the TLS handler").await;
 }
 
 /// The peer's client `echo-deflate` (the `echo` exchange, offering permessage-deflate; `args`
@@ -120,20 +136,20 @@ pub(crate) async fn client_echo_through_serve_channels(peer: &Peer) {
             let _ = tx.send((received, info));
         }
     });
-    client_echo(peer, server, &url, closed, "the task").await;
+    client_echo(peer, server, &[&url], closed, "the task").await;
 }
 
-/// Runs the peer's client `echo` against `server` at `url`: it closes with 1000 "interop done",
+/// Runs the peer's client `echo` against `server` at `args` (the URL, then the client's options): it closes with 1000 "interop done",
 /// clean at the server, whose side (`seen_by`) reports on `closed` as many messages as the client
 /// reports sending.
 async fn client_echo(
     peer: &Peer,
     server: Server,
-    url: &str,
+    args: &[&str],
     mut closed: mpsc::UnboundedReceiver<(usize, CloseInfo)>,
     seen_by: &str,
 ) {
-    let run = run_client(peer, &["echo", url]).await;
+    let run = run_client(peer, &[&["echo"], args].concat()).await;
     run.assert_success(&format!("{} echo", peer.client));
     let (received, info) = next_close(&mut closed).await;
     assert_clean_close(&info, "interop done");
@@ -210,14 +226,40 @@ pub(crate) async fn ferrule_client_echo_through_server_with(
     args: &[&str],
     compression: Option<DeflateConfig>,
 ) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
+    let options = ferrule_client_options().compression(compression).build().expect("options");
+    ferrule_client_echo_through(peer, fragmented, args, &options, "ws://127.0.0.1").await
+}
+
+/// [`ferrule_client_echo_through_server`] over TLS: the peer's server, started with `args`, serves
+/// `pki`'s certificate (for `localhost`), and the client trusts `pki`'s CA and connects to
+/// `wss://localhost`.
+#[allow(dead_code)] // Only interop_python.rs has a TLS server script.
+pub(crate) async fn ferrule_client_echo_through_tls_server(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    pki: &ferrule_tests::tls::TestPki,
+) -> ScriptRun {
+    let options = ferrule_client_options().tls(pki.client_tls()).build().expect("options");
+    ferrule_client_echo_through(peer, fragmented, args, &options, "wss://localhost").await.0
+}
+
+/// The ferrule client's options for the echo exchanges: room for the 4 MiB messages.
+fn ferrule_client_options() -> ferrule_tokio::OptionsBuilder {
+    Options::builder().max_message_size(MAX_SIZE).max_frame_size(MAX_SIZE)
+}
+
+/// The exchange of [`ferrule_client_echo_through_server`] with the client's `options`, against
+/// the peer's server started with `args`, at `base` (scheme and host) and the port it printed.
+async fn ferrule_client_echo_through(
+    peer: &Peer,
+    fragmented: &str,
+    args: &[&str],
+    options: &Options,
+    base: &str,
+) -> (ScriptRun, Vec<Message>, Option<DeflateParams>) {
     let mut server = PeerServer::start(peer, args).await;
-    let options = Options::builder()
-        .max_message_size(MAX_SIZE)
-        .max_frame_size(MAX_SIZE)
-        .compression(compression)
-        .build()
-        .expect("options");
-    let conn = server.connect(&options).await;
+    let conn = server.connect_to(base, options).await;
     let agreed = conn.deflate().copied();
     let mut ch = conn.channels::<Message>();
 
@@ -729,7 +771,12 @@ impl PeerServer {
 
     /// Connects the ferrule client to the script with `options`, failing with what it printed.
     async fn connect(&mut self, options: &Options) -> WebSocket {
-        let url = format!("ws://127.0.0.1:{}/", self.port);
+        self.connect_to("ws://127.0.0.1", options).await
+    }
+
+    /// [`connect`](Self::connect) at `base` (scheme and host) and the script's port.
+    async fn connect_to(&mut self, base: &str, options: &Options) -> WebSocket {
+        let url = format!("{base}:{}/", self.port);
         match tokio::time::timeout(STEP_TIMEOUT, ferrule_tokio::connect(&url, options)).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => self.fail(&format!("connect to {url} failed: {e}")).await,

@@ -9,7 +9,9 @@ use std::io;
 use std::net::SocketAddr;
 
 use ferrule_tests::suite::TestRuntime;
-use ferrule_tokio::{Channels, Codec, Compat, Error, HandlerFactory, Options, Request, Tokio, Upgraded};
+use ferrule_tokio::{
+    Channels, Codec, Compat, Error, HandlerFactory, MaybeTlsStream, Options, Request, Tokio, Upgraded,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The suite's interface to tokio.
@@ -21,7 +23,7 @@ async fn listener() -> TcpListener {
 
 impl TestRuntime for TokioRuntime {
     type Runtime = Tokio;
-    type Stream = Compat<TcpStream>;
+    type Stream = Compat<MaybeTlsStream>;
 
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
         let runtime = if paused {
@@ -52,14 +54,14 @@ impl TestRuntime for TokioRuntime {
         ferrule_tokio::serve_channels(listener().await, options, task)
     }
 
-    async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<TcpStream>, Tokio>, Error> {
+    async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<MaybeTlsStream>, Tokio>, Error> {
         ferrule_tokio::connect(url, options).await
     }
 
-    async fn tcp(addr: SocketAddr) -> io::Result<Compat<TcpStream>> {
+    async fn tcp(addr: SocketAddr) -> io::Result<Compat<MaybeTlsStream>> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Compat(stream))
+        Ok(Compat(MaybeTlsStream::Plain(stream)))
     }
 
     fn alive_tasks() -> Option<usize> {

@@ -1,0 +1,79 @@
+//! TLS on smol (feature `tls`, on by default), with futures-rustls: `wss://` in
+//! [`connect`](crate::connect), and servers over TLS ([`serve_tls`], [`serve_channels_tls`],
+//! [`TlsListener`]).
+//!
+//! Everything from [`ferrule::tls`] is re-exported here: the choice of roots ([`ClientTls`]),
+//! server configurations from PEM files ([`server_config_from_pem_files`]), and the rustls
+//! and futures-rustls these are built with.
+//!
+//! ```no_run
+//! use ferrule_smol::{Ctx, Handler, HandlerError, Message, Options};
+//!
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+//!         ctx.send(&message)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tls = ferrule_smol::tls::server_config_from_pem_files("cert.pem", "key.pem")?;
+//! let listener = smol::net::TcpListener::bind("0.0.0.0:443").await?;
+//! let server = ferrule_smol::serve_tls(listener, std::sync::Arc::new(tls), Options::default(), |_, _| Ok(Echo));
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ferrule::tls::futures_rustls::TlsAcceptor;
+pub use ferrule::tls::*;
+use smol::net::TcpListener;
+
+use crate::{Acceptance, Channels, Codec, Handler, Options, Rejection, Request, Server, Smol, TcpAcceptor};
+
+/// A `smol::net::TcpListener` serving TLS, as a [`Listener`](crate::Listener): each accepted socket
+/// (with `TCP_NODELAY`) runs its TLS handshake in a task of its own, within the handshake timeout
+/// (10 s unless set; [`serve_tls`] uses the options' `handshake_timeout`), at most
+/// [`DEFAULT_MAX_HANDSHAKES`] at once unless set; only connections whose handshake succeeded come
+/// out of it. A failed handshake is logged at `debug` and dropped. Make one with
+/// [`tls_listener`].
+pub type TlsListener = ferrule::tls::TlsListener<TcpAcceptor, Smol>;
+
+/// A [`TlsListener`] with `acceptor` (a `futures_rustls::TlsAcceptor`, or an
+/// `Arc<rustls::ServerConfig>`) over `listener`'s connections.
+pub fn tls_listener(listener: TcpListener, acceptor: impl Into<TlsAcceptor>) -> TlsListener {
+    ferrule::tls::TlsListener::new(Smol, TcpAcceptor::from(Arc::from(listener)), acceptor)
+}
+
+/// [`serve`](crate::serve) over TLS: serves WebSocket upgrades (`wss://`) on `listener` with the
+/// callback API, each connection's TLS handshake with `tls` (an `Arc<rustls::ServerConfig>`,
+/// from [`server_config_from_pem_files`] say, or a `futures_rustls::TlsAcceptor`) within the
+/// options' `handshake_timeout`.
+pub fn serve_tls<F, H>(listener: TcpListener, tls: impl Into<TlsAcceptor>, options: Options, factory: F) -> Server
+where
+    // The closure's own signature, for the reason `serve` gives.
+    F: Fn(&Request, &mut Acceptance) -> Result<H, Rejection> + Send + Sync + 'static,
+    H: Handler,
+{
+    let listener = tls_listener(listener, tls).handshake_timeout(options.handshake_timeout());
+    ferrule::serve(Smol, listener, options, factory)
+}
+
+/// [`serve_channels`](crate::serve_channels) over TLS, as [`serve_tls`] runs it.
+pub fn serve_channels_tls<M, T, Fut>(
+    listener: TcpListener,
+    tls: impl Into<TlsAcceptor>,
+    options: Options,
+    task: T,
+) -> Server
+where
+    M: Codec,
+    T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = tls_listener(listener, tls).handshake_timeout(options.handshake_timeout());
+    ferrule::serve_channels(Smol, listener, options, task)
+}
