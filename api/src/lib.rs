@@ -38,6 +38,7 @@ mod runtime;
 mod sending;
 mod server;
 mod shared;
+mod shutdown;
 mod upgrade;
 
 pub use callback::{Acceptance, Ctx, Handler, HandlerFactory, Rejection};
@@ -51,4 +52,5 @@ pub use message::{Codec, DecodeError, EncodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;
 pub use server::{Listener, Server, serve, serve_channels};
-pub use upgrade::{Upgraded, accept, connect_stream, serve_connection, tcp_client_request};
+pub use shutdown::{Registration, Shutdown};
+pub use upgrade::{Refusal, Upgraded, accept, check_upgrade, connect_stream, serve_connection, tcp_client_request};
