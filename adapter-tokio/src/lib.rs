@@ -36,6 +36,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use ferrule::*;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
 
