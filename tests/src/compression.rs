@@ -19,7 +19,7 @@ use bytes::Bytes;
 use ferrule::core::handshake::HandshakeError;
 use ferrule::{
     Acceptance, ClientRequest, CloseCode, Ctx, DeflateConfig, DeflateParams, Error, Handler, HandlerError, Message,
-    MessageKind, Options, Request, Server, Upgraded,
+    MessageKind, Options, Request, Upgraded,
 };
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -86,7 +86,7 @@ impl Handler for Echo {
 
 /// An echo server with `options` that declines compression for requests to `/plain` and reports
 /// what each connection saw.
-async fn echo_server<T: TestRuntime>(options: Options, seen: &Inbox<Seen>) -> Server<T::Runtime> {
+async fn echo_server<T: TestRuntime>(options: Options, seen: &Inbox<Seen>) -> T::Server {
     let seen = seen.clone();
     T::serve(options, move |request: &Request, acceptance: &mut Acceptance| {
         if request.path() == "/plain" {
