@@ -40,9 +40,9 @@ use hyper::http::Version;
 use hyper::http::request::Parts;
 use hyper::upgrade::OnUpgrade;
 
-use crate::hyper::{PendingUpgrade, Refused, UpgradeResponse, answer, not_upgradable, protocol};
 pub use crate::hyper::{HyperWebSocket, Shutdown};
-use crate::{Acceptance, Codec, Channels, Error, Handler, Options, Rejection, Request};
+use crate::hyper::{PendingUpgrade, Refused, UpgradeResponse, answer, not_upgradable, protocol};
+use crate::{Acceptance, Channels, Codec, Error, Handler, Options, Rejection, Request};
 
 /// Extracts a WebSocket upgrade request in an axum handler, HTTP/1.1 or HTTP/2: the
 /// counterpart of axum's `WebSocketUpgrade`, with ferrule's checks, options and APIs.
@@ -89,7 +89,10 @@ pub struct Upgrade {
 
 impl fmt::Debug for Upgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Upgrade").field("request", &self.request).field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("Upgrade")
+            .field("request", &self.request)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,8 +217,12 @@ pub struct UpgradeRejection(Box<Refused>);
 
 impl UpgradeRejection {
     fn handshake(error: HandshakeError, version: Version) -> Self {
-        let response = error.response().unwrap_or_else(|| Rejection::new(400, "not a WebSocket upgrade\n").response().clone());
-        Self(Box::new(Refused { response: response.to_http(version).map(http_body_util::Full::new), error: Error::Handshake(error) }))
+        let response =
+            error.response().unwrap_or_else(|| Rejection::new(400, "not a WebSocket upgrade\n").response().clone());
+        Self(Box::new(Refused {
+            response: response.to_http(version).map(http_body_util::Full::new),
+            error: Error::Handshake(error),
+        }))
     }
 
     /// What was wrong: [`Error::Handshake`] for a request that is not a valid upgrade,

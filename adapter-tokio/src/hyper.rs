@@ -174,7 +174,8 @@ impl Future for PendingUpgrade {
     type Output = Result<HyperWebSocket, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let upgraded = ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let upgraded =
+            ready!(Pin::new(&mut self.on_upgrade).poll(cx)).map_err(|e| Error::Io(std::io::Error::other(e)))?;
         Poll::Ready(Upgraded::from_stream(Tokio, Compat(TokioIo::new(upgraded)), &self.accept, &self.options))
     }
 }

@@ -83,8 +83,9 @@ where
     ///
     /// [`Error::Options`] when the options make an invalid protocol configuration.
     pub fn from_stream(runtime: R, io: S, response: &Response, options: &Options) -> Result<Self, Error> {
-        let conn = Connection::with_deflate(Role::Server, options.core_config(), response.deflate().cloned(), runtime.now())
-            .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
+        let conn =
+            Connection::with_deflate(Role::Server, options.core_config(), response.deflate().cloned(), runtime.now())
+                .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
         let subprotocol = response.subprotocol().map(str::to_owned);
         tracing::debug!(?subprotocol, deflate = ?conn.deflate(), "connection upgraded by another HTTP server");
         Ok(Self::new(io, runtime, conn, Bytes::new(), options, subprotocol))
@@ -176,21 +177,24 @@ pub fn check_upgrade<T>(
     request: &Request,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(Response, T), Refusal> {
+) -> Result<(Response, T), Box<Refusal>> {
     let policy = ServerPolicy::default()
         .origin(options.allowed_origin.clone())
         .subprotocols(options.subprotocols.clone())
         .deflate(options.compression.clone());
     let response = policy.accept(request).map_err(|e| {
         tracing::info!(error = %e, path = request.path(), "upgrade refused");
-        Refusal { response: rejection_for(&e), error: Error::Handshake(e) }
+        Box::new(Refusal { response: rejection_for(&e), error: Error::Handshake(e) })
     })?;
     let mut acceptance = Acceptance { response };
     match on_connect(request, &mut acceptance) {
         Ok(value) => Ok((acceptance.response, value)),
         Err(rejection) => {
             tracing::info!(status = rejection.status(), path = request.path(), "upgrade rejected by the application");
-            Err(Refusal { response: rejection.response().clone(), error: Error::Rejected(rejection.status()) })
+            Err(Box::new(Refusal {
+                response: rejection.response().clone(),
+                error: Error::Rejected(rejection.status()),
+            }))
         }
     }
 }
@@ -226,7 +230,13 @@ where
         Ok(request) => request,
         Err(HeadFailure::Io(e)) => return Err(Error::Io(e)),
         Err(HeadFailure::Handshake(e)) => {
-            return Err(refuse(&runtime, &mut io, options, Refusal { response: rejection_for(&e), error: Error::Handshake(e) }).await);
+            return Err(refuse(
+                &runtime,
+                &mut io,
+                options,
+                Box::new(Refusal { response: rejection_for(&e), error: Error::Handshake(e) }),
+            )
+            .await);
         }
     };
     let (response, value) = match check_upgrade(&request, options, on_connect) {
@@ -350,7 +360,7 @@ fn rejection_for(error: &HandshakeError) -> Response {
 }
 
 /// Sends the refusal's response, closes the transport, and returns the error.
-async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, refusal: Refusal) -> Error
+async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, refusal: Box<Refusal>) -> Error
 where
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,

@@ -133,7 +133,8 @@ fn h2_extended_connect_answers_200_without_key_or_upgrade_headers() {
 
 #[test]
 fn h2_extended_connect_negotiates_permessage_deflate() {
-    let request = h2().header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits").body(()).unwrap();
+    let request =
+        h2().header("sec-websocket-extensions", "permessage-deflate; client_max_window_bits").body(()).unwrap();
     let policy = ServerPolicy::default().deflate(Some(DeflateConfig::default()));
     let response = policy.accept(&Request::from_http(&request, Some("websocket"))).unwrap();
     assert!(response.deflate().is_some());

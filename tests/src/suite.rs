@@ -855,10 +855,7 @@ pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> 
 }
 
 /// A channel-API server that hands each connection's channels to the test body.
-pub async fn handover_server<T: TestRuntime, M: Codec>(
-    options: Options,
-    inbox: &Inbox<Channels<M>>,
-) -> T::Server {
+pub async fn handover_server<T: TestRuntime, M: Codec>(options: Options, inbox: &Inbox<Channels<M>>) -> T::Server {
     let inbox = inbox.clone();
     T::serve_channels(options, move |_request, channels: Channels<M>| {
         inbox.push(channels);

@@ -65,9 +65,7 @@ mod http2 {
     }
 
     /// An HTTP/2 connection (prior knowledge) to `addr`, driven in its own task.
-    async fn h2_client(
-        addr: std::net::SocketAddr,
-    ) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+    async fn h2_client(addr: std::net::SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connected");
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
@@ -107,7 +105,9 @@ mod http2 {
             sender.ready().await.expect("the connection is up");
             match sender.send_request(make()).await {
                 Ok(response) => return response,
-                Err(error) if format!("{error:?}").contains("ExtendedConnectProtocol") => tokio::task::yield_now().await,
+                Err(error) if format!("{error:?}").contains("ExtendedConnectProtocol") => {
+                    tokio::task::yield_now().await
+                }
                 Err(error) => panic!("the request failed: {error:?}"),
             }
         }

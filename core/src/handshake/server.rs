@@ -146,7 +146,7 @@ impl ServerHandshake {
 /// Header values have surrounding whitespace trimmed. Values that are not UTF-8 are kept as bytes
 /// (see [`headers`](Self::headers)); the `&str` accessors return `None` for them.
 ///
-/// A request parsed by another HTTP server is built with [`from_http`](Self::from_http) (feature
+/// A request parsed by another HTTP server is built with `Request::from_http` (feature
 /// `http`); it may then be an HTTP/2 extended CONNECT (RFC 8441), which the same
 /// [`ServerPolicy`] checks and answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +195,7 @@ impl Request {
         }
     }
 
-    /// Whether the request came over HTTP/2 (built by [`from_http`](Self::from_http)); a
+    /// Whether the request came over HTTP/2 (built by `from_http`, feature `http`); a
     /// WebSocket over HTTP/2 is an extended CONNECT (RFC 8441 section 4), answered with `200`.
     pub fn is_http2(&self) -> bool {
         matches!(self.framing, Framing::Http2 { .. })
@@ -512,9 +512,12 @@ impl ServerPolicy {
 
 /// How a request came: the HTTP/1 minor version, or HTTP/2 with its `:protocol`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code, reason = "only `Request::from_http` makes HTTP/2 requests"))]
 enum Framing {
     Http1(u8),
-    Http2 { protocol: Option<String> },
+    Http2 {
+        protocol: Option<String>,
+    },
     /// HTTP/0.9 or HTTP/3, which [`validate`] refuses.
     Unsupported,
 }

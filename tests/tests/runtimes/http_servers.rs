@@ -92,7 +92,10 @@ impl TestRuntime for AxumRuntime {
         let shutdown = Shutdown::default();
         let (factory, registry) = (Arc::new(factory), shutdown.clone());
         let route = move |upgrade: Upgrade| async move {
-            upgrade.options(options).shutdown(&registry).run(|request, acceptance| factory.on_connect(request, acceptance))
+            upgrade
+                .options(options)
+                .shutdown(&registry)
+                .run(|request, acceptance| factory.on_connect(request, acceptance))
         };
         serve_axum(axum::Router::new().fallback(route), shutdown).await
     }
