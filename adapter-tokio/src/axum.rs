@@ -4,7 +4,7 @@
 //!
 //! A WebSocket route takes an [`Upgrade`], sets the [`Options`] (limits, origin policy,
 //! subprotocols, compression), and answers with [`Upgrade::run`] (the callback API: a
-//! [`Handler`](crate::Handler) per connection) or [`Upgrade::channels`] (the channel API). Both
+//! [`Handler`] per connection) or [`Upgrade::channels`] (the channel API). Both
 //! take an `on_connect` that sees the request and may choose the subprotocol, add headers, or
 //! refuse with a [`Rejection`], which becomes the HTTP response. The request is checked exactly as
 //! ferrule's own server checks it, and refused with the same statuses (400, 403, 405, 426).
