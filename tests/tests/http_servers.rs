@@ -1,6 +1,7 @@
-//! The integration suite's server-side tests (`ferrule_tests::http_server_suite`) with the
-//! server behind axum and behind a plain hyper server, over HTTP/1.1; how they serve is
-//! described in `runtimes/http_servers.rs`.
+//! The integration suite (`ferrule_tests::http_server_suite`: all of it but the handshake timeout
+//! of ferrule's own server) with the server behind axum and behind a plain hyper server, over
+//! HTTP/1.1; how they serve is described in `runtimes/http_servers.rs`. Then WebSockets over
+//! HTTP/2 through both.
 
 #[path = "runtimes/tokio.rs"]
 mod runtime;

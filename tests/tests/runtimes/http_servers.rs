@@ -24,6 +24,32 @@ use tokio::task::JoinHandle;
 
 use crate::runtime::TokioRuntime;
 
+/// The parts of a [`TestRuntime`] that are [`TokioRuntime`]'s: the runtime, the clock, the
+/// client and raw TCP.
+macro_rules! tokio_client_side {
+    () => {
+        fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
+            TokioRuntime::block_on(paused, future)
+        }
+
+        fn runtime() -> Tokio {
+            Tokio
+        }
+
+        async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<TcpStream>, Tokio>, Error> {
+            TokioRuntime::connect(url, options).await
+        }
+
+        async fn tcp(addr: SocketAddr) -> io::Result<Compat<TcpStream>> {
+            TokioRuntime::tcp(addr).await
+        }
+
+        fn alive_tasks() -> Option<usize> {
+            TokioRuntime::alive_tasks()
+        }
+    };
+}
+
 /// A server behind axum or hyper, as the suite drives it.
 pub(crate) struct HttpServer {
     addr: SocketAddr,
@@ -80,13 +106,7 @@ impl TestRuntime for AxumRuntime {
     type Server = HttpServer;
     type Stream = Compat<TcpStream>;
 
-    fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
-        TokioRuntime::block_on(paused, future)
-    }
-
-    fn runtime() -> Tokio {
-        Tokio
-    }
+    tokio_client_side!();
 
     async fn serve<F: HandlerFactory>(options: Options, factory: F) -> HttpServer {
         let shutdown = Shutdown::default();
@@ -116,18 +136,6 @@ impl TestRuntime for AxumRuntime {
             response
         };
         serve_axum(axum::Router::new().fallback(route), shutdown).await
-    }
-
-    async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<TcpStream>, Tokio>, Error> {
-        TokioRuntime::connect(url, options).await
-    }
-
-    async fn tcp(addr: SocketAddr) -> io::Result<Compat<TcpStream>> {
-        TokioRuntime::tcp(addr).await
-    }
-
-    fn alive_tasks() -> Option<usize> {
-        TokioRuntime::alive_tasks()
     }
 }
 
@@ -197,13 +205,7 @@ impl TestRuntime for HyperRuntime {
     type Server = HttpServer;
     type Stream = Compat<TcpStream>;
 
-    fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
-        TokioRuntime::block_on(paused, future)
-    }
-
-    fn runtime() -> Tokio {
-        Tokio
-    }
+    tokio_client_side!();
 
     async fn serve<F: HandlerFactory>(options: Options, factory: F) -> HttpServer {
         serve_hyper(Arc::new(move |request, shutdown| {
@@ -238,17 +240,5 @@ impl TestRuntime for HyperRuntime {
             }
         }))
         .await
-    }
-
-    async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<TcpStream>, Tokio>, Error> {
-        TokioRuntime::connect(url, options).await
-    }
-
-    async fn tcp(addr: SocketAddr) -> io::Result<Compat<TcpStream>> {
-        TokioRuntime::tcp(addr).await
-    }
-
-    fn alive_tasks() -> Option<usize> {
-        TokioRuntime::alive_tasks()
     }
 }
