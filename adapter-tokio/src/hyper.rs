@@ -184,3 +184,74 @@ impl Future for PendingUpgrade {
 pub(crate) fn protocol(extensions: &hyper::http::Extensions) -> Option<&str> {
     extensions.get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h1_upgrade() -> hyper::http::request::Builder {
+        hyper::Request::get("/chat")
+            .header("host", "example.com")
+            .header("upgrade", "websocket")
+            .header("connection", "Upgrade")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+    }
+
+    fn h2_connect(protocol: Option<&'static str>) -> hyper::Request<()> {
+        let mut request = hyper::Request::builder()
+            .method(Method::CONNECT)
+            .version(Version::HTTP_2)
+            .uri("http://example.com/chat")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        if let Some(protocol) = protocol {
+            request.extensions_mut().insert(hyper::ext::Protocol::from_static(protocol));
+        }
+        request
+    }
+
+    #[test]
+    fn is_upgrade_request_tells_http1_and_http2_upgrades_apart() {
+        assert!(is_upgrade_request(&h1_upgrade().body(()).unwrap()));
+        assert!(is_upgrade_request(&hyper::Request::get("/").header("upgrade", "h2c, WebSocket").body(()).unwrap()));
+        assert!(!is_upgrade_request(&h1_upgrade().method("POST").body(()).unwrap()));
+        assert!(!is_upgrade_request(&hyper::Request::get("/").header("upgrade", "h2c").body(()).unwrap()));
+        assert!(is_upgrade_request(&h2_connect(Some("websocket"))));
+        assert!(!is_upgrade_request(&h2_connect(None)), "a plain CONNECT is a tunnel");
+        assert!(!is_upgrade_request(&h2_connect(Some("webtransport"))));
+    }
+
+    #[test]
+    fn upgrade_of_a_request_hyper_cannot_upgrade_is_500() {
+        // Built by hand, so it carries no `OnUpgrade`: valid, but nothing can take the stream over.
+        let refused = upgrade(h1_upgrade().body(()).unwrap(), &Options::default(), |_, _| Ok(())).unwrap_err();
+        assert_eq!(refused.response.status(), 500);
+        assert!(matches!(refused.error, Error::Io(_)));
+    }
+
+    #[test]
+    fn upgrade_refusals_carry_their_status_and_error() {
+        let mut request = h1_upgrade().body(()).unwrap();
+        request.headers_mut().insert("sec-websocket-version", "8".parse().unwrap());
+        let refused = upgrade(request, &Options::default(), |_, _| Ok(())).unwrap_err();
+        assert_eq!(refused.response.status(), 426);
+        assert_eq!(refused.response.headers()["sec-websocket-version"], "13");
+        assert!(matches!(
+            refused.error,
+            Error::Handshake(ferrule::core::handshake::HandshakeError::UnsupportedVersion)
+        ));
+
+        let refused = upgrade(h1_upgrade().body(()).unwrap(), &Options::default(), |_, _| {
+            Err::<(), _>(Rejection::new(401, "log in first"))
+        })
+        .unwrap_err();
+        assert_eq!(refused.response.status(), 401);
+        assert_eq!(hyper::body::Body::size_hint(refused.response.body()).exact(), Some(12), "log in first");
+        assert!(matches!(refused.error, Error::Rejected(401)));
+
+        let refused = upgrade(h2_connect(None), &Options::default(), |_, _| Ok(())).unwrap_err();
+        assert_eq!(refused.response.status(), 400, "an HTTP/2 CONNECT without :protocol");
+    }
+}
