@@ -200,3 +200,73 @@ fn h2_malformed_subprotocol_header_is_400() {
     let request = h2().header("sec-websocket-protocol", "a b").body(()).unwrap();
     assert_eq!(error(request, Some("websocket")), HandshakeError::InvalidSubprotocol);
 }
+
+mod properties {
+    use ferrule_core::DeflateConfig;
+    use ferrule_core::handshake::{Request, ServerPolicy};
+    use http::{HeaderName, HeaderValue, Method, Version};
+    use proptest::prelude::*;
+
+    /// The headers a handshake looks at, and one it does not.
+    const NAMES: [&str; 9] = [
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-version",
+        "sec-websocket-key",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "origin",
+        "x-other",
+    ];
+
+    fn header() -> impl Strategy<Value = (usize, String)> {
+        let value = prop_oneof![
+            Just("websocket".to_owned()),
+            Just("Upgrade".to_owned()),
+            Just("13".to_owned()),
+            Just("dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
+            Just("permessage-deflate; client_max_window_bits".to_owned()),
+            Just("permessage-deflate; server_max_window_bits=7".to_owned()),
+            Just("example.com".to_owned()),
+            "[ -~]{0,40}",
+        ];
+        (0..NAMES.len(), value)
+    }
+
+    proptest! {
+        /// Whatever another server hands over, the answer is an accept or a rejection with one of
+        /// the handshake's statuses; on HTTP/2 it never carries a connection-specific header
+        /// (RFC 9113 section 8.2.2) and an accept is a 200 (RFC 8441 section 5).
+        #[test]
+        fn any_request_gets_an_accept_or_a_handshake_status(
+            method in prop_oneof![Just(Method::GET), Just(Method::CONNECT), Just(Method::POST)],
+            version in prop_oneof![Just(Version::HTTP_10), Just(Version::HTTP_11), Just(Version::HTTP_2)],
+            protocol in prop_oneof![Just(None), Just(Some("websocket")), Just(Some("other"))],
+            headers in proptest::collection::vec(header(), 0..12),
+        ) {
+            let mut request = http::Request::builder()
+                .method(method)
+                .version(version)
+                .uri("http://example.com/chat")
+                .body(())
+                .unwrap();
+            for (name, value) in headers {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    request.headers_mut().append(HeaderName::from_static(NAMES[name]), value);
+                }
+            }
+            let policy = ServerPolicy::default().deflate(Some(DeflateConfig::default()));
+            let response = policy.respond(&Request::from_http(&request, protocol)).to_http(version);
+            let status = response.status().as_u16();
+            prop_assert!([101, 200, 400, 403, 405, 426].contains(&status), "{status}");
+            if version == Version::HTTP_2 {
+                prop_assert!(status != 101);
+                prop_assert!(response.headers().get("connection").is_none());
+                prop_assert!(response.headers().get("upgrade").is_none());
+            } else {
+                prop_assert!(status != 200);
+            }
+        }
+    }
+}
