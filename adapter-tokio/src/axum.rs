@@ -258,19 +258,11 @@ fn into_axum(response: UpgradeResponse) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hyper::tests::h1_upgrade;
 
     async fn extract(request: hyper::Request<()>) -> Result<Upgrade, UpgradeRejection> {
         let (mut parts, ()) = request.into_parts();
         Upgrade::from_request_parts(&mut parts, &()).await
-    }
-
-    fn upgrade_request() -> hyper::http::request::Builder {
-        hyper::Request::get("/chat")
-            .header("host", "example.com")
-            .header("upgrade", "websocket")
-            .header("connection", "Upgrade")
-            .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
     }
 
     #[tokio::test]
@@ -279,7 +271,7 @@ mod tests {
         let rejection = extract(plain).await.unwrap_err();
         assert_eq!(rejection.status(), 400);
         assert!(matches!(rejection.error(), Error::Handshake(HandshakeError::InvalidUpgrade)));
-        let rejection = extract(upgrade_request().method("DELETE").body(()).unwrap()).await.unwrap_err();
+        let rejection = extract(h1_upgrade().method("DELETE").body(()).unwrap()).await.unwrap_err();
         let response = rejection.into_response();
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()["allow"], "GET");
@@ -287,7 +279,7 @@ mod tests {
 
     #[tokio::test]
     async fn extraction_of_a_request_hyper_cannot_upgrade_is_500() {
-        let rejection = extract(upgrade_request().body(()).unwrap()).await.unwrap_err();
+        let rejection = extract(h1_upgrade().body(()).unwrap()).await.unwrap_err();
         assert_eq!(rejection.status(), 500);
         assert!(matches!(rejection.error(), Error::Io(_)));
     }

@@ -186,10 +186,11 @@ pub(crate) fn protocol(extensions: &hyper::http::Extensions) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn h1_upgrade() -> hyper::http::request::Builder {
+    /// A valid HTTP/1.1 upgrade request (the key from RFC 6455 section 1.3).
+    pub(crate) fn h1_upgrade() -> hyper::http::request::Builder {
         hyper::Request::get("/chat")
             .header("host", "example.com")
             .header("upgrade", "websocket")
