@@ -44,6 +44,11 @@ pub use ferrule::*;
 pub use maybe_tls::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::{TlsListener, serve_channels_tls, serve_tls};
+
+#[cfg(feature = "axum")]
+pub mod axum;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
 

@@ -47,6 +47,7 @@ mod runtime;
 mod sending;
 mod server;
 mod shared;
+mod shutdown;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod upgrade;
@@ -63,4 +64,7 @@ pub use message::{Codec, DecodeError, EncodeError, Json, Message};
 pub use options::{Bound, Options, OptionsBuilder, OptionsError};
 pub use runtime::Runtime;
 pub use server::{Listener, Server, serve, serve_channels};
-pub use upgrade::{Upgraded, accept, client_request, connect_stream, serve_connection, tcp_client_request};
+pub use shutdown::{Registration, Shutdown};
+pub use upgrade::{
+    Refusal, Upgraded, accept, check_upgrade, client_request, connect_stream, serve_connection, tcp_client_request,
+};

@@ -1,14 +1,12 @@
 //! A standalone server, generic over the runtime and the listener: accept loop, connection
 //! registry, and graceful shutdown. Adapters only supply a [`Listener`].
 
-use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ferrule_core::handshake::Request;
@@ -17,11 +15,11 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::callback::HandlerFactory;
 use crate::channel::Channels;
 use crate::error::{CloseInfo, Error};
-use crate::handle::Handle;
 use crate::message::Codec;
 use crate::options::Options;
 use crate::runtime::Runtime;
-use crate::shared::{register, store_waker};
+use crate::shared::store_waker;
+use crate::shutdown::Registry;
 use crate::upgrade::accept;
 
 /// After a failed accept (out of file descriptors, say), wait this long before the next one.
@@ -52,46 +50,6 @@ pub struct Server<R> {
     local_addr: Result<SocketAddr, (io::ErrorKind, String)>,
 }
 
-#[derive(Debug, Default)]
-struct Registry {
-    next_id: AtomicU64,
-    stopping: AtomicBool,
-    state: Mutex<RegistryState>,
-}
-
-#[derive(Debug, Default)]
-struct RegistryState {
-    live: HashMap<u64, Handle>,
-    /// The accept loop, woken when shutdown starts.
-    accept_loop: Option<Waker>,
-    /// Shutdown waiters, woken as connections leave.
-    waiters: Vec<Waker>,
-}
-
-impl Registry {
-    fn state(&self) -> MutexGuard<'_, RegistryState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn insert(&self, handle: Handle) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.state();
-        if self.stopping.load(Ordering::SeqCst) {
-            let _ = handle.close_for_shutdown();
-        }
-        state.live.insert(id, handle);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        let mut state = self.state();
-        state.live.remove(&id);
-        for w in state.waiters.drain(..) {
-            w.wake();
-        }
-    }
-}
-
 impl<R: Runtime> Server<R> {
     /// The address the listener is bound to.
     ///
@@ -104,7 +62,7 @@ impl<R: Runtime> Server<R> {
 
     /// How many upgraded connections are open.
     pub fn connections(&self) -> usize {
-        self.registry.state().live.len()
+        self.registry.len()
     }
 
     /// Graceful shutdown: stops accepting (the listener is dropped), closes every open
@@ -116,27 +74,8 @@ impl<R: Runtime> Server<R> {
     /// Cancel safe: accepting stops and the close frames are queued before the first await;
     /// dropping the future only stops the waiting.
     pub async fn shutdown(self, deadline: Duration) -> usize {
-        self.registry.stopping.store(true, Ordering::SeqCst);
-        {
-            let mut state = self.registry.state();
-            for handle in state.live.values() {
-                let _ = handle.close_for_shutdown();
-            }
-            if let Some(w) = state.accept_loop.take() {
-                w.wake();
-            }
-        }
-        let mut timer = Box::pin(self.runtime.sleep_until(self.runtime.now() + deadline));
-        poll_fn(|cx| {
-            let mut state = self.registry.state();
-            if state.live.is_empty() {
-                return Poll::Ready(());
-            }
-            register(&mut state.waiters, cx.waker());
-            drop(state);
-            timer.as_mut().poll(cx)
-        })
-        .await;
+        self.registry.close_all();
+        self.registry.wait_empty(&self.runtime, deadline).await;
         self.connections()
     }
 }
@@ -218,7 +157,7 @@ where
         let mut backoff: Option<Pin<Box<R::Sleep>>> = None;
         poll_fn(|cx| {
             loop {
-                if registry.stopping.load(Ordering::SeqCst) {
+                if registry.is_stopping() {
                     return Poll::Ready(());
                 }
                 store_waker(&mut registry.state().accept_loop, cx.waker());

@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferrule_core::handshake::{
-    ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Limits, Request, ServerHandshake, ServerPolicy,
+    ClientHandshake, ClientRequest, ClientResponse, HandshakeError, Limits, Request, Response, ServerHandshake,
+    ServerPolicy,
 };
-use ferrule_core::{Connection, DeflateParams, Entropy};
+use ferrule_core::{Connection, DeflateParams, Entropy, Role};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::callback::{Acceptance, CallbackFront, Handler, HandlerFactory, Rejection};
@@ -77,6 +78,26 @@ where
         Handle::new(self.shared.clone())
     }
 
+    /// A server connection over a stream that another HTTP server already upgraded, with what
+    /// the handshake agreed: `response` is the accept that was sent (from [`check_upgrade`]),
+    /// whose subprotocol and permessage-deflate (RFC 7692) the connection takes on. Nothing is
+    /// read from `io` for the handshake: its first bytes are the client's first frames.
+    ///
+    /// `io` is the upgraded HTTP/1.1 connection (after the `101`) or the HTTP/2 stream of an
+    /// extended CONNECT (after the `200`, RFC 8441 section 5); frames are the same on both.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Options`] when the options make an invalid protocol configuration.
+    pub fn from_stream(runtime: R, io: S, response: &Response, options: &Options) -> Result<Self, Error> {
+        let conn =
+            Connection::with_deflate(Role::Server, options.core_config(), response.deflate().cloned(), runtime.now())
+                .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
+        let subprotocol = response.subprotocol().map(str::to_owned);
+        tracing::debug!(?subprotocol, deflate = ?conn.deflate(), "connection upgraded by another HTTP server");
+        Ok(Self::new(io, runtime, conn, Bytes::new(), options, subprotocol))
+    }
+
     fn new(
         io: S,
         runtime: R,
@@ -135,6 +156,56 @@ where
     }
 }
 
+/// An upgrade request that was refused: the response to send instead of the accept, and why.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The rejection to send: the status for the failed check (400, 403, 405, 426, ...) or the
+    /// application's [`Rejection`].
+    pub response: Response,
+    /// [`Error::Handshake`] for a request that failed the protocol or origin checks,
+    /// [`Error::Rejected`] when `on_connect` said no.
+    pub error: Error,
+}
+
+/// Decides on an upgrade request, whoever parsed it: checks it against the options (method,
+/// version, key, origin, subprotocols, permessage-deflate: [`ServerPolicy::accept`]) and lets
+/// `on_connect` accept it, editing the response through [`Acceptance`], or reject it.
+///
+/// This is the decision [`accept`] makes after reading the request itself; for a request another
+/// HTTP server parsed (built with `Request::from_http`, feature `http`), send the returned
+/// response, and once that server hands over the upgraded stream, run it with
+/// [`Upgraded::from_stream`] and the same response. An HTTP/2 extended CONNECT (RFC 8441) is
+/// accepted with a `200`.
+///
+/// # Errors
+///
+/// A [`Refusal`] with the response to send and the reason.
+pub fn check_upgrade<T>(
+    request: &Request,
+    options: &Options,
+    on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
+) -> Result<(Response, T), Box<Refusal>> {
+    let policy = ServerPolicy::default()
+        .origin(options.allowed_origin.clone())
+        .subprotocols(options.subprotocols.clone())
+        .deflate(options.compression.clone());
+    let response = policy.accept(request).map_err(|e| {
+        tracing::info!(error = %e, path = request.path(), "upgrade refused");
+        Box::new(Refusal { response: rejection_for(&e), error: Error::Handshake(e) })
+    })?;
+    let mut acceptance = Acceptance { response };
+    match on_connect(request, &mut acceptance) {
+        Ok(value) => Ok((acceptance.response, value)),
+        Err(rejection) => {
+            tracing::info!(status = rejection.status(), path = request.path(), "upgrade rejected by the application");
+            Err(Box::new(Refusal {
+                response: rejection.response().clone(),
+                error: Error::Rejected(rejection.status()),
+            }))
+        }
+    }
+}
+
 /// Performs the server side of the opening handshake on `io` (RFC 6455 section 4.2): reads the
 /// request within `handshake_timeout`, checks it against the options (method, version, origin,
 /// subprotocols), lets `on_connect` accept or reject it, and writes the response.
@@ -165,34 +236,24 @@ where
     let request = match read_head(&runtime, &mut io, &mut handshake).await {
         Ok(request) => request,
         Err(HeadFailure::Io(e)) => return Err(Error::from(e)),
-        Err(HeadFailure::Handshake(e)) => return Err(refuse(&runtime, &mut io, options, e).await),
-    };
-    let policy = ServerPolicy::default()
-        .origin(options.allowed_origin.clone())
-        .subprotocols(options.subprotocols.clone())
-        .deflate(options.compression.clone());
-    let response = match policy.accept(&request) {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::info!(error = %e, path = request.path(), "upgrade refused");
-            return Err(refuse(&runtime, &mut io, options, e).await);
+        Err(HeadFailure::Handshake(e)) => {
+            return Err(refuse(
+                &runtime,
+                &mut io,
+                options,
+                Box::new(Refusal { response: rejection_for(&e), error: Error::Handshake(e) }),
+            )
+            .await);
         }
     };
-    let mut acceptance = Acceptance { response };
-    let value = match on_connect(&request, &mut acceptance) {
-        Ok(value) => value,
-        Err(rejection) => {
-            tracing::info!(status = rejection.status(), path = request.path(), "upgrade rejected by the application");
-            let bytes = rejection.response().to_bytes();
-            let _ = write_all(&runtime, &mut io, &bytes, options).await;
-            let _ = close(&mut io).await;
-            return Err(Error::Rejected(rejection.status()));
-        }
+    let (response, value) = match check_upgrade(&request, options, on_connect) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return Err(refuse(&runtime, &mut io, options, refusal).await),
     };
-    write_all(&runtime, &mut io, &acceptance.response.to_bytes(), options).await?;
-    let subprotocol = acceptance.response.subprotocol().map(str::to_owned);
+    write_all(&runtime, &mut io, &response.to_bytes(), options).await?;
+    let subprotocol = response.subprotocol().map(str::to_owned);
     let (conn, leftover) = handshake
-        .into_connection(&acceptance.response, options.core_config(), runtime.now())
+        .into_connection(&response, options.core_config(), runtime.now())
         .map_err(|e| Error::Options(crate::OptionsError::Protocol(e)))?;
     tracing::debug!(path = request.path(), ?subprotocol, deflate = ?conn.deflate(), "connection upgraded");
     Ok((Upgraded::new(io, runtime, conn, leftover, options, subprotocol), value))
@@ -306,18 +367,20 @@ pub fn client_request(mut request: ClientRequest, options: &Options) -> Result<C
         .map_err(|e| Error::Handshake(HandshakeError::InvalidClientRequest(e)))
 }
 
-/// Sends the rejection response for `error` (if it has one), closes the transport, and returns
-/// the error.
-async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, error: HandshakeError) -> Error
+/// The rejection a server sends for a handshake error.
+fn rejection_for(error: &HandshakeError) -> Response {
+    error.response().unwrap_or_else(|| Response::reject_or_500(400, "WebSocket handshake failed\n"))
+}
+
+/// Sends the refusal's response, closes the transport, and returns the error.
+async fn refuse<S, R>(runtime: &R, io: &mut S, options: &Options, refusal: Box<Refusal>) -> Error
 where
     S: AsyncRead + AsyncWrite + Unpin,
     R: Runtime,
 {
-    if let Some(response) = error.response() {
-        let _ = write_all(runtime, io, &response.to_bytes(), options).await;
-    }
+    let _ = write_all(runtime, io, &refusal.response.to_bytes(), options).await;
     let _ = close(io).await;
-    Error::Handshake(error)
+    refusal.error
 }
 
 /// Either end's handshake, as [`read_head`] drives it.

@@ -17,7 +17,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::suite::{TestRuntime, addr, url};
 
 /// A server that speaks only `chat` and refuses a client that offers no subprotocol with 400.
-async fn chat_only_server<T: TestRuntime>() -> ferrule::Server<T::Runtime> {
+async fn chat_only_server<T: TestRuntime>() -> T::Server {
     let options = Options::builder().subprotocols(["chat"]).build().expect("valid options");
     T::serve(options, |request: &Request, _: &mut ferrule::Acceptance| {
         if request.subprotocols().is_empty() {

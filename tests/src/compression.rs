@@ -19,7 +19,7 @@ use bytes::Bytes;
 use ferrule::core::handshake::HandshakeError;
 use ferrule::{
     Acceptance, ClientRequest, CloseCode, Ctx, DeflateConfig, DeflateParams, Error, Handler, HandlerError, Message,
-    MessageKind, Options, Request, Server, Upgraded,
+    MessageKind, Options, Request, Upgraded,
 };
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -99,7 +99,7 @@ impl Handler for Echo {
 
 /// An echo server with `options` that declines compression for requests to `/plain`, switches off
 /// compression of what it sends to `/quiet` in `on_open`, and reports what each connection saw.
-async fn echo_server<T: TestRuntime>(options: Options, seen: &Inbox<Seen>) -> Server<T::Runtime> {
+async fn echo_server<T: TestRuntime>(options: Options, seen: &Inbox<Seen>) -> T::Server {
     let seen = seen.clone();
     T::serve(options, move |request: &Request, acceptance: &mut Acceptance| {
         if request.path() == "/plain" {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ferrule::hub::{AckError, ConnId, EmitError, Hub, HubError, SlowRecipients, Socket, Values};
 use ferrule::{
     Acceptance, Bound, Channels, CloseCause, CloseCode, DeflateConfig, HandlerError, Message, Options, Rejection,
-    Request, Server,
+    Request,
 };
 use serde_json::{Value, json};
 
@@ -79,12 +79,12 @@ pub struct HubClient {
 
 impl HubClient {
     /// Connects to a hub at `path` and reads its `$open`.
-    pub async fn connect<T: TestRuntime>(server: &Server<T::Runtime>, path: &str) -> Self {
+    pub async fn connect<T: TestRuntime>(server: &T::Server, path: &str) -> Self {
         Self::connect_with::<T>(server, path, &Options::default()).await
     }
 
     /// Connects with `options` to a hub at `path` and reads its `$open`.
-    pub async fn connect_with<T: TestRuntime>(server: &Server<T::Runtime>, path: &str, options: &Options) -> Self {
+    pub async fn connect_with<T: TestRuntime>(server: &T::Server, path: &str, options: &Options) -> Self {
         let url = format!("{}{}", url(addr(server)), path.trim_start_matches('/'));
         let upgraded = T::connect(&url, options).await.expect("connected");
         assert_eq!(upgraded.deflate().is_some(), options.compression().is_some(), "compression as asked");
@@ -224,7 +224,7 @@ fn cause_name(cause: &CloseCause) -> &'static str {
     }
 }
 
-async fn serve<T: TestRuntime>(hub: &Hub<T::Runtime>, options: Options) -> Server<T::Runtime> {
+async fn serve<T: TestRuntime>(hub: &Hub<T::Runtime>, options: Options) -> T::Server {
     T::serve(options, hub.handler_factory()).await
 }
 
@@ -530,7 +530,7 @@ pub async fn hub_broadcast_ack_collects_the_replies_that_came_in_time<T: TestRun
 async fn slow_recipient_run<T: TestRuntime>(
     policy: SlowRecipients,
     seen: &Seen,
-) -> (Hub<T::Runtime>, Server<T::Runtime>, HubClient, String, Vec<ferrule::hub::Delivery>, impl Sized) {
+) -> (Hub<T::Runtime>, T::Server, HubClient, String, Vec<ferrule::hub::Delivery>, impl Sized) {
     const LEN: usize = 64 * 1024;
     let hub = test_hub::<T>(seen, policy);
     let options = Options::builder().send_buffer(Bound::new(2, 1 << 20)).build().expect("valid");

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ferrule::{Bound, Channels, CloseCode, Error, Json, MessageKind, Options, Server};
+use ferrule::{Bound, Channels, CloseCode, Error, Json, MessageKind, Options};
 use futures_util::stream::{self, FusedStream};
 use futures_util::{SinkExt, StreamExt};
 
@@ -38,7 +38,7 @@ macro_rules! stream_sink_suite {
 }
 
 /// A channel-API server that echoes with `receiver.map(Ok).forward(sender)`.
-async fn forwarding_echo_server<T: TestRuntime>() -> Server<T::Runtime> {
+async fn forwarding_echo_server<T: TestRuntime>() -> T::Server {
     T::serve_channels(Options::default(), |_request, ws: Channels<String>| async move {
         let Channels { receiver, sender, .. } = ws;
         let _ = receiver.map(Ok).forward(sender).await;
@@ -47,7 +47,7 @@ async fn forwarding_echo_server<T: TestRuntime>() -> Server<T::Runtime> {
 }
 
 /// A channel-API server that reports every text message it receives to `inbox`.
-async fn recording_server<T: TestRuntime>(inbox: &Inbox<String>) -> Server<T::Runtime> {
+async fn recording_server<T: TestRuntime>(inbox: &Inbox<String>) -> T::Server {
     let inbox = inbox.clone();
     T::serve_channels(Options::default(), move |_request, mut ws: Channels<String>| {
         let inbox = inbox.clone();

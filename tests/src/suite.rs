@@ -48,6 +48,9 @@ pub use causes::*;
 pub trait TestRuntime: Sized + 'static {
     /// The adapter's runtime.
     type Runtime: Runtime;
+    /// The server [`serve`](Self::serve) starts: ferrule's own [`Server`], or one behind
+    /// another HTTP server (hyper, axum).
+    type Server: TestServer;
     /// A connected TCP stream, as the adapter's `connect` wraps it.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
@@ -59,10 +62,10 @@ pub trait TestRuntime: Sized + 'static {
     fn runtime() -> Self::Runtime;
 
     /// Binds a listener on `127.0.0.1:0` and serves it with the callback API.
-    fn serve<F: HandlerFactory>(options: Options, factory: F) -> impl Future<Output = Server<Self::Runtime>>;
+    fn serve<F: HandlerFactory>(options: Options, factory: F) -> impl Future<Output = Self::Server>;
 
     /// Binds a listener on `127.0.0.1:0` and serves it with the channel API.
-    fn serve_channels<M, F, Fut>(options: Options, task: F) -> impl Future<Output = Server<Self::Runtime>>
+    fn serve_channels<M, F, Fut>(options: Options, task: F) -> impl Future<Output = Self::Server>
     where
         M: Codec,
         F: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
@@ -81,80 +84,48 @@ pub trait TestRuntime: Sized + 'static {
     fn alive_tasks() -> Option<usize>;
 }
 
-/// The address a test server listens on.
-pub fn addr<R: Runtime>(server: &Server<R>) -> SocketAddr {
-    server.local_addr().expect("a bound listener")
+/// What the suite needs of a running server: its address, how many upgraded connections are
+/// open, and graceful shutdown (stop accepting, close every connection with 1001, wait).
+pub trait TestServer: Send + Sync + 'static {
+    /// The address it listens on.
+    fn addr(&self) -> SocketAddr;
+
+    /// How many upgraded connections are open.
+    fn connections(&self) -> usize;
+
+    /// Stops accepting, closes every connection with 1001 Going Away and waits up to
+    /// `deadline`; returns how many were still open.
+    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize>;
 }
 
-/// Expands to one `#[test]` per suite test for the runtime type `$rt` (a [`TestRuntime`]).
+impl<R: Runtime> TestServer for Server<R> {
+    fn addr(&self) -> SocketAddr {
+        self.local_addr().expect("a bound listener")
+    }
+
+    fn connections(&self) -> usize {
+        Server::connections(self)
+    }
+
+    fn shutdown(self, deadline: Duration) -> impl Future<Output = usize> {
+        Server::shutdown(self, deadline)
+    }
+}
+
+/// The address a test server listens on.
+pub fn addr<S: TestServer>(server: &S) -> SocketAddr {
+    server.addr()
+}
+
+/// Expands to one `#[test]` per suite test for the runtime type `$rt` (a [`TestRuntime`]): those
+/// of [`http_server_suite!`](crate::http_server_suite), and the handshake timeout of ferrule's
+/// own server.
 #[macro_export]
 macro_rules! runtime_suite {
     ($rt:ty) => {
+        $crate::http_server_suite!($rt);
         $crate::runtime_suite!(@expand $rt;
-            real callback_server_echoes_text,
-            real callback_server_echoes_binary,
-            real channel_server_echoes_text,
-            real channel_server_echoes_binary,
-            real channel_server_echoes_json_and_reports_undecodable_messages,
-            real channel_echo_keeps_order_through_bursts_at_any_bound,
-            real client_handler_run_receives_echo_and_closes_cleanly,
-            real client_handler_streams_a_fragmented_message,
-            paused handle_sends_wait_for_the_handlers_fragmented_message,
-            paused handle_message_writer_streams_while_other_sends_wait,
-            real handle_message_writer_dropped_unfinished_closes_1011,
-            real handler_sends_wait_for_a_handle_writers_message,
-            real handle_message_writer_finishes_behind_a_large_backlog_of_handler_sends,
-            real handle_message_queued_before_ctx_close_is_sent_first,
-            paused receiver_dropped_at_its_bound_still_closes_cleanly,
-            paused close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout,
-            real client_handler_dropped_mid_connection_gets_on_close_1006,
-            real server_reassembles_fragmented_text_with_interleaved_ping,
-            real server_reassembles_fragments_delivered_byte_by_byte,
-            real sixteen_mib_message_round_trips_both_ways,
-            paused server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006,
-            paused server_keeps_responsive_peer_past_several_ping_periods,
-            paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
-            paused server_behind_its_receiver_keeps_a_peer_that_answers_pings,
-            paused server_behind_its_receiver_drops_a_silent_peer_once_caught_up,
-            paused server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait,
-            paused slow_reader_cannot_grow_server_output_past_high_water,
-            paused channel_receiver_at_its_bound_stops_reading_until_drained,
-            real abrupt_disconnect_fires_done_with_1006_unclean,
-            real abrupt_disconnect_reports_an_error_on_the_error_stream,
-            real server_rejects_cross_origin_with_403,
-            real server_rejects_post_with_405_allow_get,
-            real server_rejects_version_8_with_426_and_version_13,
-            real server_rejects_missing_upgrade_with_400,
-            real server_on_connect_rejection_sends_401_with_body,
             paused server_drops_slowloris_at_handshake_timeout_with_408,
-            real oversized_message_closes_1009,
-            paused close_frame_reaches_a_peer_still_sending,
-            real server_receives_invalid_utf8_text_closes_1007,
-            real server_receives_unmasked_frame_closes_1002,
-            real server_disconnect_4000_reaches_client_done,
-            real client_disconnect_4000_reaches_server_done,
-            real handler_error_with_code_closes_4001,
-            real handler_question_mark_error_closes_1011,
-            real recv_cancelled_at_arbitrary_points_loses_nothing,
-            real send_cancelled_at_arbitrary_points_loses_nothing,
-            paused try_send_full_then_send_waits_until_drained,
-            paused shutdown_closes_open_connections_with_1001,
-            paused shutdown_closes_channel_connections_with_1001,
-            paused shutdown_with_no_connections_refuses_new_connects,
-            real thousand_connections_leave_no_connections_or_tasks_behind,
-            real end_closed_by_the_server_application_is_local,
-            real end_closed_by_the_peer_is_peer,
-            paused end_closed_with_a_full_receive_queue_is_still_clean,
-            real end_by_server_shutdown_is_server_shutdown,
-            paused end_by_silent_peer_is_peer_unresponsive,
-            paused end_by_read_timeout_is_read_timeout,
-            paused end_by_unanswered_close_is_close_timeout,
-            paused end_by_stalled_writes_is_write_timeout,
-            real end_by_protocol_violation_is_protocol,
-            real end_by_message_over_the_per_connection_limit_is_protocol_1009,
-            real end_by_reset_is_transport,
-            real end_by_vanished_peer_is_transport_closed,
-            real end_by_dropped_driver_is_aborted,
         );
     };
     (@expand $rt:ty; $($(#[$attr:meta])* $mode:ident $name:ident),* $(,)?) => {
@@ -171,6 +142,83 @@ macro_rules! runtime_suite {
     };
     (@mode paused) => {
         true
+    };
+}
+
+/// Expands to one `#[test]` per suite test that holds for a server behind another HTTP server
+/// (hyper, axum) as for ferrule's own, for the runtime type `$rt`: echo through both APIs,
+/// limits, keepalive, the closing handshake and close codes, the upgrade's refusals (origin,
+/// method, version, `on_connect`), graceful shutdown, and how each connection ends. Only the
+/// test of ferrule's own reading of the request head (a slow head answered with 408) is left to
+/// [`runtime_suite!`](crate::runtime_suite): another server reads the head with its own limits.
+#[macro_export]
+macro_rules! http_server_suite {
+    ($rt:ty) => {
+        $crate::runtime_suite!(@expand $rt;
+            real callback_server_echoes_text,
+            real callback_server_echoes_binary,
+            real channel_server_echoes_text,
+            real channel_server_echoes_binary,
+            real channel_server_echoes_json_and_reports_undecodable_messages,
+            real channel_echo_keeps_order_through_bursts_at_any_bound,
+            real client_handler_run_receives_echo_and_closes_cleanly,
+            real server_reassembles_fragmented_text_with_interleaved_ping,
+            real server_reassembles_fragments_delivered_byte_by_byte,
+            real sixteen_mib_message_round_trips_both_ways,
+            real oversized_message_closes_1009,
+            real end_by_message_over_the_per_connection_limit_is_protocol_1009,
+            paused slow_reader_cannot_grow_server_output_past_high_water,
+            paused channel_receiver_at_its_bound_stops_reading_until_drained,
+            paused server_drops_silent_peer_within_ping_period_plus_pong_wait_with_1006,
+            paused server_keeps_responsive_peer_past_several_ping_periods,
+            paused server_read_timeout_restarts_with_each_message_then_drops_a_quiet_peer,
+            paused server_behind_its_receiver_keeps_a_peer_that_answers_pings,
+            paused server_behind_its_receiver_drops_a_silent_peer_once_caught_up,
+            paused server_drops_a_peer_that_stops_reading_and_answering_within_ping_period_plus_pong_wait,
+            paused close_frame_reaches_a_peer_still_sending,
+            real abrupt_disconnect_fires_done_with_1006_unclean,
+            real server_receives_invalid_utf8_text_closes_1007,
+            real server_receives_unmasked_frame_closes_1002,
+            real server_disconnect_4000_reaches_client_done,
+            real client_disconnect_4000_reaches_server_done,
+            real handler_error_with_code_closes_4001,
+            real handler_question_mark_error_closes_1011,
+            real end_closed_by_the_server_application_is_local,
+            real end_closed_by_the_peer_is_peer,
+            real server_rejects_cross_origin_with_403,
+            real server_rejects_post_with_405_allow_get,
+            real server_rejects_version_8_with_426_and_version_13,
+            real server_rejects_missing_upgrade_with_400,
+            real server_on_connect_rejection_sends_401_with_body,
+            paused shutdown_closes_open_connections_with_1001,
+            paused shutdown_closes_channel_connections_with_1001,
+            paused shutdown_with_no_connections_refuses_new_connects,
+            real end_by_server_shutdown_is_server_shutdown,
+            real client_handler_streams_a_fragmented_message,
+            paused handle_sends_wait_for_the_handlers_fragmented_message,
+            paused handle_message_writer_streams_while_other_sends_wait,
+            real handle_message_writer_dropped_unfinished_closes_1011,
+            real handler_sends_wait_for_a_handle_writers_message,
+            real handle_message_writer_finishes_behind_a_large_backlog_of_handler_sends,
+            real handle_message_queued_before_ctx_close_is_sent_first,
+            paused receiver_dropped_at_its_bound_still_closes_cleanly,
+            paused close_to_a_peer_that_stopped_reading_ends_at_the_close_timeout,
+            real client_handler_dropped_mid_connection_gets_on_close_1006,
+            real abrupt_disconnect_reports_an_error_on_the_error_stream,
+            real recv_cancelled_at_arbitrary_points_loses_nothing,
+            real send_cancelled_at_arbitrary_points_loses_nothing,
+            paused try_send_full_then_send_waits_until_drained,
+            real thousand_connections_leave_no_connections_or_tasks_behind,
+            paused end_closed_with_a_full_receive_queue_is_still_clean,
+            paused end_by_silent_peer_is_peer_unresponsive,
+            paused end_by_read_timeout_is_read_timeout,
+            paused end_by_unanswered_close_is_close_timeout,
+            paused end_by_stalled_writes_is_write_timeout,
+            real end_by_protocol_violation_is_protocol,
+            real end_by_reset_is_transport,
+            real end_by_vanished_peer_is_transport_closed,
+            real end_by_dropped_driver_is_aborted,
+        );
     };
 }
 
@@ -708,7 +756,7 @@ impl Handler for EchoHandler {
 }
 
 /// A callback-API echo server reporting to `probe`.
-pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> Server<T::Runtime> {
+pub async fn echo_server<T: TestRuntime>(options: Options, probe: &Probe) -> T::Server {
     T::serve(options, echo_factory::<T>(probe)).await
 }
 
@@ -766,7 +814,7 @@ async fn flood_until_the_server_stops_reading<T: TestRuntime, S: AsyncWrite + Un
 }
 
 /// A channel-API echo server (a plain recv/send loop).
-pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> Server<T::Runtime> {
+pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> T::Server {
     T::serve_channels(options, |_request, mut channels: Channels<M>| async move {
         while let Some(message) = channels.receiver.recv().await {
             if channels.sender.send(message).await.is_err() {
@@ -778,10 +826,7 @@ pub async fn channel_echo_server<T: TestRuntime, M: Codec>(options: Options) -> 
 }
 
 /// A channel-API server that hands each connection's channels to the test body.
-pub async fn handover_server<T: TestRuntime, M: Codec>(
-    options: Options,
-    inbox: &Inbox<Channels<M>>,
-) -> Server<T::Runtime> {
+pub async fn handover_server<T: TestRuntime, M: Codec>(options: Options, inbox: &Inbox<Channels<M>>) -> T::Server {
     let inbox = inbox.clone();
     T::serve_channels(options, move |_request, channels: Channels<M>| {
         inbox.push(channels);
@@ -963,7 +1008,7 @@ pub async fn channel_server_echoes_json_and_reports_undecodable_messages<T: Test
 
 /// Runs `handler` as a ferrule client of an echo server with default options until the
 /// connection ends; returns how it ended, the server's probe, and the server (kept alive).
-async fn run_client_against_echo<T: TestRuntime, H: Handler>(handler: H) -> (CloseInfo, Probe, Server<T::Runtime>) {
+async fn run_client_against_echo<T: TestRuntime, H: Handler>(handler: H) -> (CloseInfo, Probe, T::Server) {
     let probe = Probe::default();
     let server = echo_server::<T>(Options::default(), &probe).await;
     let upgraded = T::connect(&url(addr(&server)), &Options::default()).await.expect("connected");
@@ -2322,7 +2367,7 @@ pub async fn thousand_connections_leave_no_connections_or_tasks_behind<T: TestRu
 
 /// Opens `count` client connections to the echo server `server`, 50 at a time; each trades one
 /// message and closes with 1000, and every close must be clean.
-pub async fn churn_connections<T: TestRuntime>(server: &Server<T::Runtime>, count: usize) {
+pub async fn churn_connections<T: TestRuntime>(server: &T::Server, count: usize) {
     let addr = addr(server);
     for batch in 0..count.div_ceil(50) {
         let round_trips = (batch * 50..count.min(batch * 50 + 50)).map(|i| async move {
@@ -2341,7 +2386,7 @@ pub async fn churn_connections<T: TestRuntime>(server: &Server<T::Runtime>, coun
 
 /// Waits until `server` holds no connection and, where the runtime counts its tasks, until as
 /// many are alive as `tasks` (a count taken before the connections were opened).
-pub async fn wait_until_forgotten<T: TestRuntime>(server: &Server<T::Runtime>, tasks: Option<usize>) {
+pub async fn wait_until_forgotten<T: TestRuntime>(server: &T::Server, tasks: Option<usize>) {
     wait_until::<T>("the server to forget every connection", || server.connections() == 0).await;
     if let Some(baseline) = tasks {
         let start = now::<T>();

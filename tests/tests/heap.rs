@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
-use ferrule::{Acceptance, Ctx, Handler, HandlerError, Message, Options, Request, Server};
+use ferrule::{Acceptance, Ctx, Handler, HandlerError, Message, Options, Request};
 use ferrule_tests::suite::{self, TestRuntime};
 
 #[path = "runtimes/async_std.rs"]
@@ -99,7 +99,7 @@ impl Handler for Echo {
 /// [`CONNECTIONS`] more, and waits up to 10 s for the heap to come back within [`SLACK`] of
 /// where it was, once the server has forgotten every connection and, where the runtime counts
 /// them, as many tasks are alive as before.
-async fn churn_within_slack<T: TestRuntime>(server: &Server<T::Runtime>) {
+async fn churn_within_slack<T: TestRuntime>(server: &T::Server) {
     suite::sleep::<T>(Duration::from_millis(10)).await;
     let tasks = T::alive_tasks();
     suite::churn_connections::<T>(server, WARM_UP).await;

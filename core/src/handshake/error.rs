@@ -25,8 +25,15 @@ pub enum HandshakeError {
     TooManyHeaders,
     /// The request method is not `GET` (RFC 6455 section 4.2.1 item 1; server, 405 with `Allow: GET`).
     MethodNotGet,
-    /// The request is not HTTP/1.1 (RFC 6455 section 4.2.1 item 1; server, 400).
+    /// The request is not HTTP/1.1 (RFC 6455 section 4.2.1 item 1) nor an HTTP/2 extended
+    /// CONNECT (RFC 8441 section 4) (server, 400).
     UnsupportedHttpVersion,
+    /// An HTTP/2 request's method is not `CONNECT` (RFC 8441 section 4; server, 405 with
+    /// `Allow: CONNECT`).
+    MethodNotConnect,
+    /// An HTTP/2 `CONNECT` has no `:protocol` pseudo-header, or one other than `websocket`: it is
+    /// not a WebSocket extended CONNECT (RFC 8441 section 4; server, 400).
+    InvalidProtocol,
     /// The `Host` header is missing, empty or not text (RFC 6455 section 4.2.1 item 2; server, 400).
     MissingHost,
     /// A header that must appear at most once appears more than once; it is named (server, 400).
@@ -126,6 +133,7 @@ impl HandshakeError {
         let mut response = Response::rejection(status, &format!("WebSocket handshake failed: {self}\n"));
         match self {
             Self::MethodNotGet => response.push_trusted_header("Allow", "GET"),
+            Self::MethodNotConnect => response.push_trusted_header("Allow", "CONNECT"),
             Self::UnsupportedVersion => {
                 // RFC 7230 section 6.7: an `Upgrade` header needs `upgrade` in `Connection`.
                 response.push_trusted_header("Sec-WebSocket-Version", "13");
@@ -141,12 +149,13 @@ impl HandshakeError {
     fn status(&self) -> Option<u16> {
         Some(match self {
             Self::HeadersTooLarge | Self::TooManyHeaders => 431,
-            Self::MethodNotGet => 405,
+            Self::MethodNotGet | Self::MethodNotConnect => 405,
             Self::UnsupportedVersion => 426,
             Self::OriginNotAllowed => 403,
             Self::Timeout => 408,
             Self::MalformedRequest(_)
             | Self::UnsupportedHttpVersion
+            | Self::InvalidProtocol
             | Self::MissingHost
             | Self::DuplicateHeader(_)
             | Self::InvalidUpgrade
@@ -178,7 +187,9 @@ impl fmt::Display for HandshakeError {
             Self::HeadersTooLarge => f.write_str("HTTP head too large"),
             Self::TooManyHeaders => f.write_str("too many HTTP headers"),
             Self::MethodNotGet => f.write_str("method must be GET"),
-            Self::UnsupportedHttpVersion => f.write_str("HTTP version must be 1.1"),
+            Self::UnsupportedHttpVersion => f.write_str("HTTP version must be 1.1, or 2 with an extended CONNECT"),
+            Self::MethodNotConnect => f.write_str("method must be CONNECT on HTTP/2"),
+            Self::InvalidProtocol => f.write_str("HTTP/2 CONNECT must carry :protocol websocket"),
             Self::MissingHost => f.write_str("missing Host header"),
             Self::DuplicateHeader(name) => write!(f, "repeated {name} header"),
             Self::InvalidUpgrade => f.write_str("Upgrade header must be websocket"),

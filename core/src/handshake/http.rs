@@ -156,9 +156,40 @@ impl Response {
         self.deflate.as_deref()
     }
 
-    /// Whether this accepts the upgrade (status 101).
+    /// Whether this accepts the upgrade: status 101, or the 200 that accepts an HTTP/2 extended
+    /// CONNECT (RFC 8441 section 5).
     pub fn is_accept(&self) -> bool {
-        self.status == 101
+        matches!(self.status, 101 | 200)
+    }
+
+    /// The response as the `http` crate's type, to send through another HTTP server, with the
+    /// body (empty on an accept).
+    ///
+    /// `version` is the request's: on HTTP/2 the connection-specific headers (`Connection`,
+    /// `Upgrade`, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`) are left out, as RFC
+    /// 9113 section 8.2.2 forbids them.
+    #[cfg(feature = "http")]
+    pub fn to_http(&self, version: ::http::Version) -> ::http::Response<bytes::Bytes> {
+        const CONNECTION_SPECIFIC: [&str; 5] =
+            ["connection", "upgrade", "keep-alive", "proxy-connection", "transfer-encoding"];
+        let mut response = ::http::Response::new(bytes::Bytes::copy_from_slice(&self.body));
+        *response.status_mut() =
+            ::http::StatusCode::from_u16(self.status).unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
+        *response.version_mut() = version;
+        let headers = response.headers_mut();
+        for (name, value) in &self.headers {
+            if version == ::http::Version::HTTP_2 && CONNECTION_SPECIFIC.iter().any(|c| name.eq_ignore_ascii_case(c)) {
+                continue;
+            }
+            // Names are tokens and values free of control characters (checked on insertion),
+            // so both convert.
+            if let (Ok(name), Ok(value)) =
+                (::http::HeaderName::from_bytes(name.as_bytes()), ::http::HeaderValue::from_str(value))
+            {
+                headers.append(name, value);
+            }
+        }
+        response
     }
 
     /// The subprotocol this response selects (its `Sec-WebSocket-Protocol` header), if any.
@@ -223,6 +254,16 @@ impl Response {
             headers.push((SEC_WEBSOCKET_PROTOCOL.to_owned(), name.to_owned()));
         }
         Self { status: 101, reason: "Switching Protocols".to_owned(), headers, body: Vec::new(), deflate: None }
+    }
+
+    /// The `200` that accepts an HTTP/2 extended CONNECT (RFC 8441 section 5): no `Upgrade`,
+    /// `Connection` or `Sec-WebSocket-Accept`.
+    pub(crate) fn extended_connect_accept(subprotocol: Option<&str>) -> Self {
+        let mut headers = Vec::new();
+        if let Some(name) = subprotocol {
+            headers.push((SEC_WEBSOCKET_PROTOCOL.to_owned(), name.to_owned()));
+        }
+        Self { status: 200, reason: "OK".to_owned(), headers, body: Vec::new(), deflate: None }
     }
 
     /// A plain-text rejection with `message` as its body; `status` is trusted to be a 4xx or 5xx.
@@ -368,6 +409,14 @@ impl Headers {
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.fields.iter().map(|(n, v)| (n, String::from_utf8_lossy(v)))).finish()
+    }
+}
+
+impl Headers {
+    /// Headers from `(name, value)` pairs, values already trimmed.
+    #[cfg(feature = "http")]
+    pub(crate) fn from_fields(fields: Vec<(String, Vec<u8>)>) -> Self {
+        Self { fields }
     }
 }
 

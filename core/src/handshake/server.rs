@@ -145,11 +145,15 @@ impl ServerHandshake {
 ///
 /// Header values have surrounding whitespace trimmed. Values that are not UTF-8 are kept as bytes
 /// (see [`headers`](Self::headers)); the `&str` accessors return `None` for them.
+///
+/// A request parsed by another HTTP server is built with `Request::from_http` (feature
+/// `http`); it may then be an HTTP/2 extended CONNECT (RFC 8441), which the same
+/// [`ServerPolicy`] checks and answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     method: String,
     target: String,
-    version: u8,
+    framing: Framing,
     headers: Headers,
     /// `None` when a `Sec-WebSocket-Protocol` header is malformed.
     subprotocols: Option<Vec<String>>,
@@ -165,7 +169,7 @@ impl Request {
         Self {
             method: parsed.method.unwrap_or_default().to_owned(),
             target: parsed.path.unwrap_or_default().to_owned(),
-            version: parsed.version.unwrap_or_default(),
+            framing: Framing::Http1(parsed.version.unwrap_or_default()),
             headers,
             subprotocols,
             extensions,
@@ -182,9 +186,28 @@ impl Request {
         &self.target
     }
 
-    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    /// The minor HTTP/1 version: 1 for HTTP/1.1, 0 for HTTP/1.0; 0 for a request that is not
+    /// HTTP/1 (see [`is_http2`](Self::is_http2)).
     pub fn version(&self) -> u8 {
-        self.version
+        match self.framing {
+            Framing::Http1(minor) => minor,
+            Framing::Http2 { .. } | Framing::Unsupported => 0,
+        }
+    }
+
+    /// Whether the request came over HTTP/2 (built by `from_http`, feature `http`); a
+    /// WebSocket over HTTP/2 is an extended CONNECT (RFC 8441 section 4), answered with `200`.
+    pub fn is_http2(&self) -> bool {
+        matches!(self.framing, Framing::Http2 { .. })
+    }
+
+    /// The `:protocol` pseudo-header of an HTTP/2 extended CONNECT (RFC 8441 section 4):
+    /// `websocket` for a WebSocket; `None` on HTTP/1 or a plain CONNECT.
+    pub fn protocol(&self) -> Option<&str> {
+        match &self.framing {
+            Framing::Http2 { protocol } => protocol.as_deref(),
+            Framing::Http1(_) | Framing::Unsupported => None,
+        }
     }
 
     /// The target before any `?`.
@@ -326,21 +349,39 @@ impl Request {
 /// (missing: 400, other: 426), one `Sec-WebSocket-Key` that is base64 of 16 bytes (400),
 /// well-formed `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` (400). The first failure
 /// is returned; its [`response`](HandshakeError::response) is the rejection to send.
+///
+/// An HTTP/2 request (RFC 8441 sections 4 and 5) must instead be a `CONNECT` (else 405) with
+/// `:protocol` `websocket` (400) and an authority (400); it has no `Upgrade`, `Connection` or
+/// `Sec-WebSocket-Key`, and the version, subprotocol and extension checks are the same.
 pub fn validate(request: &Request) -> Result<(), HandshakeError> {
-    if request.method != "GET" {
-        return Err(HandshakeError::MethodNotGet);
-    }
-    if request.version != 1 {
-        return Err(HandshakeError::UnsupportedHttpVersion);
+    match &request.framing {
+        Framing::Http1(minor) => {
+            if request.method != "GET" {
+                return Err(HandshakeError::MethodNotGet);
+            }
+            if *minor != 1 {
+                return Err(HandshakeError::UnsupportedHttpVersion);
+            }
+        }
+        Framing::Http2 { protocol } => {
+            if request.method != "CONNECT" {
+                return Err(HandshakeError::MethodNotConnect);
+            }
+            if protocol.as_deref() != Some("websocket") {
+                return Err(HandshakeError::InvalidProtocol);
+            }
+        }
+        Framing::Unsupported => return Err(HandshakeError::UnsupportedHttpVersion),
     }
     match request.single("Host")? {
         Some(host) if !host.is_empty() && std::str::from_utf8(host).is_ok() => {}
         _ => return Err(HandshakeError::MissingHost),
     }
-    if !list_contains(values(&request.headers, "Upgrade"), "websocket") {
+    let http1 = !request.is_http2();
+    if http1 && !list_contains(values(&request.headers, "Upgrade"), "websocket") {
         return Err(HandshakeError::InvalidUpgrade);
     }
-    if !list_contains(values(&request.headers, "Connection"), "upgrade") {
+    if http1 && !list_contains(values(&request.headers, "Connection"), "upgrade") {
         return Err(HandshakeError::MissingConnectionUpgrade);
     }
     match request.single("Sec-WebSocket-Version")? {
@@ -348,11 +389,13 @@ pub fn validate(request: &Request) -> Result<(), HandshakeError> {
         Some(b"13") => {}
         Some(_) => return Err(HandshakeError::UnsupportedVersion),
     }
-    let key = request.single("Sec-WebSocket-Key")?.ok_or(HandshakeError::MissingKey)?;
-    let mut decoded = [0u8; 18];
-    match BASE64.decode_slice(key, &mut decoded) {
-        Ok(16) => {}
-        _ => return Err(HandshakeError::InvalidKey),
+    if http1 {
+        let key = request.single("Sec-WebSocket-Key")?.ok_or(HandshakeError::MissingKey)?;
+        let mut decoded = [0u8; 18];
+        match BASE64.decode_slice(key, &mut decoded) {
+            Ok(16) => {}
+            _ => return Err(HandshakeError::InvalidKey),
+        }
     }
     if request.subprotocols.is_none() {
         return Err(HandshakeError::InvalidSubprotocol);
@@ -413,7 +456,8 @@ impl ServerPolicy {
     }
 
     /// Validates `request` ([`validate`], then the origin: 403 when refused) and builds the
-    /// `101 Switching Protocols` (RFC 6455 section 4.2.2): `Upgrade: websocket`,
+    /// `101 Switching Protocols` (RFC 6455 section 4.2.2), or the `200` that accepts an HTTP/2
+    /// extended CONNECT (RFC 8441 section 5, with none of the three headers that follow): `Upgrade: websocket`,
     /// `Connection: Upgrade`, `Sec-WebSocket-Accept`, and `Sec-WebSocket-Protocol` with the
     /// first of this server's subprotocols that the client offered (none when there is no
     /// overlap, which is not an error), and `Sec-WebSocket-Extensions` with the permessage-deflate
@@ -433,8 +477,13 @@ impl ServerPolicy {
         if !self.origin.allows(origin, host) {
             return Err(HandshakeError::OriginNotAllowed);
         }
-        let key = request.key().unwrap_or_default();
-        let mut response = Response::switching_protocols(&accept_key(key.as_bytes()), self.select_subprotocol(request));
+        let subprotocol = self.select_subprotocol(request);
+        let mut response = if request.is_http2() {
+            // RFC 8441 section 5: a 2xx accepts; no key, no accept, no Upgrade.
+            Response::extended_connect_accept(subprotocol)
+        } else {
+            Response::switching_protocols(&accept_key(request.key().unwrap_or_default().as_bytes()), subprotocol)
+        };
         if let Some(config) = &self.deflate {
             match negotiate_offers(config, request.extensions()) {
                 Some((deflate, answer)) => response.set_deflate(deflate, answer),
@@ -458,6 +507,84 @@ impl ServerPolicy {
             .iter()
             .find(|ours| request.subprotocols().iter().any(|theirs| theirs == *ours))
             .map(String::as_str)
+    }
+}
+
+/// How a request came: the HTTP/1 minor version, or HTTP/2 with its `:protocol`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code, reason = "only `Request::from_http` makes HTTP/2 requests"))]
+enum Framing {
+    Http1(u8),
+    Http2 {
+        protocol: Option<String>,
+    },
+    /// HTTP/0.9 or HTTP/3, which [`validate`] refuses.
+    Unsupported,
+}
+
+#[cfg(feature = "http")]
+impl Request {
+    /// A request that another HTTP server parsed, from the `http` crate's types, to check with
+    /// [`ServerPolicy::accept`] like one read by [`ServerHandshake`].
+    ///
+    /// `protocol` is the `:protocol` pseudo-header of an HTTP/2 extended CONNECT (RFC 8441
+    /// section 4), which the `http` crate does not carry (hyper keeps it in the request's
+    /// extensions as `hyper::ext::Protocol`); pass `None` on HTTP/1. On HTTP/2 the authority of
+    /// the URI stands for a missing `Host` header (RFC 9113 section 8.3.1). The target is the
+    /// URI's path and query.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ferrule_core::handshake::{Request, ServerPolicy};
+    ///
+    /// let request = http::Request::builder()
+    ///     .method("CONNECT")
+    ///     .version(http::Version::HTTP_2)
+    ///     .uri("https://example.com/chat")
+    ///     .header("sec-websocket-version", "13")
+    ///     .body(())?;
+    /// let request = Request::from_http(&request, Some("websocket"));
+    /// let response = ServerPolicy::default().accept(&request)?;
+    /// assert_eq!(response.status(), 200, "RFC 8441 section 5");
+    /// let response = response.to_http(http::Version::HTTP_2);
+    /// assert!(response.headers().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_http<B>(request: &::http::Request<B>, protocol: Option<&str>) -> Self {
+        Self::from_http_head(request.method(), request.uri(), request.version(), request.headers(), protocol)
+    }
+
+    /// [`from_http`](Self::from_http) from a request's parts, as an extractor sees them.
+    pub fn from_http_parts(parts: &::http::request::Parts, protocol: Option<&str>) -> Self {
+        Self::from_http_head(&parts.method, &parts.uri, parts.version, &parts.headers, protocol)
+    }
+
+    fn from_http_head(
+        method: &::http::Method,
+        uri: &::http::Uri,
+        version: ::http::Version,
+        map: &::http::HeaderMap,
+        protocol: Option<&str>,
+    ) -> Self {
+        let framing = match version {
+            ::http::Version::HTTP_10 => Framing::Http1(0),
+            ::http::Version::HTTP_11 => Framing::Http1(1),
+            ::http::Version::HTTP_2 => Framing::Http2 { protocol: protocol.map(str::to_owned) },
+            _ => Framing::Unsupported,
+        };
+        let mut fields: Vec<(String, Vec<u8>)> =
+            map.iter().map(|(name, value)| (name.as_str().to_owned(), trim_ows(value.as_bytes()).to_vec())).collect();
+        if matches!(framing, Framing::Http2 { .. }) && !map.contains_key(::http::header::HOST) {
+            if let Some(authority) = uri.authority() {
+                fields.push(("host".to_owned(), authority.as_str().as_bytes().to_vec()));
+            }
+        }
+        let headers = Headers::from_fields(fields);
+        let subprotocols = parse_subprotocols(values(&headers, "Sec-WebSocket-Protocol"));
+        let extensions = parse_offers(values(&headers, "Sec-WebSocket-Extensions"));
+        let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        Self { method: method.as_str().to_owned(), target, framing, headers, subprotocols, extensions }
     }
 }
 

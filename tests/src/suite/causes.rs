@@ -13,8 +13,8 @@ use bytes::Bytes;
 use ferrule::{Channels, CloseCause, CloseCode, CloseInfo, Error, Handle, Message, Options};
 
 use super::{
-    Inbox, Probe, RawClient, TestRuntime, addr, client_frame, connect_channels, echo_server, handover_server, join,
-    poll_once, raw_upgraded, read_some, within,
+    Inbox, Probe, RawClient, TestRuntime, TestServer, addr, client_frame, connect_channels, echo_server,
+    handover_server, join, poll_once, raw_upgraded, read_some, within,
 };
 
 /// How one server connection ended, as each API reports it.

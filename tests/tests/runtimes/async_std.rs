@@ -30,6 +30,7 @@ async fn acceptor() -> TcpAcceptor {
 
 impl TestRuntime for AsyncStdRuntime {
     type Runtime = Clocked<AsyncStd>;
+    type Server = ferrule::Server<Clocked<AsyncStd>>;
     type Stream = TcpStream;
 
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {

@@ -31,6 +31,7 @@ async fn acceptor() -> TcpAcceptor {
 
 impl TestRuntime for SmolRuntime {
     type Runtime = Clocked<Smol>;
+    type Server = ferrule::Server<Clocked<Smol>>;
     type Stream = TcpStream;
 
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {

@@ -23,6 +23,7 @@ async fn listener() -> TcpListener {
 
 impl TestRuntime for TokioRuntime {
     type Runtime = Tokio;
+    type Server = ferrule_tokio::Server;
     type Stream = Compat<MaybeTlsStream>;
 
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
