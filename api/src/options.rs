@@ -2,6 +2,7 @@
 //! macaron sockets, iris and eyesore/ws know.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrule_core::handshake::{HeaderError, OriginPolicy, check_subprotocols};
@@ -44,6 +45,9 @@ pub struct Options {
     pub(crate) compression: Option<DeflateConfig>,
     #[cfg(feature = "tls")]
     pub(crate) tls: crate::tls::ClientTls,
+    /// The protocol core's configuration made from the fields above, shared by every
+    /// connection made with these options (made again by [`OptionsBuilder::build`]).
+    pub(crate) core: Arc<Config>,
 }
 
 /// A queue bound, in messages and in bytes. A single message larger than the byte bound is still
@@ -89,6 +93,7 @@ impl Default for Options {
             compression: None,
             #[cfg(feature = "tls")]
             tls: crate::tls::ClientTls::default(),
+            core: Arc::new(core),
         }
     }
 }
@@ -157,8 +162,13 @@ impl Options {
         &self.tls
     }
 
-    /// The protocol core's configuration for these options.
-    pub(crate) fn core_config(&self) -> Config {
+    /// The protocol core's configuration for these options, shared by their connections.
+    pub(crate) fn core_config(&self) -> Arc<Config> {
+        self.core.clone()
+    }
+
+    /// The protocol core's configuration made from these options' fields.
+    fn make_core_config(&self) -> Config {
         Config::default()
             .max_frame_size(self.max_frame_size)
             .max_message_size(self.max_message_size)
@@ -327,12 +337,15 @@ impl OptionsBuilder {
         if o.close_timeout.is_zero() {
             return Err(OptionsError::ZeroTimeout("close_timeout"));
         }
-        o.core_config().validate().map_err(OptionsError::Protocol)?;
+        let core = o.make_core_config();
+        core.validate().map_err(OptionsError::Protocol)?;
         check_subprotocols(&o.subprotocols).map_err(OptionsError::Subprotocol)?;
         if let Some(config) = &o.compression {
             config.validate().map_err(OptionsError::Compression)?;
         }
-        Ok(self.options)
+        let mut options = self.options;
+        options.core = Arc::new(core);
+        Ok(options)
     }
 }
 

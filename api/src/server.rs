@@ -14,7 +14,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::callback::HandlerFactory;
 use crate::channel::Channels;
-use crate::error::{CloseInfo, Error};
+use crate::error::Error;
 use crate::message::Codec;
 use crate::options::Options;
 use crate::runtime::Runtime;
@@ -96,17 +96,23 @@ where
             // The handshake is boxed, so its state lives on the heap only while it runs, and the
             // upgraded connection is scoped to the block, so only the driver stays in this task's
             // future for the connection's whole life.
-            let (driver, id) = {
-                let (upgraded, handler) = Box::pin(accept(runtime, stream, &options, |request, acceptance| {
+            let (mut driver, id) = {
+                let accepted = Box::pin(accept(runtime, stream, &options, |request, acceptance| {
                     factory.on_connect(request, acceptance)
                 }))
-                .await?;
+                .await;
+                let (upgraded, handler) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => return ended_before_upgrade(&e),
+                };
                 let id = registry.insert(upgraded.handle());
                 (upgraded.run(handler), id)
             };
-            let info = driver.await;
+            // Polled in place: `driver.await` would move the driver into a second slot of this
+            // future, and the task would keep room for both (840 bytes each on tokio) for the
+            // connection's whole life.
+            poll_fn(|cx| Pin::new(&mut driver).poll(cx)).await;
             registry.remove(id);
-            Ok(info)
         }
     })
 }
@@ -126,17 +132,24 @@ where
     spawn_server(runtime, listener, options, move |runtime, stream, options, registry| {
         let task = task.clone();
         async move {
-            let (upgraded, request) =
-                Box::pin(accept(runtime, stream, &options, |request, _| Ok(request.clone()))).await?;
+            let accepted = Box::pin(accept(runtime, stream, &options, |request, _| Ok(request.clone()))).await;
+            let (upgraded, request) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => return ended_before_upgrade(&e),
+            };
             let id = registry.insert(upgraded.handle());
             let channels = upgraded.channels::<M>();
             let done = channels.done.clone();
             task(request, channels).await;
-            let info = done.await;
+            done.await;
             registry.remove(id);
-            Ok(info)
         }
     })
+}
+
+/// Logs a connection that failed before its upgrade (the handshake answered it already).
+fn ended_before_upgrade(error: &Error) {
+    tracing::debug!(error = %error, "connection ended before the upgrade");
 }
 
 fn spawn_server<R, L, C, Fut>(runtime: R, mut listener: L, options: Options, per_connection: C) -> Server<R>
@@ -144,7 +157,7 @@ where
     R: Runtime,
     L: Listener,
     C: Fn(R, L::Stream, Arc<Options>, Arc<Registry>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<CloseInfo, Error>> + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let registry = Arc::new(Registry::default());
     let local_addr = listener.local_addr().map_err(|e| (e.kind(), e.to_string()));
@@ -169,12 +182,8 @@ where
                 }
                 match listener.poll_accept(cx) {
                     Poll::Ready(Ok(stream)) => {
-                        let connection = per_connection(runtime.clone(), stream, options.clone(), registry.clone());
-                        runtime.spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!(error = %e, "connection ended before the upgrade");
-                            }
-                        });
+                        // Spawned as it is: a wrapper awaiting it would keep a second copy's room.
+                        runtime.spawn(per_connection(runtime.clone(), stream, options.clone(), registry.clone()));
                     }
                     Poll::Ready(Err(e)) => {
                         tracing::error!(error = %e, "accept failed");

@@ -117,7 +117,7 @@ where
     /// Dropping the future drops the connection abruptly: no close frame is sent (the peer sees
     /// 1006) and the done signal completes with 1006. Prefer [`Handle::close`] to end a
     /// connection.
-    pub fn run<H: Handler>(self, handler: H) -> impl Future<Output = CloseInfo> + Send + 'static {
+    pub fn run<H: Handler>(self, handler: H) -> impl Future<Output = CloseInfo> + Send + Unpin + 'static {
         // The driver itself, not an `async fn` around it: an async fn would keep `self` beside
         // the driver in every connection's task for the connection's whole life.
         let shared = self.shared.clone();
@@ -130,9 +130,11 @@ where
         let shared = self.shared.clone();
         let handle = Handle::new(shared.clone());
         let runtime = self.runtime.clone();
-        let driver = self.into_driver(CallbackFront(handler), shared);
+        let mut driver = self.into_driver(CallbackFront(handler), shared);
+        // Polled in place: `driver.await` would move the driver into a second slot of the task's
+        // future, which would keep room for both for the connection's whole life.
         runtime.spawn(async move {
-            driver.await;
+            poll_fn(|cx| Pin::new(&mut driver).poll(cx).map(drop)).await;
         });
         handle
     }
@@ -142,9 +144,11 @@ where
         let shared = self.shared.clone();
         let channels = Channels::new(shared.clone(), self.subprotocol.clone(), self.conn.deflate().copied());
         let runtime = self.runtime.clone();
-        let driver = self.into_driver(ChannelFront::new(shared.clone()), shared);
+        let mut driver = self.into_driver(ChannelFront::new(shared.clone()), shared);
+        // Polled in place: `driver.await` would move the driver into a second slot of the task's
+        // future, which would keep room for both for the connection's whole life.
         runtime.spawn(async move {
-            driver.await;
+            poll_fn(|cx| Pin::new(&mut driver).poll(cx).map(drop)).await;
         });
         channels
     }

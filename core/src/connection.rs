@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -93,7 +94,9 @@ impl MessageKind {
 #[derive(Debug)]
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared with the server's other connections until this one changes it: an idle
+    /// connection's memory counts, and a server's connections mostly agree.
+    config: Arc<Config>,
     /// Masking keys for a client, made on first use: a server never needs them, and the
     /// generator's state is most of an idle connection's size.
     entropy: Option<Box<Entropy>>,
@@ -209,12 +212,15 @@ const COALESCE_PONGS_ABOVE: usize = 64 * 1024;
 impl Connection {
     /// A connection in the [`State::Open`] state, as left by a successful opening handshake.
     ///
-    /// `now` arms the keepalive and idle deadlines.
+    /// `now` arms the keepalive and idle deadlines. `config` may be an `Arc<Config>` that many
+    /// connections share (the connection copies it only if changed with
+    /// [`set_max_message_size`](Self::set_max_message_size) or
+    /// [`set_max_frame_size`](Self::set_max_frame_size)).
     ///
     /// # Errors
     ///
     /// The [`ConfigError`] from [`Config::validate`].
-    pub fn new(role: Role, config: Config, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(role: Role, config: impl Into<Arc<Config>>, now: Instant) -> Result<Self, ConfigError> {
         Self::with_deflate(role, config, None, now)
     }
 
@@ -229,10 +235,11 @@ impl Connection {
     /// The [`ConfigError`] from [`Config::validate`].
     pub fn with_deflate(
         role: Role,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         deflate: Option<PerMessageDeflate>,
         now: Instant,
     ) -> Result<Self, ConfigError> {
+        let config = config.into();
         config.validate()?;
         let mut timers = Timers::default();
         if let Some(interval) = config.ping_period {
@@ -323,7 +330,7 @@ impl Connection {
     ///
     /// [`ConfigError::ZeroLimit`] when `bytes` is zero; the limit is then unchanged.
     pub fn set_max_frame_size(&mut self, bytes: usize) -> Result<(), ConfigError> {
-        self.set_config(self.config.clone().max_frame_size(bytes))
+        self.set_config(Config::clone(&self.config).max_frame_size(bytes))
     }
 
     /// Changes the largest incoming message, for frames not yet started (eyesore's per-connection
@@ -333,12 +340,12 @@ impl Connection {
     ///
     /// [`ConfigError::ZeroLimit`] when `bytes` is zero; the limit is then unchanged.
     pub fn set_max_message_size(&mut self, bytes: usize) -> Result<(), ConfigError> {
-        self.set_config(self.config.clone().max_message_size(bytes))
+        self.set_config(Config::clone(&self.config).max_message_size(bytes))
     }
 
     fn set_config(&mut self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
-        self.config = config;
+        self.config = Arc::new(config);
         Ok(())
     }
 

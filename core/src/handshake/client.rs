@@ -1,6 +1,7 @@
 //! The client side of the opening handshake (RFC 6455 sections 3 and 4.1).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -563,7 +564,11 @@ impl ClientHandshake {
     ///
     /// The connection applies the permessage-deflate the server agreed to
     /// ([`ClientResponse::deflate`]).
-    pub fn into_connection(self, config: Config, now: Instant) -> Result<(Connection, Bytes), ConfigError> {
+    pub fn into_connection(
+        self,
+        config: impl Into<Arc<Config>>,
+        now: Instant,
+    ) -> Result<(Connection, Bytes), ConfigError> {
         let connection = Connection::with_deflate(Role::Client, config, self.deflate, now)?;
         Ok((connection, self.phase.into_leftover()))
     }

@@ -1,6 +1,7 @@
 //! The server side of the opening handshake (RFC 6455 section 4.2).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -133,7 +134,7 @@ impl ServerHandshake {
     pub fn into_connection(
         self,
         response: &Response,
-        config: Config,
+        config: impl Into<Arc<Config>>,
         now: Instant,
     ) -> Result<(Connection, Bytes), ConfigError> {
         let connection = Connection::with_deflate(Role::Server, config, response.deflate().cloned(), now)?;
