@@ -5,16 +5,19 @@
 # hold only as ratios from one run.
 #
 #   bench/deflate-echo/run.sh [--rounds 3] [--secs 3] [--conns 1,100] [--sizes 1024,16384]
-#                             [--depth 1] [--idle 10000] [--outdir DIR]
+#                             [--depth 1] [--idle 10000] [--client-context] [--outdir DIR]
+# --client-context: the generator keeps its compression context (offers no
+# client_no_context_takeover), as browsers do, so servers keep a decompressor per connection.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 
-rounds=3 secs=3 conns=1,100 sizes=1024,16384 depth=1 idle=0 outdir="$(mktemp -d /tmp/deflate-echo-XXXXXX)"
+rounds=3 secs=3 conns=1,100 sizes=1024,16384 depth=1 idle=0 extra=() outdir="$(mktemp -d /tmp/deflate-echo-XXXXXX)"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;; --secs) secs="$2"; shift 2 ;; --conns) conns="$2"; shift 2 ;;
     --sizes) sizes="$2"; shift 2 ;; --depth) depth="$2"; shift 2 ;; --idle) idle="$2"; shift 2 ;;
     --outdir) outdir="$2"; mkdir -p "$outdir"; shift 2 ;;
+    --client-context) extra+=(--client-context); shift ;;
     *) echo "unknown option $1"; exit 2 ;;
   esac
 done
@@ -44,7 +47,7 @@ run_one() { # name args... -> one result line
   local pid=$!
   for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
   local out
-  out=$(taskset -c 1 "$gen" --port "$port" --server-pid "$pid" "$@" 2>&1) || out="FAILED $out"
+  out=$(taskset -c 1 "$gen" --port "$port" --server-pid "$pid" "${extra[@]}" "$@" 2>&1) || out="FAILED $out"
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
   echo "$name $out"
 }

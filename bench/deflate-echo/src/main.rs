@@ -32,6 +32,9 @@ use sha1::{Digest, Sha1};
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const OFFER: &str = "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+/// The offer of a client that keeps its context, as browsers do: a message compressed without
+/// history is still a valid next message of a stream that keeps one.
+const OFFER_WITH_CONTEXT: &str = "permessage-deflate; client_max_window_bits";
 const SYNC_TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
 
 struct Args {
@@ -42,19 +45,20 @@ struct Args {
     secs: f64,
     warmup: f64,
     idle: bool,
+    client_context: bool,
     server_pid: Option<u32>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: deflate-loadgen --port P [-c CONNS] [-s BYTES] [-d DEPTH] [-t SECS] [-w WARMUP] [--idle] [--server-pid PID]"
+        "usage: deflate-loadgen --port P [-c CONNS] [-s BYTES] [-d DEPTH] [-t SECS] [-w WARMUP] [--idle] [--client-context] [--server-pid PID]"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> Args {
     let mut a =
-        Args { port: 0, conns: 1, size: 1024, depth: 1, secs: 5.0, warmup: 1.0, idle: false, server_pid: None };
+        Args { port: 0, conns: 1, size: 1024, depth: 1, secs: 5.0, warmup: 1.0, idle: false, client_context: false, server_pid: None };
     let mut it = std::env::args().skip(1);
     fn val<T: std::str::FromStr>(it: &mut impl Iterator<Item = String>) -> T {
         it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage())
@@ -68,6 +72,7 @@ fn parse_args() -> Args {
             "-t" | "--secs" => a.secs = val(&mut it),
             "-w" | "--warmup" => a.warmup = val(&mut it),
             "--idle" => a.idle = true,
+            "--client-context" => a.client_context = true,
             "--server-pid" => a.server_pid = Some(val(&mut it)),
             _ => usage(),
         }
@@ -131,7 +136,7 @@ fn parse_agreed(head: &str) -> Result<Agreed, String> {
 
 /// Connects and upgrades, offering permessage-deflate; returns the stream, any bytes read past the
 /// response head, and what was agreed.
-fn connect(addr: SocketAddr) -> io::Result<(StdTcpStream, Vec<u8>, Agreed)> {
+fn connect(addr: SocketAddr, offer: &str) -> io::Result<(StdTcpStream, Vec<u8>, Agreed)> {
     let mut s = StdTcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -139,7 +144,7 @@ fn connect(addr: SocketAddr) -> io::Result<(StdTcpStream, Vec<u8>, Agreed)> {
     let accept = base64::engine::general_purpose::STANDARD.encode(Sha1::digest(format!("{key}{GUID}").as_bytes()));
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: {OFFER}\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: {offer}\r\n\r\n"
     );
     s.write_all(request.as_bytes())?;
     let mut buf = Vec::new();
@@ -349,7 +354,8 @@ fn main() {
     let mut agreed = None;
     let mut frame = Vec::new();
     for i in 0..args.conns {
-        let (s, leftover, a) = connect(addr).unwrap_or_else(|e| {
+        let offer = if args.client_context { OFFER_WITH_CONTEXT } else { OFFER };
+        let (s, leftover, a) = connect(addr, offer).unwrap_or_else(|e| {
             eprintln!("connection {i}: {e}");
             std::process::exit(1)
         });
