@@ -379,7 +379,7 @@ impl Future for Done {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseInfo> {
         let mut inner = self.shared.lock();
         if let Some(info) = &inner.closed {
-            return Poll::Ready(info.clone());
+            return Poll::Ready(CloseInfo::clone(info));
         }
         register(&mut inner.done_waiters, cx.waker());
         Poll::Pending

@@ -84,8 +84,9 @@ pub(crate) struct Inner {
     pub(crate) receiver_gone: bool,
     pub(crate) errors: VecDeque<Error>,
     pub(crate) errors_waker: Option<Waker>,
-    /// Set once, when the driver finished.
-    pub(crate) closed: Option<CloseInfo>,
+    /// Set once, when the driver finished. Boxed: every connection holds this struct for its
+    /// whole life, and the record only once it has ended.
+    pub(crate) closed: Option<Box<CloseInfo>>,
     /// A close was requested or the connection is closing: sends are refused.
     closing: bool,
     /// A [`MessageWriter`](crate::MessageWriter) has a message open: other sends wait.
@@ -388,7 +389,7 @@ impl Shared {
             Self::queue_error(&mut inner, Error::Failed(info.cause.clone()));
         }
         inner.closing = true;
-        inner.closed = Some(info);
+        inner.closed = Some(Box::new(info));
         // The driver parks no more; its waker would keep its task's memory alive for as long
         // as a handle lives.
         inner.driver = None;
