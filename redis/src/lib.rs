@@ -346,9 +346,11 @@ async fn serve(shared: &Weak<Shared>, receiver: &mut mpsc::Receiver<Out>) -> End
                 for out in &batch {
                     pipe.cmd(command).arg(&out.channel).arg(&out.frame[..]).ignore();
                 }
+                // Written even when the backplane is gone meanwhile: its hub's goodbye is among
+                // the last frames.
                 let result: redis::RedisResult<()> = pipe.query_async(&mut connection).await;
                 batch.clear();
-                let Some(s) = shared.upgrade() else { return Ended::Dropped };
+                let Some(s) = shared.upgrade() else { continue };
                 if let Err(e) = result {
                     tracing::warn!(node = %s.config.node, error = %e, "writing to Redis failed");
                     s.dropped.fetch_add(n as u64, Ordering::Relaxed);

@@ -81,10 +81,11 @@ impl Redis {
                 if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                     use tokio::io::{AsyncReadExt, AsyncWriteExt};
                     let mut reply = [0u8; 7];
-                    if stream.write_all(b"PING\r\n").await.is_ok() && stream.read_exact(&mut reply).await.is_ok() {
-                        if &reply == b"+PONG\r\n" {
-                            return;
-                        }
+                    if stream.write_all(b"PING\r\n").await.is_ok()
+                        && stream.read_exact(&mut reply).await.is_ok()
+                        && &reply == b"+PONG\r\n"
+                    {
+                        return;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -119,8 +120,12 @@ struct Node {
 
 impl Node {
     async fn start(redis: &Redis, name: &str, pubsub: PubSub) -> Self {
-        let config = RedisConfig::new(redis.url(), name)
-            .prefix(format!("test-{}", redis.port))
+        Self::start_on(redis.url(), redis.port, name, pubsub).await
+    }
+
+    async fn start_on(url: String, port: u16, name: &str, pubsub: PubSub) -> Self {
+        let config = RedisConfig::new(url, name)
+            .prefix(format!("test-{port}"))
             .pubsub(pubsub)
             .backoff(Duration::from_millis(50), Duration::from_millis(400));
         let backplane = RedisBackplane::new(config).expect("a backplane");
@@ -322,11 +327,7 @@ fn redis_killed_node_leaves_the_cluster_view_within_the_bound() {
         let url = redis.url();
         let port = redis.port;
         let c = doomed
-            .spawn(async move {
-                let redis = Redis { port, dir: PathBuf::new(), child: None };
-                assert_eq!(redis.url(), url);
-                Node::start(&redis, "c", PubSub::Plain).await
-            })
+            .spawn(async move { Node::start_on(url, port, "c", PubSub::Plain).await })
             .await
             .expect("node c started");
         let nodes = [&a, &b, &c];

@@ -56,7 +56,10 @@ pub trait Backplane: Send + Sync + 'static {
 /// Where a [`Backplane`] passes the frames it receives: to its hub. Cheap to clone; once the hub
 /// is dropped, frames are ignored.
 #[derive(Clone)]
-pub struct Inbox(Arc<dyn Fn(&[u8]) + Send + Sync>);
+pub struct Inbox(Arc<DeliverFn>);
+
+/// What an [`Inbox`] calls with each frame.
+type DeliverFn = dyn Fn(&[u8]) + Send + Sync;
 
 impl fmt::Debug for Inbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
