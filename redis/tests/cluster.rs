@@ -344,3 +344,24 @@ fn redis_killed_node_leaves_the_cluster_view_within_the_bound() {
         drop(c);
     });
 }
+
+/// Bytes on the cluster's channel that are not a hub's frame (another program publishing
+/// there) are counted and ignored; the node carries on.
+#[test]
+fn redis_foreign_messages_on_the_channel_are_counted_and_ignored() {
+    run(|| async {
+        let Some(redis) = Redis::start().await else { return };
+        let [a, b, _c] = three(&redis, PubSub::Plain).await;
+        let mut b1 = b.client().await;
+        let client = redis::Client::open(redis.url()).expect("a Redis URL");
+        let mut connection = client.get_multiplexed_async_connection().await.expect("connected to Redis");
+        let channel = format!("test-{}:all", redis.port);
+        for junk in [&b""[..], b"hello", b"\xff\xff\xff\xff{", b"\0\0\0\x02{}"] {
+            let () =
+                redis::cmd("PUBLISH").arg(&channel).arg(junk).query_async(&mut connection).await.expect("published");
+        }
+        until("b counted the foreign messages", || b.hub.stats().remote_malformed == 4).await;
+        a.hub.emit("still", &1).expect("encoded");
+        assert_eq!(b1.next::<TokioRuntime>().await, json!(["still", 1]));
+    });
+}
