@@ -28,6 +28,7 @@ macro_rules! cluster_suite {
             cluster_acks_come_from_clients_on_other_nodes_within_the_same_timeout,
             cluster_cut_node_gives_partial_results_then_leaves_the_view_within_the_bound,
             cluster_frames_that_do_not_decode_are_counted_and_ignored,
+            cluster_dropped_hub_says_goodbye_and_leaves_the_view_at_once,
         );
     };
     (@expand $rt:ty; $($name:ident),* $(,)?) => {
@@ -331,4 +332,17 @@ pub async fn cluster_frames_that_do_not_decode_are_counted_and_ignored<T: TestRu
     inbox.deliver(&frame);
     assert_eq!(hub.stats().remote_in, 1);
     assert_eq!(hub.cluster().nodes(), ["elsewhere"]);
+}
+
+/// A hub that is dropped (a node shutting down) says goodbye: it leaves the others' views at
+/// once, without waiting for `dead_after`.
+pub async fn cluster_dropped_hub_says_goodbye_and_leaves_the_view_at_once<T: TestRuntime>() {
+    let cluster = MemoryCluster::new();
+    let a = Hub::builder(T::runtime()).backplane(cluster.node("a")).heartbeat(HEARTBEAT, DEAD_AFTER).build();
+    let b = Hub::builder(T::runtime()).backplane(cluster.node("b")).heartbeat(HEARTBEAT, DEAD_AFTER).build();
+    until::<T>("a knows b", || a.cluster().nodes() == ["b"]).await;
+    drop(b);
+    assert!(a.cluster().nodes().is_empty());
+    let len = a.cluster().len().await;
+    assert_eq!((len.value, len.is_complete()), (0, true));
 }

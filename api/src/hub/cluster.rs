@@ -763,6 +763,44 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_reply_that_overtakes_its_nodes_list_counts_once() {
+        let collector = Collector::default();
+        collector.expect_nodes(2);
+        let (x, y) = (ConnId::from("x"), ConnId::from("y"));
+        collector.complete_remote(x.clone(), Ok("1".into()));
+        collector.node_expects(vec![x.clone(), y.clone()]);
+        collector.node_expects(vec![]);
+        collector.complete_remote(y.clone(), Err(AckError::NotSent));
+        collector.complete_remote(y.clone(), Ok("late".into()));
+        let replies = collector.finish(1);
+        assert_eq!(replies, [(x, Ok("1".to_owned())), (y, Err(AckError::NotSent))]);
+        // After the end, nothing is added.
+        collector.node_expects(vec![ConnId::from("z")]);
+        collector.complete_remote(ConnId::from("z"), Ok("2".into()));
+        assert!(collector.finish(1).is_empty());
+    }
+
+    #[test]
+    fn frames_lost_are_the_numbers_missing_whatever_the_order_and_a_restart_counts_afresh() {
+        let cluster = ClusterState::new(ClusterConfig {
+            backplane: Arc::new(super::super::MemoryCluster::new().node("me")),
+            heartbeat: HEARTBEAT,
+            dead_after: DEAD_AFTER,
+            timeout: TIMEOUT,
+        });
+        let now = Instant::now();
+        let frame = |boot, seq, direct| Header { from: "a".into(), boot, seq, direct, body: Body::Heartbeat };
+        assert!(cluster.heard(&frame(1, 3, true), now), "a new node");
+        for seq in [5, 4, 9, 7, 6] {
+            assert!(!cluster.heard(&frame(1, seq, false), now));
+        }
+        assert_eq!(cluster.lost(), 1, "8 never came; 1 to 3 were before this node heard of a");
+        assert!(cluster.heard(&frame(2, 1, false), now), "a restarted");
+        cluster.heard(&frame(2, 3, false), now);
+        assert_eq!(cluster.lost(), 2, "8 of the first a, 2 of the second");
+    }
+
+    #[test]
     fn ack_id_is_added_as_the_last_element() {
         assert_eq!(with_ack_id(r#"["ev",{"a":[1]}]"#, 42), r#"["ev",{"a":[1]},42]"#);
     }
