@@ -5,6 +5,7 @@
 //! [`virtual_clock`] gives the runtimes without a clock of their own one that tests can pause.
 
 pub mod client_handshake;
+pub mod cluster;
 pub mod compression;
 pub mod fuzz_targets;
 pub mod harness;

@@ -50,19 +50,49 @@ impl std::error::Error for AckError {}
 /// A raw reply: the JSON text of the payload (`null` when it had none), or why there is none.
 pub(crate) type RawReply = Result<String, AckError>;
 
+/// Where a collector on a node other than the emitter's passes each reply (to the emitting
+/// node, through the backplane).
+pub(crate) type Forward = Box<dyn Fn(&ConnId, &RawReply) + Send + Sync>;
+
 /// The replies expected for one emit: one slot per recipient, filled by the connections as the
-/// replies arrive, read by the waiting [`Acks`] future.
-#[derive(Debug, Default)]
+/// replies arrive, read by the waiting [`Acks`] future. With a backplane, the emitting node's
+/// collector also waits for each other node to say which of its connections will reply.
+#[derive(Default)]
 pub(crate) struct Collector {
     state: Mutex<CollectorState>,
+    forward: Option<Forward>,
+}
+
+impl fmt::Debug for Collector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collector").field("state", &*self.lock()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
 struct CollectorState {
-    /// Each recipient, whether it replied, and its state to cancel the wait on.
+    /// Each recipient, whether it replied, and its state to cancel the wait on (none for a
+    /// connection on another node).
     recipients: Vec<(ConnId, Option<RawReply>, Weak<SocketState>)>,
     waiting: usize,
+    /// Other nodes that have not yet said which of their connections will reply.
+    nodes_waiting: usize,
+    finished: bool,
     waker: Option<Waker>,
+}
+
+impl CollectorState {
+    fn all_in(&self) -> bool {
+        self.waiting == 0 && self.nodes_waiting == 0
+    }
+
+    fn wake_if_all_in(&mut self) {
+        if self.all_in() {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 impl Collector {
@@ -77,23 +107,72 @@ impl Collector {
         state.waiting += 1;
     }
 
+    /// A collector whose replies go to `forward` as they come (on a node that delivers
+    /// another node's emit).
+    pub(crate) fn forwarding(forward: Forward) -> Self {
+        Self { state: Mutex::default(), forward: Some(forward) }
+    }
+
     /// The reply of `id` (or why there will be none).
     pub(crate) fn complete(&self, id: &ConnId, reply: RawReply) {
         let mut state = self.lock();
         let Some(slot) = state.recipients.iter_mut().find(|(r, done, _)| r == id && done.is_none()) else { return };
+        if let Some(forward) = &self.forward {
+            forward(id, &reply);
+        }
         slot.1 = Some(reply);
         state.waiting -= 1;
-        if state.waiting == 0 {
-            if let Some(w) = state.waker.take() {
-                w.wake();
+        state.wake_if_all_in();
+    }
+
+    /// Waits, besides the local recipients, for `nodes` other nodes to list theirs.
+    pub(crate) fn expect_nodes(&self, nodes: usize) {
+        self.lock().nodes_waiting += nodes;
+    }
+
+    /// Another node's list of the connections that will reply (its part of the emit).
+    pub(crate) fn node_expects(&self, ids: Vec<ConnId>) {
+        let mut state = self.lock();
+        if state.finished || state.nodes_waiting == 0 {
+            return;
+        }
+        state.nodes_waiting -= 1;
+        for id in ids {
+            // A reply can overtake its node's list: it is then in already.
+            if !state.recipients.iter().any(|(r, _, _)| *r == id) {
+                state.recipients.push((id, None, Weak::new()));
+                state.waiting += 1;
             }
+        }
+        state.wake_if_all_in();
+    }
+
+    /// The reply of a connection on another node.
+    pub(crate) fn complete_remote(&self, id: ConnId, reply: RawReply) {
+        let mut state = self.lock();
+        if state.finished {
+            return;
+        }
+        match state.recipients.iter_mut().find(|(r, _, _)| *r == id) {
+            Some(slot) if slot.1.is_none() => {
+                slot.1 = Some(reply);
+                state.waiting -= 1;
+                state.wake_if_all_in();
+            }
+            Some(_) => {}
+            // Before its node's list, which will not count it again.
+            None => state.recipients.push((id, Some(reply), Weak::new())),
         }
     }
 
     /// Ends the wait: those that did not reply get [`AckError::Timeout`], and stop being
     /// waited for by their connections under ack id `id`.
-    fn finish(&self, id: u64) -> Vec<(ConnId, RawReply)> {
-        let recipients = std::mem::take(&mut self.lock().recipients);
+    pub(crate) fn finish(&self, id: u64) -> Vec<(ConnId, RawReply)> {
+        let recipients = {
+            let mut state = self.lock();
+            state.finished = true;
+            std::mem::take(&mut state.recipients)
+        };
         recipients
             .into_iter()
             .map(|(conn, reply, socket)| {
@@ -149,7 +228,7 @@ impl<R: Runtime, A: DeserializeOwned> Future for Acks<R, A> {
         let all_in = {
             let mut state = this.collector.lock();
             store_waker(&mut state.waker, cx.waker());
-            state.waiting == 0
+            state.all_in()
         };
         if !all_in {
             let (runtime, deadline) = (&this.runtime, this.deadline);

@@ -86,8 +86,10 @@ impl<R: Runtime> Emitter<R> {
     /// [`EmitError`] when `event` starts with `$` (reserved for the hub's own messages) or
     /// `payload` does not serialize; nothing is sent.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<Delivery, EmitError> {
-        let text = encode(event, payload, None)?;
-        Ok(self.hub.deliver(&self.target, &PreparedMessage::text(text), None))
+        let message = PreparedMessage::text(encode(event, payload, None)?);
+        let delivery = self.hub.deliver(&self.target, &message, None);
+        self.hub.publish_emit(&self.target, &message, None);
+        Ok(delivery)
     }
 
     /// Emits the event with an ack id (`["event", payload, id]`) and collects the replies that
@@ -105,9 +107,13 @@ impl<R: Runtime> Emitter<R> {
         timeout: Duration,
     ) -> Result<Acks<R, A>, EmitError> {
         let id = self.hub.inner.next_ack.fetch_add(1, Ordering::Relaxed);
-        let text = encode(event, payload, Some(id))?;
+        // Other nodes get the event without the id, and add their own.
+        let without_id = encode(event, payload, None)?;
+        let text = super::cluster::with_ack_id(&without_id, id);
         let collector = Arc::new(Collector::default());
         let deadline = self.hub.inner.runtime.now() + timeout;
+        let remote = PreparedMessage::text(without_id);
+        self.hub.publish_emit(&self.target, &remote, Some((id, &collector, timeout)));
         self.hub.deliver(&self.target, &PreparedMessage::text(text), Some((id, &collector)));
         Ok(Acks::new(self.hub.inner.runtime.clone(), id, collector, deadline))
     }
@@ -118,7 +124,9 @@ impl<R: Runtime> Emitter<R> {
             Message::Text(text) => PreparedMessage::text(text),
             Message::Binary(data) => PreparedMessage::binary(data),
         };
-        self.hub.deliver(&self.target, &prepared, None)
+        let delivery = self.hub.deliver(&self.target, &prepared, None);
+        self.hub.publish_emit(&self.target, &prepared, None);
+        delivery
     }
 }
 

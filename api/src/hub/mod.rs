@@ -99,14 +99,37 @@
 //!
 //! # Scale-out
 //!
-//! Every emit goes through one internal step that takes a target (rooms, and rooms or ids to
-//! leave out) and a prepared message. A backplane that publishes emits to other servers, and
-//! delivers theirs here, can be added as a small trait at that step later; the hub holds no
-//! state a backplane would have to share beyond room membership.
+//! Several servers behind a load balancer serve one application when their hubs share a
+//! [`Backplane`] ([`HubBuilder::backplane`]): [`MemoryCluster`] inside one process, the
+//! `ferrule-redis` crate through Redis. The hub's calls stay the same; what changes:
+//!
+//! - **Emits** ([`Hub::to`], [`Socket::to`], [`Hub::all`], `except`, acknowledged or not) reach
+//!   their recipients on every node. Each emit is published once, as one frame holding the
+//!   payload as the clients get it; each other node frames it once for all its recipients.
+//!   [`Delivery`] counts this node's recipients only. An emit to one connection of this node is
+//!   not published.
+//! - **Delivery is at most once.** A frame a node misses (its backplane was cut off) is not
+//!   sent again; [`HubStats::remote_lost`] counts the frames missed, from the gaps in each
+//!   node's numbering. The frames of one node arrive in the order it published them, so the
+//!   emits of one publisher to one room keep their order.
+//! - **Acknowledgements** come from every node: an acknowledged emit waits for each other
+//!   node's list of recipients and for their replies, with the same timeout as on one node.
+//!   Each node gives the emit an ack id of its own, so ids never clash.
+//! - **Cluster-wide views** ([`Hub::cluster`]): counts, a room's members, is-connected, and
+//!   disconnect, join and leave for a connection on whichever node holds it. They ask the nodes
+//!   believed alive and wait up to the cluster timeout; nodes that did not answer are named in
+//!   the [`Partial`] result. The hub's own [`Hub::len`], [`Hub::get`], [`Hub::sockets_in`] stay
+//!   local.
+//! - **Heartbeats**: every node publishes one each `interval` ([`HubBuilder::heartbeat`]). A
+//!   node nothing was heard from for `dead_after` is no longer asked, so a dead node's
+//!   connections leave the cluster-wide views at most `dead_after` after its last frame (and
+//!   at once when its hub is dropped and says goodbye); until then, queries name it missing.
 
 mod ack;
+mod cluster;
 mod connection;
 mod emit;
+mod memory;
 mod registry;
 mod socket;
 mod wire;
@@ -124,10 +147,13 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 pub use ack::{Ack, AckError, Acks};
+pub use cluster::{Backplane, Cluster, Inbox, Partial};
 pub use connection::HubConnection;
 pub use emit::{Delivery, Emitter};
+pub use memory::{MemoryBackplane, MemoryCluster};
 pub use socket::{Socket, Values};
 
+use cluster::{ClusterConfig, ClusterState};
 use registry::{Registry, Target};
 use socket::SocketState;
 
@@ -387,6 +413,7 @@ struct Inner<R: Runtime> {
     config: Config,
     stats: Counters,
     next_ack: AtomicU64,
+    cluster: Option<ClusterState>,
 }
 
 impl<R: Runtime> Clone for Hub<R> {
@@ -416,6 +443,7 @@ pub struct HubBuilder<R: Runtime> {
     events: HashMap<String, EventFn<R>>,
     callbacks: Callbacks<R>,
     config: Config,
+    cluster: Option<ClusterConfig>,
 }
 
 impl<R: Runtime> fmt::Debug for HubBuilder<R> {
@@ -549,7 +577,7 @@ impl<R: Runtime> HubBuilder<R> {
 
     /// The hub.
     pub fn build(self) -> Hub<R> {
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 runtime: self.runtime,
                 registry: Mutex::new(Registry::default()),
@@ -558,8 +586,11 @@ impl<R: Runtime> HubBuilder<R> {
                 config: self.config,
                 stats: Counters::default(),
                 next_ack: AtomicU64::new(1),
+                cluster: self.cluster.map(ClusterState::new),
             }),
-        }
+        };
+        hub.start_cluster();
+        hub
     }
 }
 
@@ -571,6 +602,7 @@ impl<R: Runtime> Hub<R> {
             events: HashMap::new(),
             callbacks: Callbacks::default(),
             config: Config { id_generator: Box::new(|_| ConnId::random()), slow_recipients: SlowRecipients::default() },
+            cluster: None,
         }
     }
 
@@ -722,6 +754,8 @@ impl<R: Runtime> Hub<R> {
         }
         let s = &self.inner.stats;
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let remote = self.inner.cluster.as_ref().map(|c| &c.counters);
+        let remote = |f: fn(&cluster::RemoteCounters) -> &AtomicU64| remote.map_or(0, |r| get(f(r)));
         HubStats {
             connections: registry.len(),
             rooms: registry.room_count(),
@@ -736,6 +770,11 @@ impl<R: Runtime> Hub<R> {
             queued_bytes,
             max_queued_messages,
             closes: CloseCounts::from_counters(&s.closes),
+            remote_published: remote(|r| &r.published),
+            remote_sent: remote(|r| &r.sent),
+            remote_in: remote(|r| &r.frames_in),
+            remote_lost: self.inner.cluster.as_ref().map_or(0, ClusterState::lost),
+            remote_malformed: remote(|r| &r.malformed),
         }
     }
 
@@ -818,6 +857,18 @@ pub struct HubStats {
     pub max_queued_messages: usize,
     /// How the connections that left the hub ended.
     pub closes: CloseCounts,
+    /// Frames this node published to every other node through its [`Backplane`]: emits,
+    /// heartbeats and cluster-wide requests.
+    pub remote_published: u64,
+    /// Frames this node sent to one other node: answers to requests, acknowledgements.
+    pub remote_sent: u64,
+    /// Frames from other nodes this node read.
+    pub remote_in: u64,
+    /// Frames other nodes published that never reached this node (the gaps in their
+    /// numbering): remote emits lost while the backplane was cut off, say.
+    pub remote_lost: u64,
+    /// Frames from the backplane that did not decode (and were ignored).
+    pub remote_malformed: u64,
 }
 
 /// How many connections ended with each [`CloseCause`].
