@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame
 
 # Fail rather than hang: the Rust side also kills this process after its own timeout.
-OVERALL_TIMEOUT = 30
-STEP_TIMEOUT = 10
+OVERALL_TIMEOUT = 180
+STEP_TIMEOUT = 60
 LARGE = 4 * 1024 * 1024
 MAX_SIZE = 16 * 1024 * 1024
 

@@ -26,8 +26,8 @@ import websockets
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-OVERALL_TIMEOUT = 30
-STEP_TIMEOUT = 10
+OVERALL_TIMEOUT = 180
+STEP_TIMEOUT = 60
 MAX_SIZE = 16 * 1024 * 1024
 
 FRAGMENTED_TEXT = "fragmented ✓ from python".encode()

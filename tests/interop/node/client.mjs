@@ -34,8 +34,8 @@ const WebSocket = require('ws');
 const WS_VERSION = require('ws/package.json').version;
 
 // Fail rather than hang: the Rust side also kills this process after its own timeout.
-const OVERALL_TIMEOUT = 30_000;
-const STEP_TIMEOUT = 10_000;
+const OVERALL_TIMEOUT = 180_000;
+const STEP_TIMEOUT = 60_000;
 const LARGE = 4 * 1024 * 1024;
 const MAX_SIZE = 16 * 1024 * 1024;
 

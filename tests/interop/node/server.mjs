@@ -32,8 +32,8 @@ const require = createRequire(pathToFileURL(path.join(process.cwd(), 'resolve-fr
 const { WebSocketServer } = require('ws');
 const WS_VERSION = require('ws/package.json').version;
 
-const OVERALL_TIMEOUT = 30_000;
-const STEP_TIMEOUT = 10_000;
+const OVERALL_TIMEOUT = 180_000;
+const STEP_TIMEOUT = 60_000;
 const MAX_SIZE = 16 * 1024 * 1024;
 
 const FRAGMENTED_TEXT = Buffer.from('fragmented ✓ from node');
