@@ -521,7 +521,7 @@ mod chat_app;
 
 /// One wait for the pages (a DOM condition, a DevTools reply); generous, since a busy machine
 /// runs three pages slowly. Only a guard: every wait ends as soon as its condition holds.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Three pages of the chat demo in one Chromium, driven through the DevTools protocol (over
 /// ferrule's own client): alice, bob and carol join `lobby` and each sees all three listed; a
@@ -546,7 +546,7 @@ async fn chromium_chat_demo_three_pages_presence_messages_acks() {
     let carol = chromium.open(&url).await;
     for (page, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         chromium.wait(page, "document.querySelector('#dot.on')", "connected").await;
-        let join = format!("$('name').value = '{name}'; $('room').value = 'lobby'; $('join').click(); true");
+        let join = format!("($('name').value = '{name}', $('room').value = 'lobby', $('join').click(), true)");
         chromium.eval(page, &join).await;
         chromium.wait(page, "!$('say-form').hidden", "joined").await;
     }
@@ -554,7 +554,7 @@ async fn chromium_chat_demo_three_pages_presence_messages_acks() {
         chromium.wait(page, &members_are(&["alice", "bob", "carol"]), "all three listed").await;
     }
 
-    chromium.eval(&alice, "$('text').value = 'hello from alice'; $('send').click(); true").await;
+    chromium.eval(&alice, "($('text').value = 'hello from alice', $('send').click(), true)").await;
     for page in [&bob, &carol] {
         let seen = "[...document.querySelectorAll('.message:not(.mine)')].some(m => \
                     m.querySelector('.from').textContent === 'alice' && m.textContent.endsWith('hello from alice'))";
@@ -563,8 +563,14 @@ async fn chromium_chat_demo_three_pages_presence_messages_acks() {
     let acked = "[...document.querySelectorAll('.message.mine[data-acked]')]\
                  .some(m => m.querySelector('.ack').textContent === '✓ delivered to 2 others')";
     chromium.wait(&alice, acked, "the acknowledgement of alice's line").await;
-    chromium.eval(&bob, "$('text').value = 'hi alice 👋'; $('send').click(); true").await;
-    chromium.wait(&alice, "[...document.querySelectorAll('.message')].some(m => m.textContent.endsWith('hi alice 👋'))", "bob's answer").await;
+    chromium.eval(&bob, "($('text').value = 'hi alice, welcome', $('send').click(), true)").await;
+    chromium
+        .wait(
+            &alice,
+            "[...document.querySelectorAll('.message')].some(m => m.textContent.endsWith('hi alice, welcome'))",
+            "bob's answer",
+        )
+        .await;
     chromium.wait(&alice, "$('stat-connections').textContent === '3'", "the hub's count of 3 connections").await;
 
     chromium.close(carol).await;
@@ -673,7 +679,8 @@ impl DevTools {
             request["sessionId"] = session.into();
         }
         self.ws.sender.send(request.to_string()).await.expect("send to DevTools");
-        let reply = tokio::time::timeout(PAGE_TIMEOUT, async {
+        // Longer than a wait's own guard, so that a wait reports what the page shows.
+        let reply = tokio::time::timeout(PAGE_TIMEOUT * 2, async {
             loop {
                 let text = self.ws.receiver.recv().await.expect("DevTools closed");
                 let reply: serde_json::Value = serde_json::from_str(&text).expect("DevTools sends JSON");
@@ -683,7 +690,7 @@ impl DevTools {
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("no reply to {method} within {PAGE_TIMEOUT:?}"));
+        .unwrap_or_else(|_| panic!("no reply to {method} within {:?}", PAGE_TIMEOUT * 2));
         assert!(reply.get("error").is_none(), "{method} failed: {reply}");
         reply["result"].clone()
     }
@@ -702,8 +709,8 @@ impl DevTools {
         Page { target, session }
     }
 
-    /// Evaluates `expression` in `page` (with `$` for `document.getElementById`), awaiting a
-    /// Promise; returns its value.
+    /// Evaluates the JavaScript expression `expression` in `page` (with `$` for
+    /// `document.getElementById`), awaiting a Promise; returns its value.
     async fn eval(&mut self, page: &Page, expression: &str) -> serde_json::Value {
         let expression = format!("(() => {{ const $ = (id) => document.getElementById(id); return {expression}; }})()");
         let params = serde_json::json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
@@ -713,22 +720,28 @@ impl DevTools {
     }
 
     /// Waits until `condition` holds in `page`: the page checks it after every change to its
-    /// document (and when it loads), and answers once it holds.
+    /// document, and answers once it holds, or after [`PAGE_TIMEOUT`] (a guard, which fails the
+    /// test with what the page shows).
     async fn wait(&mut self, page: &Page, condition: &str, what: &str) {
+        let guard = PAGE_TIMEOUT.as_millis();
         let poll = format!(
             "new Promise((resolve) => {{ const check = () => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }}; \
              if (check()) return resolve(true); \
              const observer = new MutationObserver(() => {{ if (check()) {{ observer.disconnect(); resolve(true); }} }}); \
-             observer.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }}); }})"
+             observer.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }}); \
+             setTimeout(() => {{ observer.disconnect(); resolve(check()); }}, {guard}); }})"
         );
-        let waited = tokio::time::timeout(PAGE_TIMEOUT, self.eval(page, &poll)).await;
-        assert!(waited.is_ok(), "{what}: `{condition}` did not hold within {PAGE_TIMEOUT:?}");
+        if self.eval(page, &poll).await != serde_json::Value::Bool(true) {
+            let shown = self.eval(page, "document.body ? document.body.innerText : '(no body)'").await;
+            panic!("{what}: `{condition}` did not hold within {PAGE_TIMEOUT:?}; the page shows:\n{shown}");
+        }
     }
 
     /// A PNG of `page` as it is now.
     async fn screenshot(&mut self, page: &Page) -> Vec<u8> {
         use base64::Engine as _;
-        let shot = self.call(Some(&page.session), "Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
+        let shot =
+            self.call(Some(&page.session), "Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
         base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("data")).expect("base64")
     }
 

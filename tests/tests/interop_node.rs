@@ -417,7 +417,9 @@ async fn hub_js_client(node: &Peer) {
     }
     let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await.unwrap_or_default());
     let Ok(Ok(status)) = status else {
-        panic!("node --test did not finish within {HUB_CLIENT_TIMEOUT:?}; killed it\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}")
+        panic!(
+            "node --test did not finish within {HUB_CLIENT_TIMEOUT:?}; killed it\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        )
     };
     let count = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<usize>().ok());
     let (tests, pass) = (count("# tests "), count("# pass "));
