@@ -521,7 +521,7 @@ mod chat_app;
 
 /// One wait for the pages (a DOM condition, a DevTools reply); generous, since a busy machine
 /// runs three pages slowly. Only a guard: every wait ends as soon as its condition holds.
-const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Three pages of the chat demo in one Chromium, driven through the DevTools protocol (over
 /// ferrule's own client): alice, bob and carol join `lobby` and each sees all three listed; a
