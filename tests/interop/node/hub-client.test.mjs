@@ -148,8 +148,10 @@ test("a handler that throws, or no handler, answers the server with a nack", asy
   client.close();
 });
 
-test("native text and binary go through untouched", async () => {
-  const { client } = await open();
+test("native text and binary go through untouched, queued until $open", async () => {
+  const client = connectTo(url);
+  client.send(new Uint8Array([7, 7]));
+  assert.deepEqual([...new Uint8Array(await next(client, "$native"))], [7, 7]);
   client.send("plain text, not an event");
   assert.equal(await next(client, "$native"), "plain text, not an event");
   client.send(new Uint8Array([0, 1, 2, 255]));

@@ -10,6 +10,11 @@
 //   const sum = await hub.emitWithAck("add", [2, 3], { timeout: 5000 });
 //   hub.on("ask", (question) => 42);          // the return value (or a Promise's) is the ack
 //
+// When the server asks for an acknowledgement, the first callback of the event answers it (its
+// value, or its Promise's; a throw or a rejection answers `["$nack", id, message]`), and no
+// callback at all answers a `$nack` too. Emits and native messages sent before the hub's
+// greeting, or while reconnecting, are queued and sent once it greets the new connection.
+//
 // Events of the client itself are named with a `$`, which the server cannot use for its events:
 //   "$open"      { id, reconnected }         the hub greeted this connection (`["$open", ...]`)
 //   "$reconnect" { id, attempt }             the same, after a reconnection (after "$open")
@@ -56,7 +61,7 @@ export class HubClient {
     this._handlers = new Map();
     this._pending = new Map(); // ack id -> { resolve, reject, timer }
     this._nextAck = 1;
-    this._queue = []; // text waiting for "$open"
+    this._queue = []; // messages waiting for "$open"
     this._closed = false; // close() was called, or the hub speaks another version
     this._attempt = 0;
     this._opens = 0;
@@ -100,7 +105,7 @@ export class HubClient {
 
   /** Sends the event `["event", payload]`. */
   emit(event, payload = null) {
-    this._sendText(JSON.stringify([checkName(event), payload]));
+    this._send(JSON.stringify([checkName(event), payload]));
     return this;
   }
 
@@ -120,7 +125,7 @@ export class HubClient {
       }, timeout);
       this._pending.set(id, { resolve, reject, timer });
       try {
-        this._sendText(text);
+        this._send(text);
       } catch (error) {
         clearTimeout(timer);
         this._pending.delete(id);
@@ -135,13 +140,10 @@ export class HubClient {
    * send such text as binary.
    */
   send(data) {
-    if (typeof data === "string") {
-      if (/^\s*\[/.test(data)) throw new TypeError("native text starting with '[' reads as a hub message: send it as binary");
-      this._sendText(data);
-    } else {
-      if (!this.connected) throw new Error("not connected");
-      this._ws.send(data);
+    if (typeof data === "string" && /^\s*\[/.test(data)) {
+      throw new TypeError("native text starting with '[' reads as a hub message: send it as binary");
     }
+    this._send(data);
     return this;
   }
 
@@ -164,10 +166,11 @@ export class HubClient {
     ws.onerror = () => {};
   }
 
-  _sendText(text) {
+  // Sends now, or once the hub has greeted the connection.
+  _send(data) {
     if (this._closed) throw new Error("the client is closed");
-    if (this.connected) this._ws.send(text);
-    else this._queue.push(text);
+    if (this.connected) this._ws.send(data);
+    else this._queue.push(data);
   }
 
   _receive(data) {
@@ -209,7 +212,7 @@ export class HubClient {
     this._attempt = 0;
     const queued = this._queue;
     this._queue = [];
-    for (const text of queued) this._ws.send(text);
+    for (const data of queued) this._ws.send(data);
     this._fire("$open", { id: this.id, reconnected });
     if (reconnected) this._fire("$reconnect", { id: this.id, attempt });
   }
