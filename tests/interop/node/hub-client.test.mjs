@@ -63,6 +63,19 @@ test("emit before $open is queued and sent once greeted; on receives the reply",
   client.close();
 });
 
+test("the queue before $open is bounded by maxQueued", async () => {
+  const client = connectTo(url, { maxQueued: 2 });
+  client.emit("echo", 1).emit("echo", 2);
+  assert.throws(() => client.emit("echo", 3), /2 messages already wait/);
+  await assert.rejects(client.emitWithAck("add", [1, 1]), /2 messages already wait/);
+  const seen = [];
+  client.on("echo", (n) => seen.push(n));
+  await next(client, "$open");
+  assert.equal(await client.emitWithAck("add", [1, 1]), 2);
+  assert.deepEqual(seen, [1, 2]);
+  client.close();
+});
+
 test("off removes a callback, once fires once", async () => {
   const { client } = await open();
   const seen = [];

@@ -32,6 +32,8 @@ export interface ConnectOptions {
   protocols?: string | string[];
   /** The default timeout of `emitWithAck`, in ms (10000). */
   ackTimeout?: number;
+  /** Messages kept while not connected (1000); past it, emits and sends throw. */
+  maxQueued?: number;
   /** Reconnect after the connection ends without `close()` (off by default). */
   reconnect?: boolean | ReconnectOptions;
 }
@@ -75,7 +77,7 @@ export declare class HubClient<Events extends EventMap = EventMap> {
   once<K extends keyof Events & string>(event: K, callback: (payload: Events[K]) => unknown): this;
   /** Removes `callback`, or every callback of the event when none is given. */
   off(event: string, callback?: (payload: any) => unknown): this;
-  /** Sends `["event", payload]`; queued until the hub's greeting. */
+  /** Sends `["event", payload]`; queued until the hub's greeting (throws when the queue is full or the client closed). */
   emit<K extends keyof Events & string>(event: K, payload?: Events[K]): this;
   /** Sends `["event", payload, id]` and resolves with the reply; rejects with an `AckError` (or a TypeError for a reserved name). */
   emitWithAck<R = unknown, K extends keyof Events & string = keyof Events & string>(

@@ -13,14 +13,15 @@
 // When the server asks for an acknowledgement, the first callback of the event answers it (its
 // value, or its Promise's; a throw or a rejection answers `["$nack", id, message]`), and no
 // callback at all answers a `$nack` too. Emits and native messages sent before the hub's
-// greeting, or while reconnecting, are queued and sent once it greets the new connection.
+// greeting, or while reconnecting, are queued (up to `maxQueued`, 1000 by default; past it they
+// throw) and sent once it greets the new connection.
 //
 // Events of the client itself are named with a `$`, which the server cannot use for its events:
 //   "$open"      { id, reconnected }         the hub greeted this connection (`["$open", ...]`)
 //   "$reconnect" { id, attempt }             the same, after a reconnection (after "$open")
 //   "$close"     { code, reason, wasClean, reconnecting }   the connection ended
 //   "$reconnecting" { attempt, delay }       the next attempt starts in `delay` ms
-//   "$native"    data                        a native message: a string, or an ArrayBuffer/Blob
+//   "$native"    data                        a native message: a string, or an ArrayBuffer
 //   "$error"     Error                       a malformed message, a handler that threw, a version mismatch
 
 /** The wire format version this client speaks. */
@@ -57,6 +58,7 @@ export class HubClient {
     }
     this._protocols = options.protocols;
     this._ackTimeout = options.ackTimeout ?? 10000;
+    this._maxQueued = options.maxQueued ?? 1000;
     this._reconnect = options.reconnect ? { ...DEFAULT_RECONNECT, ...(options.reconnect === true ? {} : options.reconnect) } : null;
     this._handlers = new Map();
     this._pending = new Map(); // ack id -> { resolve, reject, timer }
@@ -170,7 +172,8 @@ export class HubClient {
   _send(data) {
     if (this._closed) throw new Error("the client is closed");
     if (this.connected) this._ws.send(data);
-    else this._queue.push(data);
+    else if (this._queue.length < this._maxQueued) this._queue.push(data);
+    else throw new Error(`not connected, and ${this._maxQueued} messages already wait for the connection`);
   }
 
   _receive(data) {
