@@ -16,6 +16,10 @@
 //! One test serves `wss://` (`serve_tls`) with a certificate the test made, which Chromium trusts
 //! by its key's hash (`--ignore-certificate-errors-spki-list`).
 //!
+//! One test drives the chat demo (`adapter-tokio/examples/chat/`, whose application module it
+//! includes) in three pages of one Chromium through the DevTools protocol, spoken over ferrule's
+//! own client; it keeps a screenshot in `target/tmp/chat/chat.png`.
+//!
 //! Chromium is found as `$FERRULE_CHROMIUM`, else `chromium`, `chromium-browser` or
 //! `google-chrome` on `PATH` (Debian: `apt-get install chromium`). A machine without it skips
 //! these tests with a loud notice, so `cargo test --workspace` works on a fresh machine; CI
