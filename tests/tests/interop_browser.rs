@@ -16,6 +16,10 @@
 //! One test serves `wss://` (`serve_tls`) with a certificate the test made, which Chromium trusts
 //! by its key's hash (`--ignore-certificate-errors-spki-list`).
 //!
+//! One test drives the chat demo (`adapter-tokio/examples/chat/`, whose application module it
+//! includes) in three pages of one Chromium through the DevTools protocol, spoken over ferrule's
+//! own client; it keeps a screenshot in `target/tmp/chat/chat.png`.
+//!
 //! Chromium is found as `$FERRULE_CHROMIUM`, else `chromium`, `chromium-browser` or
 //! `google-chrome` on `PATH` (Debian: `apt-get install chromium`). A machine without it skips
 //! these tests with a loud notice, so `cargo test --workspace` works on a fresh machine; CI
@@ -49,6 +53,17 @@ const BROWSER_VAR: &str = "FERRULE_CHROMIUM";
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 /// One step on the Rust side after the report.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How every test runs Chromium: headless, in a container, with nothing of its own on the network.
+const CHROMIUM_FLAGS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+];
 /// Message and frame limit of the servers: room for the page's 4 MiB message.
 const MAX_SIZE: usize = 8 << 20;
 
@@ -372,16 +387,7 @@ impl PageServer {
         ));
         let _ = std::fs::remove_dir_all(&profile);
         let child = tokio::process::Command::new(browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-            ])
+            .args(CHROMIUM_FLAGS)
             .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(format!("http://{}/page.html?{query}", self.addr))
@@ -521,5 +527,245 @@ fn browser() -> Option<PathBuf> {
             notice("no Chromium on this machine (apt-get install chromium; CI requires it)");
             None
         }
+    }
+}
+
+// ---- the chat demo, end to end --------------------------------------------------------------
+
+/// The chat demo's application (`cargo run -p ferrule-tokio --features axum --example chat`),
+/// served here as the example serves it.
+#[path = "../../adapter-tokio/examples/chat/app.rs"]
+#[allow(dead_code)]
+mod chat_app;
+
+/// One wait for the pages (a DOM condition, a DevTools reply); generous, since a busy machine
+/// runs three pages slowly. Only a guard: every wait ends as soon as its condition holds.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Three pages of the chat demo in one Chromium, driven through the DevTools protocol (over
+/// ferrule's own client): alice, bob and carol join `lobby` and each sees all three listed; a
+/// line from alice reaches bob and carol, and her page shows the acknowledgement that it reached
+/// 2 others; bob answers and alice sees it; the hub's counts show 3 connections; carol's page
+/// closes and alice and bob see her leave the member list, with a notice. A screenshot of alice's
+/// page is kept in `target/tmp/chat/chat.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_chat_demo_three_pages_presence_messages_acks() {
+    let Some(browser) = browser() else { return };
+    let hub = chat_app::hub();
+    let counts = chat_app::push_counts(&hub);
+    let shutdown = ferrule_tokio::axum::Shutdown::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    let app = chat_app::router(hub.clone(), shutdown.clone());
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut chromium = DevTools::start(&browser).await;
+    let alice = chromium.open(&url).await;
+    let bob = chromium.open(&url).await;
+    let carol = chromium.open(&url).await;
+    for (page, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        chromium.wait(page, "document.querySelector('#dot.on')", "connected").await;
+        let join = format!("($('name').value = '{name}', $('room').value = 'lobby', $('join').click(), true)");
+        chromium.eval(page, &join).await;
+        chromium.wait(page, "!$('say-form').hidden", "joined").await;
+    }
+    for page in [&alice, &bob, &carol] {
+        chromium.wait(page, &members_are(&["alice", "bob", "carol"]), "all three listed").await;
+    }
+
+    chromium.eval(&alice, "($('text').value = 'hello from alice', $('send').click(), true)").await;
+    for page in [&bob, &carol] {
+        let seen = "[...document.querySelectorAll('.message:not(.mine)')].some(m => \
+                    m.querySelector('.from').textContent === 'alice' && m.textContent.endsWith('hello from alice'))";
+        chromium.wait(page, seen, "alice's line").await;
+    }
+    let acked = "[...document.querySelectorAll('.message.mine[data-acked]')]\
+                 .some(m => m.querySelector('.ack').textContent === '✓ delivered to 2 others')";
+    chromium.wait(&alice, acked, "the acknowledgement of alice's line").await;
+    chromium.eval(&bob, "($('text').value = 'hi alice, welcome', $('send').click(), true)").await;
+    chromium
+        .wait(
+            &alice,
+            "[...document.querySelectorAll('.message')].some(m => m.textContent.endsWith('hi alice, welcome'))",
+            "bob's answer",
+        )
+        .await;
+    chromium.wait(&alice, "$('stat-connections').textContent === '3'", "the hub's count of 3 connections").await;
+
+    chromium.close(carol).await;
+    for page in [&alice, &bob] {
+        chromium.wait(page, &members_are(&["alice", "bob"]), "carol gone from the list").await;
+        let notice = "[...document.querySelectorAll('.notice')].some(n => n.textContent === 'carol left')";
+        chromium.wait(page, notice, "the notice that carol left").await;
+    }
+    chromium.wait(&alice, "$('stat-connections').textContent === '2'", "the hub's count of 2 connections").await;
+
+    let png = chromium.screenshot(&alice).await;
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chat");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    std::fs::write(dir.join("chat.png"), &png).expect("write the screenshot");
+    eprintln!("screenshot: {}", dir.join("chat.png").display());
+
+    drop(chromium);
+    assert_eq!(shutdown.shutdown(STEP_TIMEOUT).await, 0, "every WebSocket closed in time");
+    counts.abort();
+    http.abort();
+}
+
+/// A page condition: the member list names exactly `names`, in any order.
+fn members_are(names: &[&str]) -> String {
+    let mut sorted = names.to_vec();
+    sorted.sort_unstable();
+    format!(
+        "JSON.stringify([...document.querySelectorAll('#members li')].map(li => li.textContent).sort()) === '{}'",
+        serde_json::to_string(&sorted).expect("names")
+    )
+}
+
+/// A page open in [`DevTools`]'s Chromium: its target and its session.
+struct Page {
+    target: String,
+    session: String,
+}
+
+/// Chromium with its DevTools protocol endpoint, spoken to with ferrule's client; killed when
+/// dropped. Calls go one at a time: each waits for its reply, and events are skipped.
+struct DevTools {
+    child: tokio::process::Child,
+    profile: PathBuf,
+    ws: ferrule_tokio::Channels<String>,
+    next_id: u64,
+}
+
+impl Drop for DevTools {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+impl DevTools {
+    /// Starts Chromium with a DevTools endpoint on a free port, and connects to it.
+    async fn start(browser: &PathBuf) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ferrule-chat-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let mut child = tokio::process::Command::new(browser)
+            .args(CHROMIUM_FLAGS)
+            .args([
+                "--remote-debugging-port=0",
+                "--window-size=1000,640",
+                "--hide-scrollbars",
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", browser.display()));
+        // Chromium prints its endpoint on stderr: "DevTools listening on ws://127.0.0.1:N/...".
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let endpoint = tokio::time::timeout(REPORT_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read Chromium's stderr") {
+                if let Some((_, url)) = line.split_once("DevTools listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("Chromium exited without a DevTools endpoint")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no DevTools endpoint from Chromium within {REPORT_TIMEOUT:?}"));
+        // Keep draining stderr so Chromium never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Screenshots come back as one large message.
+        let options = Options::builder().max_message_size(64 << 20).max_frame_size(64 << 20).build().expect("options");
+        let ws = ferrule_tokio::connect(&endpoint, &options).await.expect("connect to DevTools").channels::<String>();
+        Self { child, profile, ws, next_id: 0 }
+    }
+
+    /// Calls `method` (in `session`, or on the browser) and returns its result.
+    async fn call(&mut self, session: Option<&str>, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut request = serde_json::json!({ "id": id, "method": method, "params": params });
+        if let Some(session) = session {
+            request["sessionId"] = session.into();
+        }
+        self.ws.sender.send(request.to_string()).await.expect("send to DevTools");
+        // Longer than a wait's own guard, so that a wait reports what the page shows.
+        let reply = tokio::time::timeout(PAGE_TIMEOUT * 2, async {
+            loop {
+                let text = self.ws.receiver.recv().await.expect("DevTools closed");
+                let reply: serde_json::Value = serde_json::from_str(&text).expect("DevTools sends JSON");
+                if reply["id"] == id {
+                    return reply;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no reply to {method} within {:?}", PAGE_TIMEOUT * 2));
+        assert!(reply.get("error").is_none(), "{method} failed: {reply}");
+        reply["result"].clone()
+    }
+
+    /// Opens `url` in a window of its own.
+    async fn open(&mut self, url: &str) -> Page {
+        let blank = serde_json::json!({ "url": "about:blank", "newWindow": true });
+        let created = self.call(None, "Target.createTarget", blank).await;
+        let target = created["targetId"].as_str().expect("targetId").to_owned();
+        let attached =
+            self.call(None, "Target.attachToTarget", serde_json::json!({ "targetId": target, "flatten": true })).await;
+        let session = attached["sessionId"].as_str().expect("sessionId").to_owned();
+        // Navigating once attached: the reply comes when the page's document is committed, so
+        // what is evaluated next runs in it.
+        self.call(Some(&session), "Page.navigate", serde_json::json!({ "url": url })).await;
+        Page { target, session }
+    }
+
+    /// Evaluates the JavaScript expression `expression` in `page` (with `$` for
+    /// `document.getElementById`), awaiting a Promise; returns its value.
+    async fn eval(&mut self, page: &Page, expression: &str) -> serde_json::Value {
+        let expression = format!("(() => {{ const $ = (id) => document.getElementById(id); return {expression}; }})()");
+        let params = serde_json::json!({ "expression": expression, "awaitPromise": true, "returnByValue": true });
+        let result = self.call(Some(&page.session), "Runtime.evaluate", params).await;
+        assert!(result.get("exceptionDetails").is_none(), "{expression} threw: {result}");
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `condition` holds in `page`: the page checks it after every change to its
+    /// document, and answers once it holds, or after [`PAGE_TIMEOUT`] (a guard, which fails the
+    /// test with what the page shows).
+    async fn wait(&mut self, page: &Page, condition: &str, what: &str) {
+        let guard = PAGE_TIMEOUT.as_millis();
+        let poll = format!(
+            "new Promise((resolve) => {{ const check = () => {{ try {{ return !!({condition}); }} catch (e) {{ return false; }} }}; \
+             if (check()) return resolve(true); \
+             const observer = new MutationObserver(() => {{ if (check()) {{ observer.disconnect(); resolve(true); }} }}); \
+             observer.observe(document, {{ subtree: true, childList: true, attributes: true, characterData: true }}); \
+             setTimeout(() => {{ observer.disconnect(); resolve(check()); }}, {guard}); }})"
+        );
+        if self.eval(page, &poll).await != serde_json::Value::Bool(true) {
+            let shown = self.eval(page, "document.body ? document.body.innerText : '(no body)'").await;
+            panic!("{what}: `{condition}` did not hold within {PAGE_TIMEOUT:?}; the page shows:\n{shown}");
+        }
+    }
+
+    /// A PNG of `page` as it is now.
+    async fn screenshot(&mut self, page: &Page) -> Vec<u8> {
+        use base64::Engine as _;
+        let shot =
+            self.call(Some(&page.session), "Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
+        base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("data")).expect("base64")
+    }
+
+    /// Closes `page`'s window.
+    async fn close(&mut self, page: Page) {
+        self.call(None, "Target.closeTarget", serde_json::json!({ "targetId": page.target })).await;
     }
 }

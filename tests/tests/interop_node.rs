@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ferrule_tokio::{DeflateConfig, DeflateParams, Options};
+use ferrule_tokio::hub::{AckError, BoxError, Hub, Socket};
+use ferrule_tokio::{CloseCode, DeflateConfig, DeflateParams, Message, Options, Tokio};
 use interop_common::{
     Peer, STREAMED_TEXT, client_echo_compressed, client_echo_through_serve_channels, client_echo_through_serve_handler,
     client_offering_permessage_deflate_is_declined, client_offering_subprotocols, client_receives_handler_fragments,
@@ -219,6 +220,14 @@ peer_tests! {
         );
         assert!(!node_scripts_dir().join("node_modules").exists(), "node_modules in the repository");
     };
+
+    /// The hub's browser client (`ferrule::hub::CLIENT_JS`) passes its own tests under Node's
+    /// test runner (`tests/interop/node/hub-client.test.mjs`, with `ws` as its WebSocket) against
+    /// a ferrule hub: `$open` and the id, emits queued until then, `on`/`off`/`once`, acks both
+    /// ways (replies, nacks, a timeout on mocked timers, a close), native text and binary,
+    /// reconnection after the server's close, and a version mismatch and malformed messages from
+    /// a stand-in server.
+    hub_js_client_passes_its_node_tests_against_a_ferrule_hub => hub_js_client(node);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,4 +336,98 @@ fn has_ws(dir: &Path, lock: &[u8], version: &str) -> bool {
     let value = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('=')).map(str::to_owned);
     value("ws").as_deref() == Some(version)
         && value("ws_path").is_some_and(|p| Path::new(&p).starts_with(dir.join("node_modules").join("ws")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hub's JavaScript client
+
+/// Every run of the hub client's Node tests, start to end.
+const HUB_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hub the client's tests run against; its events are listed at the top of
+/// `hub-client.test.mjs`.
+fn test_hub() -> Hub<Tokio> {
+    Hub::builder(Tokio)
+        .on("echo", |socket: &Socket<Tokio>, value: serde_json::Value| {
+            socket.emit("echo", &value)?;
+            Ok(())
+        })
+        .on_with_ack("add", |_: &Socket<Tokio>, (a, b): (i64, i64)| Ok(a.saturating_add(b)))
+        .on_with_ack("fail", |_: &Socket<Tokio>, _: serde_json::Value| -> Result<(), BoxError> {
+            Err("refused on purpose".into())
+        })
+        .on("ask", |socket: &Socket<Tokio>, question: serde_json::Value| {
+            let ack = socket.emit_with_ack::<serde_json::Value, _>("question", &question, Duration::from_secs(30))?;
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let answer = match ack.await {
+                    Ok(reply) => serde_json::json!({ "reply": reply }),
+                    Err(AckError::Refused(_)) => serde_json::json!({ "error": "refused" }),
+                    Err(other) => serde_json::json!({ "error": other.to_string() }),
+                };
+                let _ = socket.emit("answer", &answer);
+            });
+            Ok(())
+        })
+        .on("kick", |socket: &Socket<Tokio>, _: serde_json::Value| {
+            socket.disconnect(CloseCode::from(4000), "kicked")?;
+            Ok(())
+        })
+        .on_native(|socket: &Socket<Tokio>, message: &Message| {
+            socket.send(message.clone());
+        })
+        .build()
+}
+
+/// Runs `node --test hub-client.test.mjs` from the `ws` install against [`test_hub`], and
+/// checks that every test in it ran and passed.
+async fn hub_js_client(node: &Peer) {
+    let hub = test_hub();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = ferrule_tokio::serve(listener, Options::default(), hub.handler_factory());
+    let url = format!("ws://{}/", server.local_addr().expect("local address"));
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/src/hub/client/ferrule-hub.js");
+    let mut command = tokio::process::Command::new(&node.program);
+    command
+        .args(["--test", "--test-reporter=tap"])
+        .arg(node.scripts.join("hub-client.test.mjs"))
+        .current_dir(node.cwd.as_deref().expect("the ws install dir"))
+        .env_remove("NODE_OPTIONS")
+        .env_remove("NODE_PATH")
+        .env("FERRULE_HUB_URL", &url)
+        .env("FERRULE_HUB_CLIENT", &client)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start node --test");
+    let drain = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+        tokio::spawn(async move {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text).await;
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = tokio::time::timeout(HUB_CLIENT_TIMEOUT, child.wait()).await;
+    if status.is_err() {
+        let _ = child.kill().await;
+    }
+    let (stdout, stderr) = (stdout.await.unwrap_or_default(), stderr.await.unwrap_or_default());
+    let Ok(Ok(status)) = status else {
+        panic!(
+            "node --test did not finish within {HUB_CLIENT_TIMEOUT:?}; killed it\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        )
+    };
+    let count = |key: &str| stdout.lines().find_map(|l| l.strip_prefix(key)?.trim().parse::<usize>().ok());
+    let (tests, pass) = (count("# tests "), count("# pass "));
+    assert!(
+        status.success() && tests.is_some_and(|n| n >= 15) && pass == tests && count("# fail ") == Some(0),
+        "the hub client's Node tests failed ({status})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    assert!(hub.stats().connects >= 12, "the tests connected to the hub: {:?}", hub.stats());
+    server.shutdown(Duration::from_secs(5)).await;
 }

@@ -68,6 +68,16 @@
 //! A later version may add messages; a client should ignore reserved names it does not know, and
 //! read the version in `$open`.
 //!
+//! # The browser client
+//!
+//! [`CLIENT_JS`] is a JavaScript ES module (no dependencies, no build step) that speaks this
+//! protocol from a browser: `connect(url, options)`, `on`/`off`, `emit`, `emitWithAck` (a
+//! Promise, with a timeout), replies to the server's ack requests from a handler's return value,
+//! native messages, the connection's id, and reconnection with exponential backoff and jitter
+//! (off by default). Serve it at a path of the application's choosing with the content type
+//! `text/javascript`, and [`CLIENT_TS`], its TypeScript declarations, beside it; the module's
+//! header documents its events. `adapter-tokio/examples/chat` serves both from axum.
+//!
 //! # Broadcast cost
 //!
 //! An emit serializes its payload once and frames it once, as a [`PreparedMessage`](crate::core::PreparedMessage):
@@ -162,6 +172,14 @@ use crate::callback::{Acceptance, Rejection};
 use crate::error::{CloseCause, CloseInfo, Error, HandlerError};
 use crate::message::Message;
 use crate::runtime::Runtime;
+
+/// The browser client of the hub's wire format version 1: an ES module to serve as
+/// `text/javascript` (see [the module docs](self#the-browser-client)).
+pub const CLIENT_JS: &str = include_str!("client/ferrule-hub.js");
+
+/// The TypeScript declarations of [`CLIENT_JS`], to serve beside it (as `ferrule-hub.d.ts`
+/// when the module is `ferrule-hub.js`).
+pub const CLIENT_TS: &str = include_str!("client/ferrule-hub.d.ts");
 
 /// Any error an event handler or the application reports.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
