@@ -15,6 +15,22 @@
 //! # }
 //! ```
 //!
+//! On smol or async-std, [`RedisBackplane::with_runtime`] takes the hub's runtime (with the
+//! crate's matching feature, see [Runtimes](#runtimes)):
+//!
+//! ```no_run
+//! use ferrule::hub::Hub;
+//! use ferrule_redis::{RedisBackplane, RedisConfig};
+//! use ferrule_smol::Smol;
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RedisConfig::new("redis://127.0.0.1:6379/", "node-1");
+//! let hub = Hub::builder(Smol).backplane(RedisBackplane::with_runtime(Smol, config)?).build();
+//! # let _ = hub;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # How it uses Redis
 //!
 //! Each node holds **one** connection to Redis (RESP3, redis-rs's multiplexed connection),
@@ -23,8 +39,31 @@
 //! `<prefix>:node:<name>`, where the others send it answers and acknowledgements. An emit is one
 //! `PUBLISH` of one frame, encoded once, whatever its number of recipients and nodes; frames
 //! queued together go out in one pipeline. With [`PubSub::Sharded`], the same channels are used
-//! through Redis 7's `SSUBSCRIBE` and `SPUBLISH` (for Redis Cluster, where plain pub/sub
-//! broadcasts every message to every shard).
+//! through Redis 7's `SSUBSCRIBE` and `SPUBLISH`.
+//!
+//! # Redis Cluster
+//!
+//! With the `cluster` feature (off by default: it builds redis-rs's cluster client),
+//! `RedisConfig::cluster` takes the address of one master or more and uses sharded pub/sub,
+//! where a channel's messages stay on the shard that owns its hash slot (plain pub/sub on a
+//! Redis Cluster broadcasts every message to every node of every shard). The cluster client
+//! finds the masters from the seeds and keeps one connection to each; each channel is
+//! subscribed on its shard, and each batch of frames goes out as one pipeline per channel (a
+//! pipeline reaches one shard). The channel every node publishes on lives on one shard, the
+//! nodes' own channels on the shards their names hash to.
+//!
+//! ```no_run
+//! # #[cfg(feature = "cluster")]
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ferrule_redis::{RedisBackplane, RedisConfig};
+//!
+//! // Inside a tokio runtime.
+//! let seeds = ["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"];
+//! let backplane = RedisBackplane::new(RedisConfig::cluster(seeds, "node-1"))?;
+//! # let _ = backplane;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # When Redis goes away
 //!
@@ -35,13 +74,33 @@
 //! node's numbering). The node reconnects with exponential backoff (from
 //! [`RedisConfig::backoff`]'s minimum, doubling up to its maximum) and subscribes again. The
 //! queue of frames waiting for Redis is bounded ([`RedisConfig::queue`]); a frame that finds it
-//! full is dropped and counted, so a slow Redis never slows down an emit.
+//! full is dropped and counted, so a slow Redis never slows down an emit. On a Redis Cluster,
+//! the loss of the connection to any master counts as the loss of Redis: the node connects to
+//! the cluster again, as a whole.
 //!
 //! # Runtimes
 //!
-//! The backplane runs on tokio (redis-rs's `tokio-comp`): build it inside a tokio runtime. Hubs
-//! on smol or async-std are not served yet; redis-rs's `smol-comp` and `async-std-comp` features
-//! would carry the same code with a spawn and a timer of those runtimes.
+//! Two things run: the backplane's own task (its queue, its backoff timer), on the runtime the
+//! backplane is given, and redis-rs's connection (its socket, the task that reads it, its
+//! timeouts), on the runtime of redis-rs's that a feature of this crate turns on:
+//!
+//! | feature | redis-rs | made with |
+//! |---|---|---|
+//! | `tokio` (default) | `tokio-comp` | [`RedisBackplane::new`] inside a tokio runtime, or [`RedisBackplane::with_runtime`]`(ferrule_tokio::Tokio, ...)` |
+//! | `smol` | `smol-comp`: async-io's reactor and smol's global executor | [`RedisBackplane::with_runtime`]`(ferrule_smol::Smol, ...)` |
+//! | `async-std` | `async-std-comp` | [`RedisBackplane::with_runtime`]`(ferrule_async_std::AsyncStd, ...)` |
+//!
+//! Take the feature of the hub's runtime, and `default-features = false` off tokio:
+//! `ferrule-redis = { version = "0.1", default-features = false, features = ["smol"] }`. smol
+//! and async-std share async-io, so either feature serves both (and `smol` needs no async-std:
+//! use it for async-std too, async-std being discontinued upstream). With more than one feature
+//! on, redis-rs runs on tokio inside a tokio runtime and otherwise on async-std if its feature
+//! is on, else smol; `redis::aio::prefer_smol` (and its siblings) chooses once for the process.
+//! The tests run tokio on `tokio-comp`, and smol and async-std on `smol-comp` and on
+//! `async-std-comp`.
+//!
+//! With `tokio` as the only feature, redis-rs needs a tokio runtime: [`RedisBackplane::new`] and
+//! [`RedisBackplane::with_runtime`] called outside one return [`RedisBackplaneError::NoRuntime`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -167,7 +226,9 @@ fn resp3(url: &str) -> String {
 pub enum RedisBackplaneError {
     /// The URL is not a Redis URL.
     Url(redis::RedisError),
-    /// [`RedisBackplane::new`] called outside a tokio runtime.
+    /// Outside a tokio runtime, where one is needed: [`RedisBackplane::new`], or
+    /// [`RedisBackplane::with_runtime`] when `tokio` is the crate's only runtime feature
+    /// (redis-rs then runs on tokio).
     NoRuntime,
 }
 
@@ -176,7 +237,8 @@ impl fmt::Display for RedisBackplaneError {
         match self {
             Self::Url(e) => write!(f, "not a Redis URL: {e}"),
             Self::NoRuntime => f.write_str(
-                "RedisBackplane::new must be called inside a tokio runtime (RedisBackplane::with_runtime takes any)",
+                "not inside a tokio runtime, which the Redis backplane needs here (RedisBackplane::new, or ferrule-redis \
+                 with the `tokio` feature alone: add `smol` or `async-std` for the other runtimes)",
             ),
         }
     }
@@ -273,8 +335,14 @@ impl RedisBackplane {
     ///
     /// # Errors
     ///
-    /// [`RedisBackplaneError::Url`]: a URL that is not Redis's.
+    /// [`RedisBackplaneError`]: a URL that is not Redis's; with `tokio` as the crate's only
+    /// runtime feature, no tokio runtime.
     pub fn with_runtime<R: Runtime>(runtime: R, config: RedisConfig) -> Result<Self, RedisBackplaneError> {
+        // redis-rs on tokio alone would panic at its first connection.
+        #[cfg(all(feature = "tokio", not(any(feature = "smol", feature = "async-std"))))]
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisBackplaneError::NoRuntime);
+        }
         let client = match &config.servers {
             Servers::One(url) => Client::One(redis::Client::open(resp3(url)).map_err(RedisBackplaneError::Url)?),
             #[cfg(feature = "cluster")]
