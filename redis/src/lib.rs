@@ -224,7 +224,7 @@ fn resp3(url: &str) -> String {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RedisBackplaneError {
-    /// The URL is not a Redis URL.
+    /// The URL is not a Redis URL (or, for a Redis Cluster, there is no seed).
     Url(redis::RedisError),
     /// Outside a tokio runtime, where one is needed: [`RedisBackplane::new`], or
     /// [`RedisBackplane::with_runtime`] when `tokio` is the crate's only runtime feature
@@ -346,13 +346,17 @@ impl RedisBackplane {
         let client = match &config.servers {
             Servers::One(url) => Client::One(redis::Client::open(resp3(url)).map_err(RedisBackplaneError::Url)?),
             #[cfg(feature = "cluster")]
-            Servers::Cluster(seeds) => Client::Cluster(
-                seeds
+            Servers::Cluster(seeds) => {
+                let seeds: Vec<redis::ConnectionInfo> = seeds
                     .iter()
                     .map(|url| redis::IntoConnectionInfo::into_connection_info(resp3(url)))
                     .collect::<Result<_, _>>()
-                    .map_err(RedisBackplaneError::Url)?,
-            ),
+                    .map_err(RedisBackplaneError::Url)?;
+                // The cluster client's own checks (at least one seed, ...) now, not at each
+                // connection.
+                redis::cluster::ClusterClient::new(seeds.clone()).map_err(RedisBackplaneError::Url)?;
+                Client::Cluster(seeds)
+            }
         };
         let (queue, receiver) = async_channel::bounded(config.queue);
         let starter: Starter = Box::new(move |shared| runtime.spawn(run(runtime.clone(), shared, receiver)));

@@ -66,13 +66,19 @@ mod on_async_std {
     redis_suite!(AsyncStdRuntime);
 }
 
-/// A URL that is not Redis's is a typed error, as is [`RedisBackplane::new`] outside a tokio
+/// A URL that is not Redis's (or a Redis Cluster without a seed) is a typed error, as is [`RedisBackplane::new`] outside a tokio
 /// runtime (the other runtimes go through [`RedisBackplane::with_runtime`]).
 #[test]
 fn redis_backplane_errors_are_typed() {
     let new = RedisBackplane::new(RedisConfig::new("redis://127.0.0.1/", "a"));
     assert!(matches!(new, Err(RedisBackplaneError::NoRuntime)), "{new:?}");
-    for config in [RedisConfig::new("http://nowhere/", "a"), RedisConfig::cluster(["nowhere"], "a")] {
+    let no_seed: [&str; 0] = [];
+    let configs = [
+        RedisConfig::new("http://nowhere/", "a"),
+        RedisConfig::cluster(["nowhere"], "a"),
+        RedisConfig::cluster(no_seed, "a"),
+    ];
+    for config in configs {
         let made = RedisBackplane::with_runtime(ferrule_smol::Smol, config);
         assert!(matches!(made, Err(RedisBackplaneError::Url(_))), "{made:?}");
     }

@@ -373,9 +373,15 @@ impl RedisCluster {
             .output()
             .expect("redis-cli ran");
         assert!(created.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&created.stdout));
-        for master in &cluster.masters {
+        cluster.healthy::<T>().await;
+        Some(cluster)
+    }
+
+    /// Waits until every master says the cluster is whole: every slot served, every master known.
+    async fn healthy<T: TestRuntime>(&self) {
+        for master in &self.masters {
             let url = master.url();
-            within::<T, _>(STEP, "the cluster formed", async {
+            within::<T, _>(STEP, "the cluster whole", async {
                 loop {
                     let info = query(&url, redis::cmd("CLUSTER").arg("INFO")).await.unwrap_or_default();
                     let ok = ["cluster_state:ok", "cluster_slots_ok:16384", "cluster_known_nodes:3"];
@@ -387,7 +393,6 @@ impl RedisCluster {
             })
             .await;
         }
-        Some(cluster)
     }
 
     /// The port of the master that holds `channel`'s hash slot: the one that takes an
@@ -429,11 +434,9 @@ impl RedisCluster {
     }
 }
 
-/// Three hubs on a Redis Cluster, each given one master's address only, in sharded pub/sub:
-/// room emits reach every member once, counts and disconnects by id and acknowledgements cross
-/// shards.
-pub(crate) async fn sharded_room_emit_counts_and_acks_on_a_redis_cluster<T: Backplanes>() {
-    let Some(cluster) = RedisCluster::start::<T>().await else { return };
+/// Three hubs on `cluster`, each given one master's address only, in sharded pub/sub, with
+/// channels on all three shards.
+async fn on_cluster<T: Backplanes>(cluster: &RedisCluster) -> [Node<T>; 3] {
     let port = cluster.masters[0].port;
     let names = cluster.spread_names(&format!("test-{port}")).await;
     let mut nodes = Vec::new();
@@ -441,7 +444,14 @@ pub(crate) async fn sharded_room_emit_counts_and_acks_on_a_redis_cluster<T: Back
         nodes.push(Node::<T>::start_on(RedisConfig::cluster([master.url()], name.as_str()), port).await);
     }
     known::<T>(&nodes).await;
-    let nodes: [Node<T>; 3] = nodes.try_into().unwrap_or_else(|_| unreachable!("three nodes"));
+    nodes.try_into().unwrap_or_else(|_| unreachable!("three nodes"))
+}
+
+/// Three hubs on a Redis Cluster: room emits reach every member once, counts and disconnects by
+/// id and acknowledgements cross shards.
+pub(crate) async fn sharded_room_emit_counts_and_acks_on_a_redis_cluster<T: Backplanes>() {
+    let Some(cluster) = RedisCluster::start::<T>().await else { return };
+    let nodes = on_cluster::<T>(&cluster).await;
     room_emit_reaches_every_member_on_every_node_once::<T>(&nodes).await;
     counts_and_disconnect_by_id::<T>(&nodes).await;
     ack_from_clients_on_other_nodes::<T>(&nodes).await;
@@ -450,6 +460,37 @@ pub(crate) async fn sharded_room_emit_counts_and_acks_on_a_redis_cluster<T: Back
         assert_eq!((stats.connects, stats.connected), (1, true), "{stats:?}");
         assert_eq!(node.hub.stats().remote_lost, 0, "{:?}", node.hub.stats());
     }
+}
+
+/// The master holding the channel every node publishes on killed, then started again (its
+/// slots kept in its cluster config file): every node sees the loss, local delivery carries on,
+/// and once the cluster is whole again every node is back on it, subscribed on every shard.
+pub(crate) async fn master_restart_on_a_redis_cluster_every_node_comes_back<T: Backplanes>() {
+    let Some(mut cluster) = RedisCluster::start::<T>().await else { return };
+    let nodes = on_cluster::<T>(&cluster).await;
+    let [a, b, c] = &nodes;
+    let (mut a1, mut b1, mut c1) = (a.client().await, b.client().await, c.client().await);
+    marker_is_next::<T>(&a.hub, &mut [&mut a1, &mut b1, &mut c1], 1).await;
+
+    let owner = cluster.owner(&format!("test-{}:all", cluster.masters[0].port)).await;
+    let master = cluster.masters.iter_mut().find(|m| m.port == owner).expect("the owner is a master");
+    master.stop();
+    until::<T>("every node saw the master go", || nodes.iter().all(|n| !n.backplane.stats().connected)).await;
+    a.hub.emit("while-down", &1).expect("encoded");
+    assert_eq!(a1.next::<T>().await, json!(["while-down", 1]), "local delivery carries on");
+
+    master.run::<T>().await;
+    cluster.healthy::<T>().await;
+    until::<T>("every node reconnected", || nodes.iter().all(|n| n.backplane.stats().connects >= 2)).await;
+    known::<T>(&nodes).await;
+    a.hub.emit("after", &2).expect("encoded");
+    for client in [&mut a1, &mut b1, &mut c1] {
+        assert_eq!(client.next::<T>().await, json!(["after", 2]), "client {}", client.id);
+    }
+    for node in [b, c] {
+        assert!(node.hub.stats().remote_lost >= 1, "a's emit while the master was down: {:?}", node.hub.stats());
+    }
+    marker_is_next::<T>(&b.hub, &mut [&mut a1, &mut b1, &mut c1], 3).await;
 }
 
 /// One `#[test]` per test body for the runtime `$rt`, each calling `$prepare` first.
@@ -517,6 +558,11 @@ macro_rules! redis_suite {
         #[test]
         fn redis_cluster_sharded_room_emit_counts_and_acks() {
             run(sharded_room_emit_counts_and_acks_on_a_redis_cluster::<$rt>);
+        }
+
+        #[test]
+        fn redis_cluster_master_restart_every_node_comes_back() {
+            run(master_restart_on_a_redis_cluster_every_node_comes_back::<$rt>);
         }
     };
 }
