@@ -1,367 +1,85 @@
 //! Three hubs in this process, each served on its own port with its own Redis connection, against
 //! a `redis-server` each test starts on a free port (no persistence, its own directory) and stops
-//! at the end. Clients on each node: room emits, cluster-wide counts and disconnect by id, an ack
-//! from a client on another node, Redis restarted mid-test, and a node killed without a goodbye.
+//! at the end, on each runtime (tokio, smol, async-std): room emits, cluster-wide counts and
+//! disconnect by id, an ack from a client on another node, Redis restarted mid-test, foreign
+//! messages on the channel; on tokio, a node killed without a goodbye. Then the same hubs
+//! against a Redis Cluster of three masters, through sharded pub/sub. What runs how is in
+//! `common/`.
 //!
-//! Without `redis-server` on the PATH the tests pass without running, saying so, unless
-//! `FERRULE_REQUIRE_REDIS=1` (CI), which makes its absence a failure. Nothing decides on a
-//! wall-clock margin: each step waits for its event, under a generous guard.
+//! With all of ferrule-redis's runtime features on (as here), redis-rs runs on tokio inside a
+//! tokio runtime and on async-std elsewhere (smol included); `smol_comp.rs` runs the smol and
+//! async-std tests with redis-rs on smol.
 
-#[path = "../../tests/tests/runtimes/tokio.rs"]
 #[allow(dead_code)]
-mod tokio_runtime;
+#[macro_use]
+mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
+use common::*;
+use ferrule_redis::{RedisBackplane, RedisBackplaneError, RedisConfig};
 
-use ferrule::hub::{AckError, Hub, Socket};
-use ferrule_redis::{PubSub, RedisBackplane, RedisConfig};
-use ferrule_tests::hub::HubClient;
-use ferrule_tests::suite::{TestRuntime, within};
-use ferrule_tokio::{CloseCode, Options, Tokio};
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-use tokio_runtime::TokioRuntime;
+mod on_tokio {
+    redis_suite!(TokioRuntime);
 
-const HEARTBEAT: Duration = Duration::from_millis(200);
-const DEAD_AFTER: Duration = Duration::from_millis(1000);
-/// The guard of one step: generous, for a busy machine.
-const STEP: Duration = Duration::from_secs(30);
-
-/// A `redis-server` of this test's own.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// Starts one on a free port; `None` (the test is skipped) without `redis-server`, unless
-    /// `FERRULE_REQUIRE_REDIS=1`.
-    async fn start() -> Option<Self> {
-        let found =
-            std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
-        if !found {
-            assert!(
-                std::env::var("FERRULE_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "FERRULE_REQUIRE_REDIS=1 but redis-server is not on the PATH (Debian: apt-get install redis-server)"
-            );
-            eprintln!("redis-server not found: skipping (install Debian's redis-server to run these tests)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port();
-        let dir = std::env::temp_dir().join(format!("ferrule-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-        let mut redis = Self { port, dir, child: None };
-        redis.run().await;
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again) on its port, and waits until it answers.
-    async fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server started");
-        self.child = Some(child);
-        let port = self.port;
-        within::<TokioRuntime, _>(STEP, "redis-server answering", async move {
-            loop {
-                if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut reply = [0u8; 7];
-                    if stream.write_all(b"PING\r\n").await.is_ok()
-                        && stream.read_exact(&mut reply).await.is_ok()
-                        && &reply == b"+PONG\r\n"
-                    {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-    }
-
-    /// Stops the server (SIGKILL: no goodbye to its clients) and waits for it to end.
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("redis-server stopped");
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A node: its hub, its backplane (to watch), and its server.
-struct Node {
-    hub: Hub<Tokio>,
-    backplane: RedisBackplane,
-    server: ferrule_tokio::Server,
-}
-
-impl Node {
-    async fn start(redis: &Redis, name: &str, pubsub: PubSub) -> Self {
-        Self::start_on(redis.url(), redis.port, name, pubsub).await
-    }
-
-    async fn start_on(url: String, port: u16, name: &str, pubsub: PubSub) -> Self {
-        let config = RedisConfig::new(url, name)
-            .prefix(format!("test-{port}"))
-            .pubsub(pubsub)
-            .backoff(Duration::from_millis(50), Duration::from_millis(400));
-        let backplane = RedisBackplane::new(config).expect("a backplane");
-        let hub = Hub::builder(Tokio)
-            .backplane(backplane.clone())
-            .heartbeat(HEARTBEAT, DEAD_AFTER)
-            .cluster_timeout(Duration::from_secs(5))
-            .on_with_ack("join", |socket: &Socket<Tokio>, room: String| Ok(socket.join(&room)))
-            .on("to", |socket: &Socket<Tokio>, (room, value): (String, Value)| {
-                socket.to(&room).emit("to", &value)?;
-                Ok(())
+    /// A node killed without a goodbye (its runtime stopped: its tasks and its Redis connection
+    /// gone): once `dead_after` has passed since the others last heard from it, it is out of
+    /// their view, and cluster-wide queries are complete again without its connections.
+    #[test]
+    fn redis_killed_node_leaves_the_cluster_view_within_the_bound() {
+        run(|| async {
+            let Some(redis) = Redis::start::<TokioRuntime>().await else { return };
+            let a = Node::<TokioRuntime>::start(&redis, "a", PubSub::Plain).await;
+            let b = Node::<TokioRuntime>::start(&redis, "b", PubSub::Plain).await;
+            let doomed =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
+            let config = RedisConfig::new(redis.url(), "c");
+            let port = redis.port;
+            let c = doomed
+                .spawn(async move { Node::<TokioRuntime>::start_on(config, port).await })
+                .await
+                .expect("node c started");
+            let nodes = [&a, &b, &c];
+            until::<TokioRuntime>("every node knows the others", || {
+                nodes.iter().all(|n| n.hub.cluster().nodes().len() == 2)
             })
-            .build();
-        let server = TokioRuntime::serve(Options::default(), hub.handler_factory()).await;
-        Self { hub, backplane, server }
-    }
-
-    async fn client(&self) -> HubClient {
-        HubClient::connect::<TokioRuntime>(&self.server, "/").await
-    }
-}
-
-/// Waits (polling every 20 ms) until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    within::<TokioRuntime, _>(STEP, what, async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
-/// Three nodes on `redis`, each knowing the two others.
-async fn three(redis: &Redis, pubsub: PubSub) -> [Node; 3] {
-    let nodes = [
-        Node::start(redis, "a", pubsub).await,
-        Node::start(redis, "b", pubsub).await,
-        Node::start(redis, "c", pubsub).await,
-    ];
-    until("every node knows the others", || nodes.iter().all(|n| n.hub.cluster().nodes().len() == 2)).await;
-    nodes
-}
-
-/// Emits a marker to everyone from `hub` and checks it is each client's next message: nothing
-/// else (no duplicate) came before it.
-async fn marker_is_next(hub: &Hub<Tokio>, clients: &mut [&mut HubClient], n: u32) {
-    hub.emit("marker", &n).expect("encoded");
-    for client in clients.iter_mut() {
-        assert_eq!(client.next::<TokioRuntime>().await, json!(["marker", n]), "client {}", client.id);
-    }
-}
-
-fn run<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
-    ferrule_tests::suite::run::<TokioRuntime, _>(false, test);
-}
-
-async fn room_emit_reaches_every_member_on_every_node_once(pubsub: PubSub) {
-    let Some(redis) = Redis::start().await else { return };
-    let [a, b, c] = three(&redis, pubsub).await;
-    let (mut a1, mut b1, mut c1, mut c2) = (a.client().await, b.client().await, c.client().await, c.client().await);
-    for client in [&mut a1, &mut b1, &mut c1] {
-        client.join::<TokioRuntime>("room").await;
-    }
-    for n in 0..20 {
-        a.hub.to("room").emit("news", &n).expect("encoded");
-    }
-    for client in [&mut a1, &mut b1, &mut c1] {
-        for n in 0..20 {
-            assert_eq!(client.next::<TokioRuntime>().await, json!(["news", n]), "in order, client {}", client.id);
-        }
-    }
-    marker_is_next(&b.hub, &mut [&mut a1, &mut b1, &mut c1, &mut c2], 1).await;
-    b1.send(&json!(["to", ["room", "hi"]]).to_string()).await;
-    for client in [&mut a1, &mut c1] {
-        assert_eq!(client.next::<TokioRuntime>().await, json!(["to", "hi"]), "client {}", client.id);
-    }
-    marker_is_next(&c.hub, &mut [&mut a1, &mut b1, &mut c1, &mut c2], 2).await;
-    for node in [&a, &b, &c] {
-        let stats = node.hub.stats();
-        assert_eq!((stats.remote_lost, stats.remote_malformed), (0, 0), "{stats:?}");
-    }
-}
-
-/// A room emit from one node reaches its members on every node once, in order; a client's
-/// `to(room)` leaves only the sender out.
-#[test]
-fn redis_room_emit_reaches_every_member_on_every_node_once() {
-    run(|| room_emit_reaches_every_member_on_every_node_once(PubSub::Plain));
-}
-
-/// The same through Redis 7's sharded pub/sub (SSUBSCRIBE, SPUBLISH).
-#[test]
-fn redis_sharded_room_emit_reaches_every_member_on_every_node_once() {
-    run(|| room_emit_reaches_every_member_on_every_node_once(PubSub::Sharded));
-}
-
-/// Cluster-wide counts and members, and disconnect by id of a connection on another node.
-#[test]
-fn redis_cluster_counts_and_disconnect_by_id() {
-    run(|| async {
-        let Some(redis) = Redis::start().await else { return };
-        let [a, b, c] = three(&redis, PubSub::Plain).await;
-        let (mut a1, mut b1, mut c1) = (a.client().await, b.client().await, c.client().await);
-        let _c2 = c.client().await;
-        for client in [&mut a1, &mut b1, &mut c1] {
-            client.join::<TokioRuntime>("room").await;
-        }
-        let view = a.hub.cluster();
-        let len = view.len().await;
-        assert_eq!((len.value, len.is_complete()), (4, true), "{len:?}");
-        let members = view.sockets_in("room").await;
-        let mut ids = vec![a1.id.clone(), b1.id.clone(), c1.id.clone()];
-        ids.sort_unstable();
-        assert_eq!(members.value.iter().map(|id| id.to_string()).collect::<Vec<_>>(), ids);
-        assert!(view.is_connected(&c1.id).await.value);
-
-        let closed = view.disconnect(&b1.id, CloseCode::new(4000), "moved").await;
-        assert!(closed.value && closed.is_complete(), "{closed:?}");
-        let info = within::<TokioRuntime, _>(STEP, "the close", b1.channels.done.clone()).await;
-        assert_eq!((info.code.as_u16(), info.reason.as_str()), (4000, "moved"));
-        until("b1 left node b", || !b.hub.is_connected(&b1.id)).await;
-        assert_eq!(view.len().await.value, 3);
-        assert!(!view.is_connected(&b1.id).await.value);
-    });
-}
-
-/// An acknowledged emit from node a gets the replies of clients on nodes b and c.
-#[test]
-fn redis_ack_from_clients_on_other_nodes() {
-    run(|| async {
-        let Some(redis) = Redis::start().await else { return };
-        let [a, b, c] = three(&redis, PubSub::Plain).await;
-        let (mut b1, mut c1) = (b.client().await, c.client().await);
-        for client in [&mut b1, &mut c1] {
-            client.join::<TokioRuntime>("room").await;
-        }
-        let acks = a.hub.to("room").emit_with_ack::<u32, _>("vote", "yes?", STEP).expect("encoded");
-        for (client, n) in [(&mut b1, 1), (&mut c1, 2)] {
-            let event = client.next::<TokioRuntime>().await;
-            assert_eq!((&event[0], &event[1]), (&json!("vote"), &json!("yes?")), "{event}");
-            let id = event[2].as_u64().expect("an ack id");
-            client.send(&json!(["$ack", id, n]).to_string()).await;
-        }
-        let mut replies: Vec<(String, Result<u32, AckError>)> = within::<TokioRuntime, _>(STEP * 2, "the acks", acks)
-            .await
-            .into_iter()
-            .map(|(id, r)| (id.to_string(), r))
-            .collect();
-        replies.sort_by(|x, y| x.0.cmp(&y.0));
-        let mut want = vec![(b1.id.clone(), Ok(1)), (c1.id.clone(), Ok(2))];
-        want.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(replies, want);
-    });
-}
-
-/// Redis stopped mid-test: local delivery carries on; emits published meanwhile are lost (and
-/// counted: dropped by the publisher's backplane, missing at the other hubs once Redis is back);
-/// after the restart every node reconnects and resubscribes, and remote delivery resumes.
-#[test]
-fn redis_restart_local_delivery_continues_remote_resumes_losses_counted() {
-    run(|| async {
-        let Some(mut redis) = Redis::start().await else { return };
-        let [a, b, c] = three(&redis, PubSub::Plain).await;
-        let (mut a1, mut b1, mut c1) = (a.client().await, b.client().await, c.client().await);
-        marker_is_next(&a.hub, &mut [&mut a1, &mut b1, &mut c1], 1).await;
-
-        redis.stop().await;
-        until("every node saw Redis go", || [&a, &b, &c].iter().all(|n| !n.backplane.stats().connected)).await;
-        let dropped_before = a.backplane.stats().dropped;
-        a.hub.emit("while-down", &1).expect("encoded");
-        assert_eq!(a1.next::<TokioRuntime>().await, json!(["while-down", 1]), "local delivery carries on");
-        assert!(a.backplane.stats().dropped > dropped_before, "the remote copy is dropped, and counted");
-
-        redis.run().await;
-        // A node counts as connected once it has subscribed again.
-        until("every node reconnected", || [&a, &b, &c].iter().all(|n| n.backplane.stats().connects >= 2)).await;
-        a.hub.emit("after", &2).expect("encoded");
-        for client in [&mut a1, &mut b1, &mut c1] {
-            assert_eq!(client.next::<TokioRuntime>().await, json!(["after", 2]), "client {}", client.id);
-        }
-        for node in [&b, &c] {
-            assert!(node.hub.stats().remote_lost >= 1, "a's emit while Redis was down: {:?}", node.hub.stats());
-        }
-        marker_is_next(&c.hub, &mut [&mut a1, &mut b1, &mut c1], 3).await;
-    });
-}
-
-/// A node killed without a goodbye (its runtime stopped: its tasks and its Redis connection
-/// gone): once `dead_after` has passed since the others last heard from it, it is out of their
-/// view, and cluster-wide queries are complete again without its connections.
-#[test]
-fn redis_killed_node_leaves_the_cluster_view_within_the_bound() {
-    run(|| async {
-        let Some(redis) = Redis::start().await else { return };
-        let a = Node::start(&redis, "a", PubSub::Plain).await;
-        let b = Node::start(&redis, "b", PubSub::Plain).await;
-        let doomed =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
-        let url = redis.url();
-        let port = redis.port;
-        let c = doomed
-            .spawn(async move { Node::start_on(url, port, "c", PubSub::Plain).await })
-            .await
-            .expect("node c started");
-        let nodes = [&a, &b, &c];
-        until("every node knows the others", || nodes.iter().all(|n| n.hub.cluster().nodes().len() == 2)).await;
-        let (_a1, _b1, _c1, _c2) = (a.client().await, b.client().await, c.client().await, c.client().await);
-        let len = a.hub.cluster().len().await;
-        assert_eq!((len.value, len.is_complete()), (4, true), "{len:?}");
-
-        doomed.shutdown_background();
-        until("c is out of a's and b's views", || a.hub.cluster().nodes() == ["b"] && b.hub.cluster().nodes() == ["a"])
             .await;
-        let len = a.hub.cluster().len().await;
-        assert_eq!((len.value, len.is_complete()), (2, true), "{len:?}");
-        drop(c);
-    });
+            let (_a1, _b1, _c1, _c2) = (a.client().await, b.client().await, c.client().await, c.client().await);
+            let len = a.hub.cluster().len().await;
+            assert_eq!((len.value, len.is_complete()), (4, true), "{len:?}");
+
+            doomed.shutdown_background();
+            until::<TokioRuntime>("c is out of a's and b's views", || {
+                a.hub.cluster().nodes() == ["b"] && b.hub.cluster().nodes() == ["a"]
+            })
+            .await;
+            let len = a.hub.cluster().len().await;
+            assert_eq!((len.value, len.is_complete()), (2, true), "{len:?}");
+            drop(c);
+        });
+    }
 }
 
-/// Bytes on the cluster's channel that are not a hub's frame (another program publishing
-/// there) are counted and ignored; the node carries on.
+mod on_smol {
+    redis_suite!(SmolRuntime);
+}
+
+mod on_async_std {
+    redis_suite!(AsyncStdRuntime);
+}
+
+/// A URL that is not Redis's (or a Redis Cluster without a seed) is a typed error, as is [`RedisBackplane::new`] outside a tokio
+/// runtime (the other runtimes go through [`RedisBackplane::with_runtime`]).
 #[test]
-fn redis_foreign_messages_on_the_channel_are_counted_and_ignored() {
-    run(|| async {
-        let Some(redis) = Redis::start().await else { return };
-        let [a, b, _c] = three(&redis, PubSub::Plain).await;
-        let mut b1 = b.client().await;
-        let client = redis::Client::open(redis.url()).expect("a Redis URL");
-        let mut connection = client.get_multiplexed_async_connection().await.expect("connected to Redis");
-        let channel = format!("test-{}:all", redis.port);
-        for junk in [&b""[..], b"hello", b"\xff\xff\xff\xff{", b"\0\0\0\x02{}"] {
-            let () =
-                redis::cmd("PUBLISH").arg(&channel).arg(junk).query_async(&mut connection).await.expect("published");
-        }
-        until("b counted the foreign messages", || b.hub.stats().remote_malformed == 4).await;
-        a.hub.emit("still", &1).expect("encoded");
-        assert_eq!(b1.next::<TokioRuntime>().await, json!(["still", 1]));
-    });
+fn redis_backplane_errors_are_typed() {
+    let new = RedisBackplane::new(RedisConfig::new("redis://127.0.0.1/", "a"));
+    assert!(matches!(new, Err(RedisBackplaneError::NoRuntime)), "{new:?}");
+    let no_seed: [&str; 0] = [];
+    let configs = [
+        RedisConfig::new("http://nowhere/", "a"),
+        RedisConfig::cluster(["nowhere"], "a"),
+        RedisConfig::cluster(no_seed, "a"),
+    ];
+    for config in configs {
+        let made = RedisBackplane::with_runtime(ferrule_smol::Smol, config);
+        assert!(matches!(made, Err(RedisBackplaneError::Url(_))), "{made:?}");
+    }
 }
