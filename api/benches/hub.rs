@@ -1,7 +1,8 @@
 //! What a hub's emit costs per recipient: 1000 connections over in-memory transports, so that no
 //! system call, reactor or scheduler is measured.
 //!
-//! `emit/room`: one emit to a room of every connection: the payload is serialized and framed
+//! `emit/all_but_sender`: a 16-byte native message from one connection to every other one, as
+//! the fan-out benchmark sends. `emit/room`: one emit to a room of every connection: the payload is serialized and framed
 //! once, and each connection queues the same bytes by reference; then each connection's task is
 //! polled once, as a runtime would after the wake, so that it takes the message into its core
 //! and writes it. `emit/each`: the same messages sent by one emit per connection, each
@@ -163,6 +164,16 @@ fn emit(c: &mut Criterion) {
         b.iter(|| {
             let delivery = hub.to("all").emit("line", &line).expect("encoded");
             assert_eq!(delivery.queued, RECIPIENTS);
+            runtime.run_once();
+        });
+    });
+    // The fan-out benchmark's shape: a native message to everyone but the sender.
+    let sender = &sockets[0];
+    let native = ferrule::Message::text("x".repeat(16));
+    group.bench_function("all_but_sender", |b| {
+        b.iter(|| {
+            let delivery = sender.broadcast().send(native.clone());
+            assert_eq!(delivery.queued, RECIPIENTS - 1);
             runtime.run_once();
         });
     });

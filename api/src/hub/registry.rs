@@ -3,6 +3,7 @@
 //! the hub keeps one behind a mutex, and the tests below drive it directly.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::ConnId;
@@ -12,10 +13,14 @@ use super::ConnId;
 ///
 /// Every connection is in the room named by its id from [`insert`](Self::insert) until
 /// [`leave_all_for_removal`](Self::leave_all_for_removal); it cannot leave that room before.
+///
+/// A room holds its members' values as well as their ids (`V` is cheap to clone: the hub's is
+/// an `Arc`), so that walking a room's members looks nothing up. Every copy of a connection's id
+/// in the registry shares one allocation, so the recipient walk tells ids apart by address.
 #[derive(Debug)]
 pub(crate) struct Registry<V> {
     members: HashMap<ConnId, Member<V>>,
-    rooms: HashMap<Arc<str>, HashSet<ConnId>>,
+    rooms: HashMap<Arc<str>, HashMap<ConnId, V>>,
 }
 
 #[derive(Debug)]
@@ -45,7 +50,7 @@ impl<V> Default for Registry<V> {
     }
 }
 
-impl<V> Registry<V> {
+impl<V: Clone> Registry<V> {
     /// Adds a connection, in the room named by its id; `false` (and nothing changes) when the id
     /// is taken.
     pub(crate) fn insert(&mut self, id: ConnId, value: V) -> bool {
@@ -53,7 +58,7 @@ impl<V> Registry<V> {
             return false;
         }
         let own: Arc<str> = id.as_arc().clone();
-        self.rooms.entry(own.clone()).or_default().insert(id.clone());
+        self.rooms.entry(own.clone()).or_default().insert(id.clone(), value.clone());
         self.members.insert(id, Member { value, rooms: vec![own] });
         true
     }
@@ -82,6 +87,7 @@ impl<V> Registry<V> {
     pub(crate) fn join(&mut self, id: &str, room: &str) -> Result<bool, NotConnected> {
         let id = self.members.get_key_value(id).ok_or(NotConnected)?.0.clone();
         let Some(member) = self.members.get_mut(&id) else { return Err(NotConnected) };
+        let value = member.value.clone();
         if member.rooms.iter().any(|r| &**r == room) {
             return Ok(false);
         }
@@ -90,7 +96,7 @@ impl<V> Registry<V> {
             None => Arc::from(room),
         };
         member.rooms.push(room.clone());
-        self.rooms.entry(room).or_default().insert(id);
+        self.rooms.entry(room).or_default().insert(id, value);
         Ok(true)
     }
 
@@ -109,7 +115,7 @@ impl<V> Registry<V> {
 
     /// Whether a connection is in `room`.
     pub(crate) fn is_joined(&self, id: &str, room: &str) -> bool {
-        self.rooms.get(room).is_some_and(|members| members.contains(id))
+        self.rooms.get(room).is_some_and(|members| members.contains_key(id))
     }
 
     /// The rooms a connection is in, in the order it joined them (its own first).
@@ -151,25 +157,33 @@ impl<V> Registry<V> {
     }
 
     /// Calls `f` for each connection `target` reaches, once each.
+    ///
+    /// Nothing is hashed per recipient: the rooms left out are looked up once, and a walk over
+    /// several rooms remembers whom it reached by the address of their id.
     pub(crate) fn for_each_recipient(&self, target: &Target, mut f: impl FnMut(&ConnId, &V)) {
-        let excluded = |id: &ConnId| target.except.iter().any(|room| self.is_joined(id, room));
-        match &target.rooms {
+        let except = Exclusions::new(self, &target.except);
+        match target.rooms.as_deref() {
             None => {
                 for (id, member) in &self.members {
-                    if !excluded(id) {
+                    if !except.contains(id) {
                         f(id, &member.value);
+                    }
+                }
+            }
+            Some([room]) => {
+                for (id, value) in self.rooms.get(room).into_iter().flatten() {
+                    if !except.contains(id) {
+                        f(id, value);
                     }
                 }
             }
             Some(rooms) => {
                 // With several rooms, a connection in two of them is reached once.
-                let mut seen: HashSet<&ConnId> = HashSet::new();
+                let mut seen: HashSet<usize, BuildHasherDefault<AddressHasher>> = HashSet::default();
                 for room in rooms {
-                    for id in self.rooms.get(room).into_iter().flatten() {
-                        if (rooms.len() == 1 || seen.insert(id)) && !excluded(id) {
-                            if let Some(member) = self.members.get(id) {
-                                f(id, &member.value);
-                            }
+                    for (id, value) in self.rooms.get(room).into_iter().flatten() {
+                        if seen.insert(address(id)) && !except.contains(id) {
+                            f(id, value);
                         }
                     }
                 }
@@ -184,6 +198,67 @@ impl<V> Registry<V> {
                 self.rooms.remove(room);
             }
         }
+    }
+}
+
+/// The address of a connection id's allocation, which every copy of it in a registry shares.
+fn address(id: &ConnId) -> usize {
+    Arc::as_ptr(id.as_arc()).cast::<u8>() as usize
+}
+
+/// The connections a recipient walk leaves out.
+enum Exclusions<'a, V> {
+    /// A few (the usual case: the sender, or a handful of ids): their addresses, compared one
+    /// by one.
+    Few(Vec<usize>),
+    /// Many: the rooms, looked up per recipient.
+    Rooms(Vec<&'a HashMap<ConnId, V>>),
+}
+
+/// Up to this many connections left out are compared by address rather than looked up.
+const FEW_EXCLUSIONS: usize = 16;
+
+impl<'a, V> Exclusions<'a, V> {
+    fn new(registry: &'a Registry<V>, except: &[Arc<str>]) -> Self {
+        let rooms: Vec<&HashMap<ConnId, V>> = except.iter().filter_map(|room| registry.rooms.get(room)).collect();
+        if rooms.iter().map(|members| members.len()).sum::<usize>() <= FEW_EXCLUSIONS {
+            Self::Few(rooms.iter().flat_map(|members| members.keys()).map(address).collect())
+        } else {
+            Self::Rooms(rooms)
+        }
+    }
+
+    fn contains(&self, id: &ConnId) -> bool {
+        match self {
+            Self::Few(addresses) => {
+                let id = address(id);
+                addresses.contains(&id)
+            }
+            Self::Rooms(rooms) => rooms.iter().any(|members| members.contains_key(id)),
+        }
+    }
+}
+
+/// Hashes an address: multiplied by an odd constant so that the alignment's zero low bits and
+/// the high bits that all addresses share spread over the whole hash. Addresses are chosen by
+/// the allocator, not by a peer, so they need no keyed hash.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        let h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 29);
     }
 }
 
@@ -310,5 +385,33 @@ mod tests {
     fn a_room_of_one_connection_is_that_connection() {
         let r = three();
         assert_eq!(recipients(&r, &Target { rooms: Some(rooms(&["b"])), except: vec![] }), [2]);
+    }
+
+    /// Past `FEW_EXCLUSIONS` connections left out, the walk looks the rooms up instead of
+    /// comparing addresses: both ways leave out the same connections, and ids passed in (not
+    /// the registry's own copies) still name them.
+    #[test]
+    fn many_exclusions_leave_out_the_same_connections_as_few() {
+        let mut r = Registry::default();
+        for n in 0..100u32 {
+            assert!(r.insert(id(&format!("c{n}")), n));
+            r.join(&format!("c{n}"), if n % 2 == 0 { "even" } else { "odd" }).unwrap();
+            if n % 3 == 0 {
+                r.join(&format!("c{n}"), "thirds").unwrap();
+            }
+        }
+        let expect = |keep: &dyn Fn(u32) -> bool| (0..100).filter(|&n| keep(n)).collect::<Vec<u32>>();
+        // 50 left out: looked up.
+        let odd_only = Target { rooms: None, except: rooms(&["even"]) };
+        assert_eq!(recipients(&r, &odd_only), expect(&|n| n % 2 == 1));
+        // A few left out, named by id: compared by address.
+        let few = Target { rooms: Some(rooms(&["even", "thirds"])), except: rooms(&["c0", "c3", "c4", "nobody"]) };
+        assert_eq!(recipients(&r, &few), expect(&|n| (n % 2 == 0 || n % 3 == 0) && ![0, 3, 4].contains(&n)));
+        // Many left out across two rooms, with several rooms to reach.
+        let many = Target { rooms: Some(rooms(&["odd", "thirds"])), except: rooms(&["even", "c9"]) };
+        assert_eq!(recipients(&r, &many), expect(&|n| n % 2 == 1 && n != 9));
+        // Everyone in one room but the members of another.
+        let one_room = Target { rooms: Some(rooms(&["thirds"])), except: rooms(&["odd"]) };
+        assert_eq!(recipients(&r, &one_room), expect(&|n| n % 6 == 0));
     }
 }
