@@ -1,6 +1,6 @@
 //! Three hubs in this process, each served on its own port with its own Redis connection, against
 //! a `redis-server` each test starts on a free port (no persistence, its own directory) and stops
-//! at the end. Clients on each node: room emits, cluster-wide counts and disconnect by id, an ack
+//! at the end (`tests/tests/redis_common/`). Clients on each node: room emits, cluster-wide counts and disconnect by id, an ack
 //! from a client on another node, Redis restarted mid-test, and a node killed without a goodbye.
 //!
 //! Without `redis-server` on the PATH the tests pass without running, saying so, unless
@@ -11,9 +11,9 @@
 #[allow(dead_code)]
 mod tokio_runtime;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
+#[path = "../../tests/tests/redis_common/mod.rs"]
+mod redis_common;
+
 use std::time::Duration;
 
 use ferrule::hub::{AckError, Hub, Socket};
@@ -21,95 +21,14 @@ use ferrule_redis::{PubSub, RedisBackplane, RedisConfig};
 use ferrule_tests::hub::HubClient;
 use ferrule_tests::suite::{TestRuntime, within};
 use ferrule_tokio::{CloseCode, Options, Tokio};
+use redis_common::Redis;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 use tokio_runtime::TokioRuntime;
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
 const DEAD_AFTER: Duration = Duration::from_millis(1000);
 /// The guard of one step: generous, for a busy machine.
 const STEP: Duration = Duration::from_secs(30);
-
-/// A `redis-server` of this test's own.
-struct Redis {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// Starts one on a free port; `None` (the test is skipped) without `redis-server`, unless
-    /// `FERRULE_REQUIRE_REDIS=1`.
-    async fn start() -> Option<Self> {
-        let found =
-            std::process::Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
-        if !found {
-            assert!(
-                std::env::var("FERRULE_REQUIRE_REDIS").as_deref() != Ok("1"),
-                "FERRULE_REQUIRE_REDIS=1 but redis-server is not on the PATH (Debian: apt-get install redis-server)"
-            );
-            eprintln!("redis-server not found: skipping (install Debian's redis-server to run these tests)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port();
-        let dir = std::env::temp_dir().join(format!("ferrule-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-        let mut redis = Self { port, dir, child: None };
-        redis.run().await;
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again) on its port, and waits until it answers.
-    async fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server started");
-        self.child = Some(child);
-        let port = self.port;
-        within::<TokioRuntime, _>(STEP, "redis-server answering", async move {
-            loop {
-                if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut reply = [0u8; 7];
-                    if stream.write_all(b"PING\r\n").await.is_ok()
-                        && stream.read_exact(&mut reply).await.is_ok()
-                        && &reply == b"+PONG\r\n"
-                    {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-    }
-
-    /// Stops the server (SIGKILL: no goodbye to its clients) and waits for it to end.
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("redis-server stopped");
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A node: its hub, its backplane (to watch), and its server.
 struct Node {
