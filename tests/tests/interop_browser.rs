@@ -648,6 +648,8 @@ async fn chromium_chat_demo_two_nodes_through_redis() {
     chromium.say(&bob, "hello from node b").await;
     chromium.wait(&alice, &line_from("bob", "hello from node b"), "bob's line on node a").await;
     chromium.wait(&bob, &acked("✓ delivered to 1 other"), "alice's page confirming bob's line").await;
+    // This node's own counts, as of after the exchange: alice's room.
+    chromium.wait(&alice, "$('stat-rooms').textContent === '1'", "node a's count of 1 room").await;
     chromium.keep_screenshot(&alice, "two-nodes.png").await;
 
     chromium.close(bob).await;
@@ -658,6 +660,36 @@ async fn chromium_chat_demo_two_nodes_through_redis() {
     drop(chromium);
     a.stop().await;
     b.stop().await;
+}
+
+/// The chat demo's command line: the address alone or with `--listen`, `--redis` with an
+/// optional `--node`; each mistake is refused with why, and the usage.
+#[test]
+fn chat_demo_command_line() {
+    let parse = |args: &[&str]| chat_app::Args::parse(args.iter().map(|a| a.to_string()));
+    let args = |listen: &str, redis: Option<&str>, node: Option<&str>| chat_app::Args {
+        listen: listen.to_owned(),
+        redis: redis.map(str::to_owned),
+        node: node.map(str::to_owned),
+    };
+    assert_eq!(parse(&[]), Ok(args("127.0.0.1:8080", None, None)), "the README's command");
+    assert_eq!(parse(&["0.0.0.0:9000"]), Ok(args("0.0.0.0:9000", None, None)));
+    assert_eq!(
+        parse(&["--redis", "redis://r/", "--listen", "127.0.0.1:8081", "--node", "n1"]),
+        Ok(args("127.0.0.1:8081", Some("redis://r/"), Some("n1")))
+    );
+    for (bad, why) in [
+        (&["--redis"][..], "--redis needs a value"),
+        (&["--listen", "a:1", "b:2"], "one listen address only"),
+        (&["a:1", "--listen", "b:2"], "--listen given twice"),
+        (&["--redis", "redis://r/", "--redis", "redis://s/"], "--redis given twice"),
+        (&["--node", "n1"], "--node names a node of a cluster: it needs --redis"),
+        (&["--port", "1"], "unknown option --port"),
+    ] {
+        let error = parse(bad).expect_err(why);
+        assert!(error.starts_with(why) && error.ends_with(chat_app::USAGE), "{bad:?}: {error}");
+    }
+    assert_eq!(parse(&["--help"]), Err(chat_app::USAGE.to_owned()));
 }
 
 /// This process is a node of the two-node test: serves the chat on a free port as node `name` of

@@ -16,9 +16,11 @@ mod app;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = app::Args::from_env();
     if args.redis.is_some() {
-        return Err("--redis: the cluster variant is ferrule-redis's example, \
-                    `cargo run -p ferrule-redis --example chat_cluster -- --listen ADDR --redis URL`"
-            .into());
+        eprintln!(
+            "--redis: the cluster variant is ferrule-redis's example:\n  \
+             cargo run -p ferrule-redis --example chat_cluster -- --listen ADDR --redis URL"
+        );
+        std::process::exit(2);
     }
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     app::serve(listener, app::hub(), async { _ = tokio::signal::ctrl_c().await }).await?;
