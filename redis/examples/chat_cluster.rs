@@ -21,8 +21,14 @@ use std::future::Future;
 use ferrule_redis::{RedisBackplane, RedisConfig};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run(app::Args::from_env(), async { _ = tokio::signal::ctrl_c().await }).await
+async fn main() -> std::process::ExitCode {
+    match run(app::Args::from_env(), async { _ = tokio::signal::ctrl_c().await }).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Serves the chat as `args` say until `stop` completes: on its own, or as a node of the
@@ -35,8 +41,8 @@ pub(crate) async fn run(
     let mut hub = app::builder();
     if let Some(url) = args.redis {
         let node = args.node.unwrap_or_else(|| format!("chat-{}", ferrule::hub::ConnId::random()));
+        hub = hub.backplane(RedisBackplane::new(RedisConfig::new(url.clone(), node.clone()))?);
         eprintln!("chat: node {node} of the cluster on {url}");
-        hub = hub.backplane(RedisBackplane::new(RedisConfig::new(url, node))?);
     }
     app::serve(listener, hub.build(), stop).await?;
     Ok(())

@@ -13,8 +13,10 @@
 // Each program that includes this module uses part of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -108,10 +110,12 @@ struct Counts {
 /// name), `say` (acknowledged at once, then `delivered` once the room's other pages confirmed
 /// it), and presence pushed as `members` to the room on every join and leave.
 pub(crate) fn builder() -> HubBuilder<Tokio> {
+    let roll_calls = Arc::new(RollCalls::default());
+    let on_leave_calls = roll_calls.clone();
     Hub::builder(Tokio)
         // A page that cannot keep up loses chat lines rather than holding up the room.
         .slow_recipients(SlowRecipients::Drop)
-        .on_with_ack("join", |socket: &Socket<Tokio>, join: Join| {
+        .on_with_ack("join", move |socket: &Socket<Tokio>, join: Join| {
             let name = checked("name", &join.name, MAX_NAME)?;
             let room = checked("room", &join.room, MAX_NAME)?;
             // One room at a time: leaving the old one tells its members.
@@ -119,7 +123,7 @@ pub(crate) fn builder() -> HubBuilder<Tokio> {
             socket.insert(Member { name: name.into(), room: room.into() });
             socket.join(room);
             socket.to(room).emit("notice", &Notice { name, joined: true })?;
-            roll_call(socket.hub(), room)?;
+            roll_calls.start(socket.hub(), room)?;
             Ok(room.to_owned())
         })
         .on_with_ack("say", |socket: &Socket<Tokio>, say: Say| {
@@ -137,11 +141,11 @@ pub(crate) fn builder() -> HubBuilder<Tokio> {
             });
             Ok(())
         })
-        .on_leave(|socket: &Socket<Tokio>, room: &str| {
+        .on_leave(move |socket: &Socket<Tokio>, room: &str| {
             let Some(member) = socket.get::<Member>() else { return };
             if &*member.room == room {
                 let _ = socket.hub().to(room).emit("notice", &Notice { name: &member.name, joined: false });
-                let _ = roll_call(socket.hub(), room);
+                let _ = on_leave_calls.start(socket.hub(), room);
             }
         })
         .on_error(|socket: &Socket<Tokio>, error| eprintln!("{}: {error}", socket.id()))
@@ -162,26 +166,53 @@ fn checked<'a>(what: &str, value: &'a str, max: usize) -> Result<&'a str, BoxErr
     }
 }
 
-/// Asks every page in `room`, on every node, for its name (`who`, acknowledged with the name it
-/// joined with), then sends the room the list of those that answered. The hub's cluster-wide
-/// queries give a room's connection ids, not what each node stores about them; the pages'
-/// answers carry the names across nodes, and each is checked as a `join` checks it.
-fn roll_call(hub: &Hub<Tokio>, room: &str) -> Result<(), BoxError> {
-    let answers = hub.to(room).emit_with_ack::<String, _>("who", &(), ROLL_CALL)?;
-    let (hub, room) = (hub.clone(), room.to_owned());
-    tokio::spawn(async move {
-        let mut list: Vec<Presence> = answers
-            .await
-            .into_iter()
-            .filter_map(|(id, name)| {
-                let name = checked("name", &name.ok()?, MAX_NAME).ok()?.to_owned();
-                Some(Presence { id: id.to_string(), name })
-            })
-            .collect();
-        list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-        let _ = hub.to(&room).emit("members", &list);
-    });
-    Ok(())
+/// This node's roll calls: presence as the pages of every node answer it. The hub's
+/// cluster-wide queries give a room's connection ids, not what each node stores about them, so
+/// each call asks every page in the room, on every node, for its name (`who`, acknowledged with
+/// the name it joined with, checked as a `join` checks it) and sends the room the list of those
+/// that answered.
+///
+/// Calls are numbered: a call that finishes after a newer one of the same room (its pages
+/// answered later) sends nothing, so this node never replaces a list with an older one.
+#[derive(Default)]
+struct RollCalls {
+    started: AtomicU64,
+    /// By room, the number of the call whose list went out last; a room is forgotten when its
+    /// list is empty.
+    sent: Mutex<HashMap<String, u64>>,
+}
+
+impl RollCalls {
+    /// Starts a roll call of `room`; its list goes out once every page answered, or at
+    /// [`ROLL_CALL`].
+    fn start(self: &Arc<Self>, hub: &Hub<Tokio>, room: &str) -> Result<(), BoxError> {
+        let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let answers = hub.to(room).emit_with_ack::<String, _>("who", &(), ROLL_CALL)?;
+        let (calls, hub, room) = (self.clone(), hub.clone(), room.to_owned());
+        tokio::spawn(async move {
+            let mut list: Vec<Presence> = answers
+                .await
+                .into_iter()
+                .filter_map(|(id, name)| {
+                    let name = checked("name", &name.ok()?, MAX_NAME).ok()?.to_owned();
+                    Some(Presence { id: id.to_string(), name })
+                })
+                .collect();
+            list.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+            // Under the lock, so that two lists of one room go out in their calls' order.
+            let mut sent = calls.sent.lock().unwrap_or_else(|e| e.into_inner());
+            let last = sent.get(&room).copied().unwrap_or(0);
+            if number > last {
+                let _ = hub.to(&room).emit("members", &list);
+                if list.is_empty() {
+                    sent.remove(&room);
+                } else {
+                    sent.insert(room, number);
+                }
+            }
+        });
+        Ok(())
+    }
 }
 
 /// Pushes the counts to every page of this node once a second, for as long as the hub lives.
