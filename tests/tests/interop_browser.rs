@@ -18,7 +18,10 @@
 //!
 //! One test drives the chat demo (`adapter-tokio/examples/chat/`, whose application module it
 //! includes) in three pages of one Chromium through the DevTools protocol, spoken over ferrule's
-//! own client; it keeps a screenshot in `target/tmp/chat/chat.png`.
+//! own client; it keeps a screenshot in `target/tmp/chat/chat.png`. Another runs the chat as two
+//! node processes (this test binary again, serving ferrule-redis's `chat_cluster` example) against
+//! a `redis-server` of its own, with a page on each node; it keeps `target/tmp/chat/two-nodes.png`.
+//! Without `redis-server` it is skipped with a notice, unless `FERRULE_REQUIRE_REDIS=1` (CI).
 //!
 //! Chromium is found as `$FERRULE_CHROMIUM`, else `chromium`, `chromium-browser` or
 //! `google-chrome` on `PATH` (Debian: `apt-get install chromium`). A machine without it skips
@@ -532,11 +535,18 @@ fn browser() -> Option<PathBuf> {
 
 // ---- the chat demo, end to end --------------------------------------------------------------
 
-/// The chat demo's application (`cargo run -p ferrule-tokio --features axum --example chat`),
-/// served here as the example serves it.
-#[path = "../../adapter-tokio/examples/chat/app.rs"]
+/// The chat demo's cluster variant (`cargo run -p ferrule-redis --example chat_cluster`), which
+/// includes the demo's application (`adapter-tokio/examples/chat/app.rs`, served here as the
+/// example `chat` serves it).
+#[path = "../../redis/examples/chat_cluster.rs"]
 #[allow(dead_code)]
-mod chat_app;
+mod chat_cluster;
+
+use chat_cluster::app as chat_app;
+
+/// A `redis-server` of the two-node test's own.
+#[allow(dead_code)]
+mod redis_common;
 
 /// One wait for the pages (a DOM condition, a DevTools reply); generous, since a busy machine
 /// runs three pages slowly. Only a guard: every wait ends as soon as its condition holds.
@@ -559,58 +569,216 @@ async fn chromium_chat_demo_three_pages_presence_messages_acks() {
     let app = chat_app::router(hub.clone(), shutdown.clone());
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut chromium = DevTools::start(&browser).await;
+    let mut chromium = DevTools::start(&browser, "chat").await;
     let alice = chromium.open(&url).await;
     let bob = chromium.open(&url).await;
     let carol = chromium.open(&url).await;
     for (page, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         chromium.wait(page, "document.querySelector('#dot.on')", "connected").await;
-        let join = format!("($('name').value = '{name}', $('room').value = 'lobby', $('join').click(), true)");
-        chromium.eval(page, &join).await;
-        chromium.wait(page, "!$('say-form').hidden", "joined").await;
+        chromium.join(page, name, "lobby").await;
     }
     for page in [&alice, &bob, &carol] {
         chromium.wait(page, &members_are(&["alice", "bob", "carol"]), "all three listed").await;
     }
 
-    chromium.eval(&alice, "($('text').value = 'hello from alice', $('send').click(), true)").await;
+    chromium.say(&alice, "hello from alice").await;
     for page in [&bob, &carol] {
-        let seen = "[...document.querySelectorAll('.message:not(.mine)')].some(m => \
-                    m.querySelector('.from').textContent === 'alice' && m.textContent.endsWith('hello from alice'))";
-        chromium.wait(page, seen, "alice's line").await;
+        chromium.wait(page, &line_from("alice", "hello from alice"), "alice's line").await;
     }
-    let acked = "[...document.querySelectorAll('.message.mine[data-acked]')]\
-                 .some(m => m.querySelector('.ack').textContent === '✓ delivered to 2 others')";
-    chromium.wait(&alice, acked, "the acknowledgement of alice's line").await;
-    chromium.eval(&bob, "($('text').value = 'hi alice, welcome', $('send').click(), true)").await;
-    chromium
-        .wait(
-            &alice,
-            "[...document.querySelectorAll('.message')].some(m => m.textContent.endsWith('hi alice, welcome'))",
-            "bob's answer",
-        )
-        .await;
+    chromium.wait(&alice, &acked("✓ delivered to 2 others"), "the acknowledgement of alice's line").await;
+    chromium.say(&bob, "hi alice, welcome").await;
+    chromium.wait(&alice, &line_from("bob", "hi alice, welcome"), "bob's answer").await;
     chromium.wait(&alice, "$('stat-connections').textContent === '3'", "the hub's count of 3 connections").await;
 
     chromium.close(carol).await;
     for page in [&alice, &bob] {
         chromium.wait(page, &members_are(&["alice", "bob"]), "carol gone from the list").await;
-        let notice = "[...document.querySelectorAll('.notice')].some(n => n.textContent === 'carol left')";
-        chromium.wait(page, notice, "the notice that carol left").await;
+        chromium.wait(page, &notice("carol left"), "the notice that carol left").await;
     }
     chromium.wait(&alice, "$('stat-connections').textContent === '2'", "the hub's count of 2 connections").await;
 
-    let png = chromium.screenshot(&alice).await;
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chat");
-    std::fs::create_dir_all(&dir).expect("artifact dir");
-    std::fs::write(dir.join("chat.png"), &png).expect("write the screenshot");
-    eprintln!("screenshot: {}", dir.join("chat.png").display());
-
+    chromium.keep_screenshot(&alice, "chat.png").await;
     drop(chromium);
     assert_eq!(shutdown.shutdown(STEP_TIMEOUT).await, 0, "every WebSocket closed in time");
     counts.abort();
     http.abort();
+}
+
+/// Set in the node processes of the two-node test (this test binary, run again for that one
+/// test): `REDIS_URL NODE_NAME`. Such a process serves the chat as a node of that Redis's
+/// cluster until its stdin closes.
+const CHAT_NODE_VAR: &str = "FERRULE_CHAT_NODE";
+
+/// The chat demo as two processes on two ports against one `redis-server` (ferrule-redis's
+/// `chat_cluster`), a page on each in one Chromium: once each node knows the other (the page's
+/// count of nodes), alice joins `lobby` on node a and bob on node b, and each page lists both
+/// (a roll call answered across nodes); alice's line reaches bob's page and her page shows it
+/// confirmed by 1 other, and the same from bob to alice; each page counts the cluster's 2
+/// connections; bob's page closes and alice's sees him leave the list, with a notice, and the
+/// count fall to 1. Both nodes then stop cleanly when told to. A screenshot of alice's page with
+/// both present is kept in `target/tmp/chat/two-nodes.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_chat_demo_two_nodes_through_redis() {
+    if let Some(node) = std::env::var_os(CHAT_NODE_VAR) {
+        return serve_chat_node(&node.to_string_lossy()).await;
+    }
+    let Some(browser) = browser() else { return };
+    let Some(redis) = redis_common::Redis::start().await else { return };
+    let a = ChatNode::start(&redis.url(), "a").await;
+    let b = ChatNode::start(&redis.url(), "b").await;
+
+    let mut chromium = DevTools::start(&browser, "chat-two-nodes").await;
+    let alice = chromium.open(&a.url).await;
+    let bob = chromium.open(&b.url).await;
+    for page in [&alice, &bob] {
+        chromium.wait(page, "document.querySelector('#dot.on')", "connected").await;
+        // A roll call asks the nodes its node knows of: each must know the other first.
+        chromium.wait(page, "$('stat-nodes').textContent === '2'", "both nodes in the cluster").await;
+    }
+    chromium.join(&alice, "alice", "lobby").await;
+    chromium.join(&bob, "bob", "lobby").await;
+    for page in [&alice, &bob] {
+        chromium.wait(page, &members_are(&["alice", "bob"]), "both listed, across nodes").await;
+        chromium.wait(page, "$('stat-connections').textContent === '2'", "the cluster's 2 connections").await;
+    }
+
+    chromium.say(&alice, "hello from node a").await;
+    chromium.wait(&bob, &line_from("alice", "hello from node a"), "alice's line on node b").await;
+    chromium.wait(&alice, &acked("✓ delivered to 1 other"), "bob's page confirming alice's line").await;
+    chromium.say(&bob, "hello from node b").await;
+    chromium.wait(&alice, &line_from("bob", "hello from node b"), "bob's line on node a").await;
+    chromium.wait(&bob, &acked("✓ delivered to 1 other"), "alice's page confirming bob's line").await;
+    // This node's own counts, as of after the exchange: alice's room.
+    chromium.wait(&alice, "$('stat-rooms').textContent === '1'", "node a's count of 1 room").await;
+    chromium.keep_screenshot(&alice, "two-nodes.png").await;
+
+    chromium.close(bob).await;
+    chromium.wait(&alice, &members_are(&["alice"]), "bob gone from the list").await;
+    chromium.wait(&alice, &notice("bob left"), "the notice that bob left").await;
+    chromium.wait(&alice, "$('stat-connections').textContent === '1'", "the cluster's 1 connection").await;
+
+    drop(chromium);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The chat demo's command line: the address alone or with `--listen`, `--redis` with an
+/// optional `--node`; each mistake is refused with why, and the usage.
+#[test]
+fn chat_demo_command_line() {
+    let parse = |args: &[&str]| chat_app::Args::parse(args.iter().map(|a| a.to_string()));
+    let args = |listen: &str, redis: Option<&str>, node: Option<&str>| chat_app::Args {
+        listen: listen.to_owned(),
+        redis: redis.map(str::to_owned),
+        node: node.map(str::to_owned),
+    };
+    assert_eq!(parse(&[]), Ok(args("127.0.0.1:8080", None, None)), "the README's command");
+    assert_eq!(parse(&["0.0.0.0:9000"]), Ok(args("0.0.0.0:9000", None, None)));
+    assert_eq!(
+        parse(&["--redis", "redis://r/", "--listen", "127.0.0.1:8081", "--node", "n1"]),
+        Ok(args("127.0.0.1:8081", Some("redis://r/"), Some("n1")))
+    );
+    for (bad, why) in [
+        (&["--redis"][..], "--redis needs a value"),
+        (&["--listen", "a:1", "b:2"], "one listen address only"),
+        (&["a:1", "--listen", "b:2"], "--listen given twice"),
+        (&["--redis", "redis://r/", "--redis", "redis://s/"], "--redis given twice"),
+        (&["--node", "n1"], "--node names a node of a cluster: it needs --redis"),
+        (&["--port", "1"], "unknown option --port"),
+    ] {
+        let error = parse(bad).expect_err(why);
+        assert!(error.starts_with(why) && error.ends_with(chat_app::USAGE), "{bad:?}: {error}");
+    }
+    assert_eq!(parse(&["--help"]), Err(chat_app::USAGE.to_owned()));
+}
+
+/// This process is a node of the two-node test: serves the chat on a free port as node `name` of
+/// the cluster on `url` (given as `url name`) until its stdin closes.
+async fn serve_chat_node(node: &str) {
+    use tokio::io::AsyncReadExt;
+    let (url, name) = node.split_once(' ').unwrap_or_else(|| panic!("{CHAT_NODE_VAR} is `URL NAME`, not {node:?}"));
+    let args =
+        chat_app::Args { listen: "127.0.0.1:0".to_owned(), redis: Some(url.to_owned()), node: Some(name.to_owned()) };
+    let stdin_closed = async {
+        let (mut stdin, mut byte) = (tokio::io::stdin(), [0u8; 1]);
+        while stdin.read(&mut byte).await.is_ok_and(|n| n > 0) {}
+    };
+    chat_cluster::run(args, stdin_closed).await.expect("the chat node");
+}
+
+/// A chat node process of the two-node test: killed when dropped.
+struct ChatNode {
+    child: tokio::process::Child,
+    /// Its page, `http://127.0.0.1:PORT/`.
+    url: String,
+}
+
+impl ChatNode {
+    /// Starts this test binary again as node `name` of the cluster on `redis`, and waits for the
+    /// address it serves on (its `chat: open http://ADDR/` line).
+    async fn start(redis: &str, name: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(std::env::current_exe().expect("this test binary"))
+            .args(["chromium_chat_demo_two_nodes_through_redis", "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHAT_NODE_VAR, format!("{redis} {name}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("a chat node process");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let url = tokio::time::timeout(REPORT_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read the node's stderr") {
+                eprintln!("node {name}: {line}");
+                if let Some((_, url)) = line.split_once("chat: open ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("chat node {name} exited before serving")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("chat node {name} did not serve within {REPORT_TIMEOUT:?}"));
+        // Pass on what it says next, so that a failure shows it.
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("node {name}: {line}");
+            }
+        });
+        Self { child, url }
+    }
+
+    /// Closes its stdin, which stops it (closing its WebSockets with 1001), and checks that it
+    /// exits with success.
+    async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let status = tokio::time::timeout(STEP_TIMEOUT, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("a chat node still running {STEP_TIMEOUT:?} after being told to stop"))
+            .expect("the node's status");
+        assert!(status.success(), "the chat node exited with {status}");
+    }
+}
+
+/// A page condition: a line from `from` saying `text`, from another page.
+fn line_from(from: &str, text: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('.message:not(.mine)')].some(m => \
+         m.querySelector('.from').textContent === {from:?} && m.textContent.endsWith({text:?}))"
+    )
+}
+
+/// A page condition: one of its own lines shows the acknowledgement `ack`.
+fn acked(ack: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('.message.mine[data-acked]')].some(m => m.querySelector('.ack').textContent === {ack:?})"
+    )
+}
+
+/// A page condition: the notice `text` is shown.
+fn notice(text: &str) -> String {
+    format!("[...document.querySelectorAll('.notice')].some(n => n.textContent === {text:?})")
 }
 
 /// A page condition: the member list names exactly `names`, in any order.
@@ -646,10 +814,11 @@ impl Drop for DevTools {
 }
 
 impl DevTools {
-    /// Starts Chromium with a DevTools endpoint on a free port, and connects to it.
-    async fn start(browser: &PathBuf) -> Self {
+    /// Starts Chromium with a DevTools endpoint on a free port, and connects to it; `name` tells
+    /// its profile from those of the other tests running at the same time.
+    async fn start(browser: &PathBuf, name: &str) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ferrule-chat-{}", std::process::id()));
+        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ferrule-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         let mut child = tokio::process::Command::new(browser)
             .args(CHROMIUM_FLAGS)
@@ -762,6 +931,28 @@ impl DevTools {
         let shot =
             self.call(Some(&page.session), "Page.captureScreenshot", serde_json::json!({ "format": "png" })).await;
         base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().expect("data")).expect("base64")
+    }
+
+    /// Joins `room` as `name` in the chat demo's `page`, and waits until it has joined.
+    async fn join(&mut self, page: &Page, name: &str, room: &str) {
+        let join = format!("($('name').value = {name:?}, $('room').value = {room:?}, $('join').click(), true)");
+        self.eval(page, &join).await;
+        self.wait(page, "!$('say-form').hidden", "joined").await;
+    }
+
+    /// Sends `text` from the chat demo's `page`.
+    async fn say(&mut self, page: &Page, text: &str) {
+        self.eval(page, &format!("($('text').value = {text:?}, $('send').click(), true)")).await;
+    }
+
+    /// Keeps a screenshot of `page` as `target/tmp/chat/<file>`.
+    async fn keep_screenshot(&mut self, page: &Page, file: &str) {
+        let png = self.screenshot(page).await;
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chat");
+        std::fs::create_dir_all(&dir).expect("artifact dir");
+        std::fs::write(dir.join(file), &png).expect("write the screenshot");
+        eprintln!("screenshot: {}", dir.join(file).display());
     }
 
     /// Closes `page`'s window.
