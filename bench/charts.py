@@ -7,6 +7,7 @@ median over rounds for each (cell, server), and writes:
 
   echo-throughput.svg    messages/s per cell, relative to the best server in the cell
   echo-cpu.svg           server CPU ns per message per cell
+  echo-handshakes.svg    handshake cycles/s per cell, relative to the best (runs with --handshakes)
   fanout-throughput.svg  deliveries/s per cell, relative to the best server in the cell
   fanout-cpu.svg         server CPU ns per delivery per cell
   fanout-memory.svg      server memory (RSS growth) per connection per cell
@@ -305,6 +306,22 @@ def absolute_chart(path, title, subtitle, axis, rows, labels, servers, ours, val
 
 # ------------------------------------------------------------------------------------- main
 
+# Each chart: file, cells of which benchmark, the value of one run, how it is drawn (relative to the
+# best server in the cell, CPU time, or memory), title, and the unit (rate, or what CPU is per).
+CHARTS = [
+    ("echo-throughput.svg", "echo", lambda r: r["msgs_per_s"], "relative", "Echo: messages per second", "msgs/s"),
+    ("echo-handshakes.svg", "hs", lambda r: r["handshakes_per_s"], "relative",
+     "Handshakes: connect, upgrade and close cycles per second", "cycles/s"),
+    ("echo-cpu.svg", "echo", lambda r: r["srv_ns_per_msg"], "cpu", "Echo: server CPU per message", "message"),
+    ("echo-memory.svg", "echo", rss_per_conn, "memory", "Echo: server memory per connection", None),
+    ("fanout-throughput.svg", "fanout", lambda r: r["deliveries_per_s"], "relative",
+     "Fan-out: deliveries per second (one message reaching one subscriber)", "deliveries/s"),
+    ("fanout-cpu.svg", "fanout", lambda r: r["srv_ns_per_delivery"], "cpu", "Fan-out: server CPU per delivery",
+     "delivery"),
+    ("fanout-memory.svg", "fanout", rss_per_conn, "memory", "Fan-out: server memory per connection",
+     None),
+]
+
 
 def rounds_text(runs):
     counts = sorted({len(v) for v in runs.values()})
@@ -343,59 +360,28 @@ def main(argv=None):
         return ours, [ours] + [s for s in servers if s != ours] if ours else []
 
     os.makedirs(args.out, exist_ok=True)
-    out = lambda name: os.path.join(args.out, name)
     written = []
-
-    ours, servers = ours_first(("echo", "hs"))
-    echo_runs = {k: v for k, v in runs.items() if k[0] in ("echo", "hs")}
-    rounds = rounds_text(echo_runs)
-    rate = table(cells, servers, runs, "echo", lambda r: r["msgs_per_s"])
-    hs = table(cells, servers, runs, "hs", lambda r: r["handshakes_per_s"])
-    if rate or hs:
-        written.append(relative_chart(
-            out("echo-throughput.svg"), "Echo: messages per second", "msgs/s", rate, labels_of(labels, "echo"),
-            servers, ours, rounds))
-        if hs:
-            written.append(relative_chart(
-                out("echo-handshakes.svg"), "Handshakes: connect, upgrade and close cycles per second",
-                "cycles/s", hs, labels_of(labels, "hs"), servers, ours, rounds))
-    cpu = table(cells, servers, runs, "echo", lambda r: r["srv_ns_per_msg"])
-    if cpu:
-        written.append(absolute_chart(
-            out("echo-cpu.svg"), "Echo: server CPU per message",
-            f"Server process CPU (all threads, user + system) over the measured window, per message; medians of "
-            f"{rounds}. Lower is better.",
-            "ns of server CPU per message", cpu, labels_of(labels, "echo"), servers, ours, fmt_ns))
-    mem = table(cells, servers, runs, "echo", rss_per_conn)
-    if mem:
-        written.append(absolute_chart(
-            out("echo-memory.svg"), "Echo: server memory per connection",
-            f"Growth of the server's resident memory per open connection; medians of {rounds}. Lower is better.",
-            "bytes per connection", mem, labels_of(labels, "echo"), servers, ours, fmt_mem, 1024))
-
-    ours, servers = ours_first(("fanout",))
-    fan_runs = {k: v for k, v in runs.items() if k[0] == "fanout"}
-    rounds = rounds_text(fan_runs)
-    fan_labels = labels_of(labels, "fanout")
-    deliveries = table(cells, servers, runs, "fanout", lambda r: r["deliveries_per_s"])
-    if deliveries:
-        written.append(relative_chart(
-            out("fanout-throughput.svg"), "Fan-out: deliveries per second (one message reaching one subscriber)",
-            "deliveries/s", deliveries, fan_labels, servers, ours, rounds))
-    cpu = table(cells, servers, runs, "fanout", lambda r: r["srv_ns_per_delivery"])
-    if cpu:
-        written.append(absolute_chart(
-            out("fanout-cpu.svg"), "Fan-out: server CPU per delivery",
-            f"Server process CPU (all threads, user + system) over the measured window, per delivery; medians of "
-            f"{rounds}. Lower is better.",
-            "ns of server CPU per delivery", cpu, fan_labels, servers, ours, fmt_ns))
-    mem = table(cells, servers, runs, "fanout", rss_per_conn)
-    if mem:
-        written.append(absolute_chart(
-            out("fanout-memory.svg"), "Fan-out: server memory per connection",
-            f"Growth of the server's resident memory with every connection open and quiet, per connection; "
-            f"medians of {rounds}. Lower is better.",
-            "bytes per connection", mem, fan_labels, servers, ours, fmt_mem, 1024))
+    for name, kind, value, style, title, unit in CHARTS:
+        kinds = ("fanout",) if kind == "fanout" else ("echo", "hs")
+        ours, servers = ours_first(kinds)
+        rows = table(cells, servers, runs, kind, value)
+        if not rows:
+            continue
+        rounds = rounds_text({k: v for k, v in runs.items() if k[0] in kinds})
+        path, cell_labels = os.path.join(args.out, name), labels_of(labels, kind)
+        if style == "relative":
+            relative_chart(path, title, unit, rows, cell_labels, servers, ours, rounds)
+        elif style == "cpu":
+            absolute_chart(
+                path, title, f"Server process CPU (all threads, user + system) over the measured window, per {unit}; "
+                f"medians of {rounds}. Lower is better.", f"ns of server CPU per {unit}", rows, cell_labels, servers,
+                ours, fmt_ns)
+        else:
+            absolute_chart(
+                path, title, f"Growth of the server's resident memory with every connection open and quiet, per "
+                f"connection; medians of {rounds}. Lower is better.", "bytes per connection", rows, cell_labels,
+                servers, ours, fmt_mem, 1024)
+        written.append(path)
 
     if not written:
         sys.exit("nothing to chart: no echo or fan-out results in the files given")
