@@ -13,8 +13,9 @@ median over rounds for each (cell, server), and writes:
   fanout-memory.svg      server memory (RSS growth) per connection per cell
 
 (each only when the files hold results for it). Several files are pooled: their rounds of the
-same (cell, server) all count. Runs that failed, or that other processes disturbed (foreign CPU
-above --max-foreign, as the benchmark's own report counts them), are left out.
+same (cell, server) all count. Runs that failed are left out, and so are runs that other processes
+disturbed (foreign CPU above --max-foreign, as the echo benchmark's report counts them) where the
+(cell, server) has undisturbed ones; a chart says how many of its values rest on disturbed runs.
 
     python3 bench/charts.py --out bench/charts /tmp/ws-bench-*/raw.tsv /tmp/ws-fanout-*/raw.tsv
 
@@ -47,8 +48,9 @@ def parse_cell(label):
 
 def read_raw(paths, max_foreign):
     """Rows of every file -> (cells in first-seen order per kind, servers in first-seen order,
-    {(kind, key): label}, {(kind, key, server): [result, ...]}), good runs only."""
-    cells, servers, labels, runs = {}, [], {}, {}
+    {(kind, key): label}, {(kind, key, server): [result, ...]}, {(kind, key, server) whose results
+    are all disturbed}): the runs that did not fail, undisturbed ones where there are any."""
+    cells, servers, labels, runs, disturbed = {}, [], {}, {}, {}
     for path in paths:
         with open(path) as f:
             header = f.readline().rstrip("\n").split("\t")
@@ -70,10 +72,14 @@ def read_raw(paths, max_foreign):
                 labels[(kind, key)] = text
                 if server not in servers:
                     servers.append(server)
-                if "error" in result or result.get("foreign_cpu_pct", 0) > max_foreign:
+                if "error" in result:
                     continue
-                runs.setdefault((kind, key, server), []).append(result)
-    return cells, servers, labels, runs
+                quiet = result.get("foreign_cpu_pct", 0) <= max_foreign
+                (runs if quiet else disturbed).setdefault((kind, key, server), []).append(result)
+    only_disturbed = set(disturbed) - set(runs)
+    for k in only_disturbed:
+        runs[k] = disturbed[k]
+    return cells, servers, labels, runs, only_disturbed
 
 
 def median_of(results, value):
@@ -228,13 +234,16 @@ def nice_ceiling(v):
 
 
 def chart(path, title, subtitle, axis_title, rows, labels, servers, ours, scale, tick_fmt, bar_text):
-    """Grouped horizontal bars: one group per cell, one bar per server (legend order).
+    """Grouped horizontal bars: one group per cell, one bar per server (legend order); the
+    subtitle's lines ("\n") under the title.
     rows = [(cell key, {server: value})]; bar_text(cell key, server, value) -> text after the bar."""
     servers = [s for s in servers if any(s in r for _, r in rows)]
     colors = colors_for(servers, ours)
     width = LEFT + BARS_W + RIGHT
     legend = legend_rows(servers, width - 40)
-    y0 = TOP_TITLE + len(legend) * LEGEND_ROW + 12
+    subtitle = subtitle.split("\n")
+    top = TOP_TITLE + 16 * (len(subtitle) - 1)
+    y0 = top + len(legend) * LEGEND_ROW + 12
     group_h = len(servers) * (BAR_H + BAR_GAP) - BAR_GAP
     height = y0 + len(rows) * (group_h + GROUP_GAP) - GROUP_GAP + 58
 
@@ -244,10 +253,9 @@ def chart(path, title, subtitle, axis_title, rows, labels, servers, ours, scale,
         f"<title>{escape(title)}</title>",
         f'<rect width="{width}" height="{height}" fill="{BACKGROUND}"/>',
         f'<text x="20" y="26" font-size="16" font-weight="600">{escape(title)}</text>',
-        f'<text x="20" y="45" fill="{MUTED}">{escape(subtitle)}</text>',
-    ]
+    ] + [f'<text x="20" y="{45 + 16 * i}" fill="{MUTED}">{escape(line)}</text>' for i, line in enumerate(subtitle)]
     for i, row in enumerate(legend):
-        y = TOP_TITLE + i * LEGEND_ROW
+        y = top + i * LEGEND_ROW
         for x, s in row:
             weight = ' font-weight="700"' if s == ours else ""
             out.append(f'<rect x="{20 + x}" y="{y}" width="14" height="14" rx="2" fill="{colors[s]}"/>')
@@ -287,20 +295,20 @@ def chart(path, title, subtitle, axis_title, rows, labels, servers, ours, scale,
     return path
 
 
-def relative_chart(path, title, unit, rows, labels, servers, ours, rounds):
+def relative_chart(path, title, unit, rows, labels, servers, ours, rounds, note=""):
     """Throughput relative to the best server of each cell, the absolute rate after the bar."""
     absolute = dict(rows)
     relative = [(key, {s: v / max(row.values()) for s, v in row.items()}) for key, row in rows]
-    return chart(path, title, f"Medians of {rounds}; 1.00 = the best server in the cell. Higher is better.",
+    return chart(path, title, f"Medians of {rounds}; 1.00 = the best server in the cell. Higher is better.{note}",
                  f"{unit} relative to the best server in the cell", relative, labels, servers, ours,
                  Scale([], relative=True), lambda t: f"{t:.2f}",
                  lambda key, s, v: f"{v:.2f}  ({fmt_si(absolute[key][s])} {unit})")
 
 
-def absolute_chart(path, title, subtitle, axis, rows, labels, servers, ours, value_fmt, unit=1):
+def absolute_chart(path, title, subtitle, axis, rows, labels, servers, ours, value_fmt, unit=1, note=""):
     scale = Scale([v for _, r in rows for v in r.values()], unit=unit)
     axis += " (log scale)" if scale.log else ""
-    return chart(path, title, subtitle, axis, rows, labels, servers, ours, scale, value_fmt,
+    return chart(path, title, subtitle + note, axis, rows, labels, servers, ours, scale, value_fmt,
                  lambda key, s, v: value_fmt(v))
 
 
@@ -345,7 +353,7 @@ def main(argv=None):
                          "(default 10, as the benchmark's report)")
     args = ap.parse_args(argv)
 
-    cells, all_servers, labels, runs = read_raw(args.raw, args.max_foreign)
+    cells, all_servers, labels, runs, disturbed = read_raw(args.raw, args.max_foreign)
     if not all_servers:
         sys.exit("no results in the files given")
     unknown = [s for s in args.ours if s not in all_servers]
@@ -369,18 +377,22 @@ def main(argv=None):
             continue
         rounds = rounds_text({k: v for k, v in runs.items() if k[0] in kinds})
         path, cell_labels = os.path.join(args.out, name), labels_of(labels, kind)
+        n, note = sum((kind, key, s) in disturbed for key, row in rows for s in row), ""
+        if n:
+            note = (f"\n{n} of the {sum(len(row) for _, row in rows)} values rest on runs during which other "
+                    f"processes used over {args.max_foreign:g}% of a CPU.")
         if style == "relative":
-            relative_chart(path, title, unit, rows, cell_labels, servers, ours, rounds)
+            relative_chart(path, title, unit, rows, cell_labels, servers, ours, rounds, note)
         elif style == "cpu":
             absolute_chart(
                 path, title, f"Server process CPU (all threads, user + system) over the measured window, per {unit}; "
                 f"medians of {rounds}. Lower is better.", f"ns of server CPU per {unit}", rows, cell_labels, servers,
-                ours, fmt_ns)
+                ours, fmt_ns, note=note)
         else:
             absolute_chart(
                 path, title, f"Growth of the server's resident memory with every connection open and quiet, per "
                 f"connection; medians of {rounds}. Lower is better.", "bytes per connection", rows, cell_labels,
-                servers, ours, fmt_mem, 1024)
+                servers, ours, fmt_mem, 1024, note)
         written.append(path)
 
     if not written:

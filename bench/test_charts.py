@@ -114,6 +114,17 @@ class ChartsTest(unittest.TestCase):
         # Medians over both files: x 15, y 20.
         self.assertIn("0.75  (15 msgs/s)", texts(path))
 
+    def test_disturbed_runs_count_only_where_nothing_else_does_and_the_chart_says_so(self):
+        raw = write_raw(self.dir.name, "raw.tsv", [
+            ("c=1 s=16 d=1", 0, "ferrule", {"msgs_per_s": 10.0, "foreign_cpu_pct": 1}),
+            ("c=1 s=16 d=1", 1, "ferrule", {"msgs_per_s": 99.0, "foreign_cpu_pct": 50}),
+            ("c=1 s=16 d=1", 0, "peer", {"msgs_per_s": 20.0, "foreign_cpu_pct": 50})])
+        charts.main(["--out", self.out, raw])
+        labels = texts(os.path.join(self.out, "echo-throughput.svg"))
+        self.assertIn("0.50  (10 msgs/s)", labels, "the quiet run only")
+        self.assertIn("1.00  (20 msgs/s)", labels, "the disturbed run, there being no other")
+        self.assertIn("1 of the 2 values rest on runs during which other processes used over 10% of a CPU.", labels)
+
     def test_a_file_that_is_not_a_raw_tsv_is_refused(self):
         path = os.path.join(self.dir.name, "report.md")
         with open(path, "w") as f:
