@@ -58,8 +58,7 @@ where
     F: Fn(&Request, &mut Acceptance) -> Result<H, Rejection> + Send + Sync + 'static,
     H: Handler,
 {
-    let listener = tls_listener(listener, tls).handshake_timeout(options.handshake_timeout());
-    ferrule::serve(Smol, listener, options, factory)
+    ferrule::tls::serve_tls(Smol, TcpAcceptor::from(Arc::from(listener)), tls, options, factory)
 }
 
 /// [`serve_channels`](crate::serve_channels) over TLS, as [`serve_tls`] runs it.
@@ -74,6 +73,5 @@ where
     T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = tls_listener(listener, tls).handshake_timeout(options.handshake_timeout());
-    ferrule::serve_channels(Smol, listener, options, task)
+    ferrule::tls::serve_channels_tls(Smol, TcpAcceptor::from(Arc::from(listener)), tls, options, task)
 }

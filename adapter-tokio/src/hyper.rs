@@ -40,7 +40,7 @@ use crate::{Acceptance, Compat, Error, Options, Rejection, Request, Tokio, Upgra
 pub type Shutdown = ferrule::Shutdown<Tokio>;
 
 /// A WebSocket over a connection that hyper upgraded.
-pub type HyperWebSocket = WebSocket<TokioIo<hyper::upgrade::Upgraded>>;
+pub type HyperWebSocket = WebSocket<Compat<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// The response to return from a hyper service for a WebSocket upgrade.
 pub type UpgradeResponse = hyper::Response<Full<Bytes>>;

@@ -30,7 +30,6 @@
 //! # }
 //! ```
 
-mod maybe_tls;
 #[cfg(feature = "tls")]
 pub mod tls;
 
@@ -41,7 +40,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use ferrule::*;
-pub use maybe_tls::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::{TlsListener, serve_channels_tls, serve_tls};
 
@@ -113,12 +111,20 @@ impl<T: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for Compat<T> {
     }
 }
 
+/// The stream [`connect`] runs a WebSocket over: the TCP stream itself for `ws://`, or TLS over
+/// it for `wss://` (feature `tls`, with futures-rustls), the tokio stream `S` adapted by
+/// [`Compat`]. [`MaybeTlsStream::connect`](ferrule::MaybeTlsStream::connect) puts a connected
+/// stream under TLS when the request's URL asks for it.
+pub type MaybeTlsStream<S = TcpStream> = ferrule::MaybeTlsStream<Compat<S>>;
+
 /// A WebSocket whose opening handshake succeeded on tokio, not yet running: run it with a
 /// [`Handler`] ([`Upgraded::run`], [`Upgraded::spawn`]) or take its [`Channels`]
-/// ([`Upgraded::channels`]). [`accept`], [`connect`] and [`connect_stream`] return one.
+/// ([`Upgraded::channels`]). [`connect`] returns a `WebSocket` (over a [`MaybeTlsStream`]);
+/// [`accept`] and [`connect_stream`] over a tokio stream `S` return a `WebSocket<Compat<S>>`.
 ///
-/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S`.
-pub type WebSocket<S = MaybeTlsStream> = Upgraded<Compat<S>, Tokio>;
+/// It runs the protocol state machine [`ferrule::core::Connection`] over the stream `S` (the
+/// futures-io traits, as on every runtime).
+pub type WebSocket<S = MaybeTlsStream> = Upgraded<S, Tokio>;
 
 /// Accepts a WebSocket upgrade on any tokio stream (plain TCP, TLS, ...): see
 /// [`ferrule::accept`].
@@ -135,7 +141,7 @@ pub async fn accept<S, T>(
     stream: S,
     options: &Options,
     on_connect: impl FnOnce(&Request, &mut Acceptance) -> Result<T, Rejection>,
-) -> Result<(WebSocket<S>, T), Error>
+) -> Result<(WebSocket<Compat<S>>, T), Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -186,8 +192,8 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
     let request = tcp_client_request(request, options)?;
     let stream = TcpStream::connect((request.host(), request.port())).await?;
     stream.set_nodelay(true)?;
-    let stream = MaybeTlsStream::connect(stream, &request, options).await?;
-    connect_stream(stream, request, options).await
+    let stream = MaybeTlsStream::connect(&Tokio, Compat(stream), &request, options).await?;
+    ferrule::connect_stream(Tokio, stream, request, options).await
 }
 
 /// Performs the client handshake for `request` on an already connected tokio stream.
@@ -199,7 +205,11 @@ pub async fn connect_request(request: ClientRequest, options: &Options) -> Resul
 /// # Cancel safety
 ///
 /// Not cancel safe: dropping it mid-handshake leaves the stream with the handshake half done.
-pub async fn connect_stream<S>(stream: S, request: ClientRequest, options: &Options) -> Result<WebSocket<S>, Error>
+pub async fn connect_stream<S>(
+    stream: S,
+    request: ClientRequest,
+    options: &Options,
+) -> Result<WebSocket<Compat<S>>, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -1,10 +1,11 @@
-//! TLS on tokio (feature `tls`, on by default), with tokio-rustls: `wss://` in
-//! [`connect`](crate::connect), and servers over TLS ([`serve_tls`], [`serve_channels_tls`],
+//! TLS on tokio (feature `tls`, on by default): `wss://` in [`connect`](crate::connect) (with
+//! futures-rustls, through [`MaybeTlsStream`](crate::MaybeTlsStream) as on the other runtimes),
+//! and servers over TLS with tokio-rustls ([`serve_tls`], [`serve_channels_tls`],
 //! [`TlsListener`]).
 //!
 //! Everything from [`ferrule::tls`] is re-exported here: the choice of roots ([`ClientTls`]),
-//! server configurations from PEM files ([`server_config_from_pem_files`]), and the rustls
-//! and tokio-rustls these are built with.
+//! server configurations from PEM files ([`server_config_from_pem_files`]), and the rustls,
+//! futures-rustls and tokio-rustls these are built with.
 //!
 //! ```no_run
 //! use ferrule_tokio::{Ctx, Handler, HandlerError, Message, Options};

@@ -14,8 +14,8 @@ use crate::options::Options;
 use crate::runtime::Runtime;
 
 /// The stream a client connects over: the transport itself for `ws://`, or TLS over it for
-/// `wss://` (feature `futures-rustls`). The smol and async-std adapters' `connect` return a
-/// WebSocket over one.
+/// `wss://` (feature `futures-rustls`). Every adapter's `connect` returns a WebSocket over one
+/// (tokio's over its streams adapted to the futures-io traits).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MaybeTlsStream<S> {

@@ -41,7 +41,7 @@ use crate::runtime::Runtime;
 #[cfg(feature = "futures-rustls")]
 pub use futures_rustls;
 #[cfg(feature = "futures-rustls")]
-pub use futures_tls::{TlsListener, connect};
+pub use futures_tls::{TlsListener, connect, serve_channels_tls, serve_tls};
 
 /// How many TLS handshakes a server runs at once unless told otherwise: past it, it stops
 /// accepting (new connections wait in the kernel's backlog) until one finishes.
@@ -371,6 +371,7 @@ async fn within<R: Runtime, T>(runtime: &R, timeout: Duration, future: impl Futu
 #[cfg(feature = "futures-rustls")]
 mod futures_tls {
     use std::fmt;
+    use std::future::Future;
     use std::io;
     use std::net::SocketAddr;
     use std::task::{Context, Poll};
@@ -382,10 +383,14 @@ mod futures_tls {
     use futures_rustls::{TlsAcceptor, TlsConnector};
 
     use super::{DEFAULT_MAX_HANDSHAKES, Handshakes, client_handshake};
+    use crate::callback::HandlerFactory;
+    use crate::channel::Channels;
     use crate::error::Error;
+    use crate::message::Codec;
     use crate::options::Options;
     use crate::runtime::Runtime;
-    use crate::server::Listener;
+    use crate::server::{Listener, Server};
+    use ferrule_core::handshake::Request;
 
     /// Runs a client's TLS handshake over `stream` for `request` (a `wss://` URL), as
     /// [`client_handshake`] describes.
@@ -451,6 +456,48 @@ mod futures_tls {
             self.handshakes.set_max(max);
             self
         }
+    }
+
+    /// [`serve`](crate::serve) over TLS (feature `futures-rustls`): serves WebSocket upgrades
+    /// (`wss://`) on `listener`'s connections with the callback API, each connection's TLS
+    /// handshake with `tls` (an `Arc<rustls::ServerConfig>`, from
+    /// [`server_config_from_pem_files`](super::server_config_from_pem_files) say, or a
+    /// `futures_rustls::TlsAcceptor`) in a [`TlsListener`] on `runtime`, within the options'
+    /// `handshake_timeout`. The smol and async-std adapters' `serve_tls` run it over their TCP
+    /// listeners.
+    pub fn serve_tls<R, L, F>(
+        runtime: R,
+        listener: L,
+        tls: impl Into<TlsAcceptor>,
+        options: Options,
+        factory: F,
+    ) -> Server<R>
+    where
+        R: Runtime,
+        L: Listener,
+        F: HandlerFactory,
+    {
+        let listener = TlsListener::new(runtime.clone(), listener, tls).handshake_timeout(options.handshake_timeout());
+        crate::serve(runtime, listener, options, factory)
+    }
+
+    /// [`serve_channels`](crate::serve_channels) over TLS, as [`serve_tls`] runs it.
+    pub fn serve_channels_tls<R, L, M, T, Fut>(
+        runtime: R,
+        listener: L,
+        tls: impl Into<TlsAcceptor>,
+        options: Options,
+        task: T,
+    ) -> Server<R>
+    where
+        R: Runtime,
+        L: Listener,
+        M: Codec,
+        T: Fn(Request, Channels<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TlsListener::new(runtime.clone(), listener, tls).handshake_timeout(options.handshake_timeout());
+        crate::serve_channels(runtime, listener, options, task)
     }
 
     impl<L: Listener, R: Runtime> Listener for TlsListener<L, R> {

@@ -316,6 +316,31 @@ fn handshake_agrees_and_both_connections_show_the_parameters() {
     assert_eq!((client.deflate(), server.deflate()), (None, None));
 }
 
+/// `server_no_context_takeover` at its default is read per role (RFC 7692 section 7.1.1.1): the
+/// client's offer does not ask for it, and a server at its default answers it anyway; a server
+/// that keeps its context then keeps it, unless the client set it.
+#[test]
+fn handshake_client_default_leaves_server_context_takeover_to_the_server() {
+    let request = ClientRequest::new("ws://h/").unwrap().deflate(Some(DeflateConfig::default())).unwrap();
+    let client = ClientHandshake::new(request, &mut Entropy::from_seed([1; 32]), Limits::default(), Instant::now());
+    let offer = String::from_utf8_lossy(client.request_bytes()).into_owned();
+    assert!(
+        offer.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12; client_max_window_bits=12\r\n"
+        ),
+        "{offer}"
+    );
+    let agreed = |client: DeflateConfig, server: DeflateConfig| {
+        let (c, s) = negotiated(Some(client), Some(server), Config::default()).unwrap();
+        assert_eq!(c.deflate(), s.deflate());
+        c.deflate().unwrap().server_no_context_takeover
+    };
+    let keeping = DeflateConfig::default().server_no_context_takeover(false);
+    assert!(agreed(DeflateConfig::default(), DeflateConfig::default()), "the server's default");
+    assert!(!agreed(DeflateConfig::default(), keeping.clone()), "the server keeps its context");
+    assert!(agreed(DeflateConfig::default().server_no_context_takeover(true), keeping), "asked by the client");
+}
+
 #[test]
 fn handshake_fails_when_deflate_is_required_and_not_agreed() {
     let required = DeflateConfig::default().required(true);

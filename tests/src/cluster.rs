@@ -14,7 +14,7 @@ use ferrule::hub::{AckError, Backplane, Hub, Inbox, MemoryCluster, Socket};
 use ferrule::{CloseCode, Message, Options};
 use serde_json::{Value, json};
 
-use crate::hub::HubClient;
+use crate::hub::{HubClient, marker_is_next};
 use crate::suite::{TestRuntime, now, sleep, within};
 
 /// Expands to one `#[test]` per cluster test for the runtime type `$rt` (a
@@ -88,14 +88,6 @@ async fn until<T: TestRuntime>(what: &str, done: impl Fn() -> bool) {
         }
     })
     .await;
-}
-
-/// Emits a marker to everyone from `hub` and checks it is each client's next message.
-async fn marker_is_next<T: TestRuntime>(hub: &Hub<T::Runtime>, clients: &mut [&mut HubClient], n: u32) {
-    hub.emit("marker", &n).expect("encoded");
-    for client in clients.iter_mut() {
-        assert_eq!(client.next::<T>().await, json!(["marker", n]), "client {}", client.id);
-    }
 }
 
 /// A room emit from one node reaches its members on every node once and nobody else; `except`

@@ -228,6 +228,25 @@ async fn serve<T: TestRuntime>(hub: &Hub<T::Runtime>, options: Options) -> T::Se
     T::serve(options, hub.handler_factory()).await
 }
 
+/// A [`test_hub`] that drops messages for slow recipients, served with the default options, and
+/// what its callbacks saw.
+async fn start<T: TestRuntime>() -> (Seen, Hub<T::Runtime>, T::Server) {
+    let seen = Seen::default();
+    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
+    let server = serve::<T>(&hub, Options::default()).await;
+    (seen, hub, server)
+}
+
+/// `N` clients of the hub `server` serves, connected at `/` one after the other.
+async fn clients<T: TestRuntime, const N: usize>(server: &T::Server) -> [HubClient; N] {
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        clients.push(HubClient::connect::<T>(server, "/").await);
+    }
+    let Ok(clients) = clients.try_into() else { unreachable!("{N} clients were connected") };
+    clients
+}
+
 /// Waits for the next item `seen` records that starts with `prefix`, skipping others.
 async fn seen_next<T: TestRuntime>(seen: &Seen, prefix: &str) -> String {
     within::<T, _>(WAIT, prefix, async {
@@ -241,8 +260,8 @@ async fn seen_next<T: TestRuntime>(seen: &Seen, prefix: &str) -> String {
     .await
 }
 
-/// Emits a marker to everyone and checks it is each client's next message.
-async fn marker_is_next<T: TestRuntime>(hub: &Hub<T::Runtime>, clients: &mut [&mut HubClient], n: u32) {
+/// Emits a marker to everyone from `hub` and checks it is each client's next message.
+pub(crate) async fn marker_is_next<T: TestRuntime>(hub: &Hub<T::Runtime>, clients: &mut [&mut HubClient], n: u32) {
     hub.emit("marker", &n).expect("encoded");
     for client in clients.iter_mut() {
         assert_eq!(client.next::<T>().await, json!(["marker", n]), "client {}", client.id);
@@ -252,11 +271,8 @@ async fn marker_is_next<T: TestRuntime>(hub: &Hub<T::Runtime>, clients: &mut [&m
 /// Each connection's first message is `$open` with the wire format's version and its id: 128 random
 /// bits as 32 hex digits, different for each, registered and in its own room.
 pub async fn hub_open_message_carries_version_and_a_random_128_bit_id<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let a = HubClient::connect::<T>(&server, "/").await;
-    let b = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [a, b] = clients::<T, 2>(&server).await;
     for client in [&a, &b] {
         assert_eq!(client.id.len(), 32, "{}", client.id);
         assert!(client.id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{}", client.id);
@@ -288,12 +304,8 @@ pub async fn hub_id_generator_sees_the_request_and_a_taken_id_is_refused<T: Test
 /// An emit to several rooms reaches each member once (a member of two rooms too) and nobody else;
 /// to an id, that connection only; after leaving a room, its emits stop.
 pub async fn hub_emit_to_rooms_reaches_each_member_once_and_no_one_else<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
-    let mut c = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [mut a, mut b, mut c] = clients::<T, 3>(&server).await;
     a.join::<T>("x").await;
     a.join::<T>("y").await;
     b.join::<T>("y").await;
@@ -321,12 +333,8 @@ pub async fn hub_emit_to_rooms_reaches_each_member_once_and_no_one_else<T: TestR
 
 /// `socket.broadcast()` and `socket.to(room)` leave the sender out.
 pub async fn hub_socket_broadcast_and_to_leave_out_the_sender<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
-    let mut c = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [mut a, mut b, mut c] = clients::<T, 3>(&server).await;
     a.send(r#"["shout", "hello"]"#).await;
     assert_eq!(b.next::<T>().await, json!(["shout", "hello"]));
     assert_eq!(c.next::<T>().await, json!(["shout", "hello"]));
@@ -345,12 +353,8 @@ pub async fn hub_socket_broadcast_and_to_leave_out_the_sender<T: TestRuntime>() 
 
 /// An emit to everyone but a set of ids reaches only the others.
 pub async fn hub_emit_to_everyone_but_a_set_of_ids<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
-    let mut c = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [mut a, mut b, mut c] = clients::<T, 3>(&server).await;
     let delivery = hub.all().except(&a.id).except(&c.id).emit("only-b", &()).expect("encoded");
     assert_eq!(delivery.queued, 1);
     assert_eq!(b.next::<T>().await, json!(["only-b", null]));
@@ -360,9 +364,7 @@ pub async fn hub_emit_to_everyone_but_a_set_of_ids<T: TestRuntime>() {
 /// Native messages (text that is not a JSON array, and binary) reach the native callbacks as sent,
 /// and `send` delivers them to clients untouched.
 pub async fn hub_native_messages_pass_through_untouched_both_ways<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     let id = a.id.clone();
     assert_eq!(seen_next::<T>(&seen, "connect").await, format!("connect {id}"));
@@ -386,9 +388,7 @@ pub async fn hub_native_messages_pass_through_untouched_both_ways<T: TestRuntime
 pub async fn hub_unknown_event_bad_payload_and_malformed_go_to_error_callbacks_and_the_connection_stays<
     T: TestRuntime,
 >() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     let id = a.id.clone();
     for (sent, expected) in [
@@ -415,9 +415,7 @@ pub async fn hub_unknown_event_bad_payload_and_malformed_go_to_error_callbacks_a
 /// `null` from a handler without a reply, and a `$nack` for an unknown event, a bad payload or a
 /// failed handler.
 pub async fn hub_client_ack_gets_the_handlers_reply_or_a_nack<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (_, _, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     assert_eq!(a.request::<T>("add", json!([2, 3]), 7).await, json!(["$ack", 7, 5]));
     a.send(r#"["echo", "x", 8]"#).await;
@@ -434,9 +432,7 @@ pub async fn hub_client_ack_gets_the_handlers_reply_or_a_nack<T: TestRuntime>() 
 /// A server emit with an ack gets the client's reply decoded, a refusal, a decode error, or
 /// `Disconnected` when the connection ends first.
 pub async fn hub_server_ack_returns_the_clients_reply<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (_, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     let socket = hub.get(&a.id).expect("registered");
     let ack =
@@ -468,9 +464,7 @@ pub async fn hub_server_ack_returns_the_clients_reply<T: TestRuntime>() {
 /// A server emit with an ack that gets no reply times out at its deadline on the runtime's (paused)
 /// clock; a reply after that goes to the error callbacks.
 pub async fn hub_server_ack_times_out_on_the_runtime_clock_and_a_late_reply_is_an_error<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     let socket = hub.get(&a.id).expect("registered");
     let timeout = Duration::from_secs(5);
@@ -487,12 +481,8 @@ pub async fn hub_server_ack_times_out_on_the_runtime_clock_and_a_late_reply_is_a
 /// A broadcast with acks sends one encoding (one ack id) to every recipient and collects the
 /// replies that came within the timeout, the others as timeouts; when all reply, it ends early.
 pub async fn hub_broadcast_ack_collects_the_replies_that_came_in_time<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
-    let mut c = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [mut a, mut b, mut c] = clients::<T, 3>(&server).await;
     let timeout = Duration::from_secs(5);
     let started = now::<T>();
     let acks = hub.all().emit_with_ack::<u32, _>("vote", "yes or no?", timeout).expect("encoded");
@@ -611,9 +601,7 @@ async fn seen_next_within<T: TestRuntime>(seen: &Seen, prefix: &str, limit: Dura
 
 /// Disconnecting by id closes with the code and reason given; an unknown id reports `false`.
 pub async fn hub_disconnect_by_id_closes_with_code_and_reason<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let a = HubClient::connect::<T>(&server, "/").await;
     assert!(matches!(hub.disconnect(&a.id, CloseCode::new(4001), "bye"), Ok(true)));
     let info = within::<T, _>(WAIT, "the end", a.channels.done.clone()).await;
@@ -627,9 +615,7 @@ pub async fn hub_disconnect_by_id_closes_with_code_and_reason<T: TestRuntime>() 
 /// When a connection ends, it leaves every room (its own last) with an on-leave callback for each
 /// while still registered, and only then is removed and the on-disconnect callbacks run.
 pub async fn hub_disconnect_leaves_every_room_with_on_leave_before_removal<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     let id = a.id.clone();
     a.join::<T>("x").await;
@@ -669,11 +655,8 @@ pub async fn hub_disconnect_leaves_every_room_with_on_leave_before_removal<T: Te
 
 /// Each connection's store keeps typed values of its own, set from on_connection or later.
 pub async fn hub_store_keeps_typed_values_per_connection<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
+    let (_, hub, server) = start::<T>().await;
+    let [mut a, mut b] = clients::<T, 2>(&server).await;
     assert_eq!(a.request::<T>("count", json!(null), 1).await, json!(["$ack", 1, 1]));
     assert_eq!(a.request::<T>("count", json!(null), 2).await, json!(["$ack", 2, 2]));
     assert_eq!(b.request::<T>("count", json!(null), 3).await, json!(["$ack", 3, 1]), "b has its own");
@@ -687,9 +670,7 @@ pub async fn hub_store_keeps_typed_values_per_connection<T: TestRuntime>() {
 
 /// The ping and pong callbacks see the client's ping and its pong to the server's ping.
 pub async fn hub_ping_and_pong_callbacks_fire<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (seen, hub, server) = start::<T>().await;
     let a = HubClient::connect::<T>(&server, "/").await;
     a.channels.sender.handle().ping(&b"from client"[..]).expect("ping");
     assert_eq!(seen_next::<T>(&seen, "ping").await, format!("ping {} from client", a.id));
@@ -699,11 +680,8 @@ pub async fn hub_ping_and_pong_callbacks_fire<T: TestRuntime>() {
 
 /// The hub's stats count connections, rooms, messages in and out, and how connections ended.
 pub async fn hub_stats_count_connections_rooms_messages_and_close_causes<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
-    let mut a = HubClient::connect::<T>(&server, "/").await;
-    let mut b = HubClient::connect::<T>(&server, "/").await;
+    let (seen, hub, server) = start::<T>().await;
+    let [mut a, mut b] = clients::<T, 2>(&server).await;
     a.join::<T>("r").await;
     b.join::<T>("r").await;
     hub.to("r").emit("hi", &1).expect("encoded");
@@ -727,9 +705,7 @@ pub async fn hub_stats_count_connections_rooms_messages_and_close_causes<T: Test
 /// An emit with a `$` name, or a payload that does not serialize, is refused with a typed error
 /// and sends nothing.
 pub async fn hub_emit_with_a_reserved_name_or_an_unserializable_payload_sends_nothing<T: TestRuntime>() {
-    let seen = Seen::default();
-    let hub = test_hub::<T>(&seen, SlowRecipients::Drop);
-    let server = serve::<T>(&hub, Options::default()).await;
+    let (_, hub, server) = start::<T>().await;
     let mut a = HubClient::connect::<T>(&server, "/").await;
     assert!(matches!(hub.emit("$open", &1), Err(EmitError::ReservedName(name)) if name == "$open"));
     let not_json = std::collections::HashMap::from([((1, 2), 3)]);

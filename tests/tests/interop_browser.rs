@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -88,7 +89,20 @@ async fn chromium_echo_with_subprotocol_keepalive_and_clean_close_1000() {
         .ping_period(Some(Duration::from_millis(100)))
         .pong_wait(Duration::from_secs(10))
         .allowed_origin(page.origin_policy());
-    let (server, ws_url, mut closed) = serve(options.build().expect("options"), |_| Echo).await;
+    /// [`Echo`], counting the pongs its connection receives.
+    struct PongCounting(Arc<AtomicUsize>);
+    impl Handler for PongCounting {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+            Echo.on_message(ctx, message)
+        }
+        fn on_pong(&mut self, _ctx: &mut Ctx<'_>, _payload: &[u8]) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let pongs = Arc::new(AtomicUsize::new(0));
+    let counter = pongs.clone();
+    let (server, ws_url, mut closed) =
+        serve(options.build().expect("options"), move |_| PongCounting(counter.clone())).await;
     let mut chromium =
         page.open(&browser, &format!("scenario=echo&ws={ws_url}&protocols=chat.v1,chat.v2&hold_ms=1000")).await;
 
@@ -102,7 +116,8 @@ async fn chromium_echo_with_subprotocol_keepalive_and_clean_close_1000() {
     assert_eq!((report.get("code"), report.get("reason"), report.get("clean")), ("1000", "", "true"), "{report:?}");
     let info = next(&mut closed).await;
     assert!(info.was_clean && info.code == CloseCode::NORMAL && info.reason == "browser done", "{info:?}");
-    assert!(PONGS.load(Ordering::SeqCst) >= 2, "the browser answered {} pings", PONGS.load(Ordering::SeqCst));
+    let pongs = pongs.load(Ordering::SeqCst);
+    assert!(pongs >= 2, "the browser answered {pongs} pings");
     assert_eq!(server.shutdown(STEP_TIMEOUT).await, 0, "connections left open at shutdown");
 }
 
@@ -279,17 +294,10 @@ async fn chromium_cross_origin_page_is_refused_by_default_policy() {
 /// Echoes every message.
 struct Echo;
 
-/// Pongs the [`Echo`] servers received. Only the keepalive test's server pings within a test's
-/// time (the others keep the 48 s default), so only it counts here.
-static PONGS: AtomicUsize = AtomicUsize::new(0);
-
 impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
         ctx.send(&message)?;
         Ok(())
-    }
-    fn on_pong(&mut self, _ctx: &mut Ctx<'_>, _payload: &[u8]) {
-        PONGS.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -43,7 +43,7 @@ mod on_async_std {
 }
 
 impl TlsTestRuntime for TokioRuntime {
-    type TlsClientStream = ferrule_tokio::Compat<ferrule_tokio::MaybeTlsStream>;
+    type TlsClientStream = ferrule_tokio::MaybeTlsStream;
 
     async fn serve_tls<F: HandlerFactory>(
         config: Arc<ServerConfig>,

@@ -64,10 +64,11 @@ use crate::config::ConfigError;
 /// (see [`server_no_context_takeover`](Self::server_no_context_takeover) and
 /// [`client_no_context_takeover`](Self::client_no_context_takeover)).
 ///
-/// [`DeflateConfig::default`] sets `server_no_context_takeover`: a server keeps no compressor per
-/// connection, only the decompressor for a client that keeps its context (46 KiB; browsers do),
-/// which is less than python-websockets' default of about 64 KiB with C zlib; set it to `false`
-/// for better compression of small, similar messages at 161 KiB more per connection. Messages
+/// By default ([`DeflateConfig::default`]) a server answers `server_no_context_takeover`, so it
+/// keeps no compressor per connection, only the decompressor for a client that keeps its context
+/// (46 KiB; browsers do), which is less than python-websockets' default of about 64 KiB with C
+/// zlib; set it to `false` for better compression of small, similar messages at 161 KiB more per
+/// connection. A client by default does not ask for it: it leaves the choice to the server. Messages
 /// below [`min_compress_size`](Self::min_compress_size) use no compressor at all.
 ///
 /// A compressed message is held to `max_message_size` while it is inflated: its buffer never
@@ -107,14 +108,20 @@ pub struct DeflateConfig {
     /// the parameter for at most this (`None`: it accepts the client's choice).
     pub client_max_window_bits: Option<u8>,
     /// The server compresses each message on its own, without the previous messages as context
-    /// (RFC 7692 section 7.1.1.1). Default `true`: a server then keeps no compressor per
-    /// connection (it borrows one from its thread for each message), 161 KiB less per connection
-    /// at the default window and memory level, for some compression of small, similar messages.
+    /// (RFC 7692 section 7.1.1.1). Default `None`, which each end reads for its own role: a
+    /// server answers it (it then keeps no compressor per connection: it borrows one from its
+    /// thread for each message, 161 KiB less per connection at the default window and memory
+    /// level, for some compression of small, similar messages), and a client does not ask for it.
     ///
-    /// A server answers it when set (or when the client asks for it; RFC 7692 lets a server
-    /// answer it unasked); a client asks for it, which lets it keep no decompressor between
-    /// messages.
-    pub server_no_context_takeover: bool,
+    /// `Some(true)`: a server answers it, and a client asks for it (which lets the client keep no
+    /// decompressor between messages) and fails the handshake when it is not answered.
+    /// `Some(false)`: a server answers it only when the client asks for it (RFC 7692 lets a
+    /// server answer it unasked, but not refuse it), and a client does not ask.
+    ///
+    /// The default differs by role because the setting saves the server's memory at the cost of
+    /// the compression of what the server sends: a server chooses it for itself, while a client
+    /// asking for it by default would impose the server's cost-saving on every server it meets.
+    pub server_no_context_takeover: Option<bool>,
     /// The client compresses each message on its own (RFC 7692 section 7.1.1.2). Default `false`.
     ///
     /// A client offers it when set and then keeps no compressor between messages; a server
@@ -144,7 +151,7 @@ impl Default for DeflateConfig {
         Self {
             server_max_window_bits: Some(12),
             client_max_window_bits: Some(12),
-            server_no_context_takeover: true,
+            server_no_context_takeover: None,
             client_no_context_takeover: false,
             compression_level: 6,
             memory_level: 5,
@@ -165,9 +172,10 @@ impl DeflateConfig {
         self.client_max_window_bits = bits;
         self
     }
-    /// Sets [`server_no_context_takeover`](Self::server_no_context_takeover).
+    /// Sets [`server_no_context_takeover`](Self::server_no_context_takeover) to `Some(on)`, for
+    /// either role.
     pub fn server_no_context_takeover(mut self, on: bool) -> Self {
-        self.server_no_context_takeover = on;
+        self.server_no_context_takeover = Some(on);
         self
     }
     /// Sets [`client_no_context_takeover`](Self::client_no_context_takeover).
@@ -218,6 +226,16 @@ impl DeflateConfig {
         }
         check("compression_level", self.compression_level, 0, 9)?;
         check("memory_level", self.memory_level, 1, 9)
+    }
+
+    /// Whether a server answers `server_no_context_takeover` unasked: unless told otherwise, yes.
+    pub(crate) fn server_answers_no_context_takeover(&self) -> bool {
+        self.server_no_context_takeover.unwrap_or(true)
+    }
+
+    /// Whether a client asks for `server_no_context_takeover`: only when told to.
+    pub(crate) fn client_asks_server_no_context_takeover(&self) -> bool {
+        self.server_no_context_takeover.unwrap_or(false)
     }
 }
 

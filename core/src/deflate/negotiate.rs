@@ -138,7 +138,7 @@ fn window_bits(value: &str) -> Option<u8> {
 /// The `Sec-WebSocket-Extensions` value a client sends for `config` (RFC 7692 section 7.1).
 pub(crate) fn offer_value(config: &DeflateConfig) -> String {
     let mut value = EXTENSION_NAME.to_owned();
-    if config.server_no_context_takeover {
+    if config.client_asks_server_no_context_takeover() {
         value.push_str("; server_no_context_takeover");
     }
     if config.client_no_context_takeover {
@@ -182,7 +182,7 @@ fn accept(config: &DeflateConfig, offer: Written) -> (PerMessageDeflate, String)
         Some(offered) => ours(offered).min(ours(config.client_max_window_bits)),
     };
     let params = DeflateParams {
-        server_no_context_takeover: offer.server_no_context_takeover || config.server_no_context_takeover,
+        server_no_context_takeover: offer.server_no_context_takeover || config.server_answers_no_context_takeover(),
         client_no_context_takeover: offer.client_no_context_takeover || config.client_no_context_takeover,
         server_max_window_bits: server_window,
         client_max_window_bits: client_window,
@@ -236,7 +236,7 @@ pub(crate) fn parse_answer(
         (_, Some(Some(answered))) => answered,
         (offered, None) => offered.unwrap_or(MAX_WINDOW_BITS),
     };
-    if config.server_no_context_takeover && !answer.server_no_context_takeover {
+    if config.client_asks_server_no_context_takeover() && !answer.server_no_context_takeover {
         return Err(DeflateResponseError::MissingServerNoContextTakeover);
     }
     let params = DeflateParams {
@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(offer_value(&open()), "permessage-deflate");
         assert_eq!(
             offer_value(&DeflateConfig::default()),
-            "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; client_max_window_bits=12"
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
         );
         let all = DeflateConfig::default()
             .server_no_context_takeover(true)
@@ -426,6 +426,46 @@ mod tests {
         // What a client offers, a server with no policy of its own accepts as is.
         let (p, _) = server(&open(), &offer_value(&all)).unwrap();
         assert_eq!(p, params(true, true, 12, 15));
+    }
+
+    #[test]
+    fn server_no_context_takeover_defaults_by_role() {
+        let default = DeflateConfig::default();
+        assert_eq!(default.server_no_context_takeover, None);
+        // A client leaves it to the server: it does not ask, and takes either answer.
+        assert!(!offer_value(&default).contains("server_no_context_takeover"));
+        assert_eq!(
+            client(&default, "permessage-deflate; server_max_window_bits=12"),
+            Ok(Some(params(false, false, 12, 12)))
+        );
+        // A server answers it unasked.
+        let (p, answer) = server(&default, "permessage-deflate").unwrap();
+        assert!(p.server_no_context_takeover, "{answer}");
+        assert_eq!(answer, "permessage-deflate; server_no_context_takeover; server_max_window_bits=12");
+        // Two ends at their defaults agree on what the server chose.
+        let (p, answer) = server(&default, &offer_value(&default)).unwrap();
+        assert_eq!(p, params(true, false, 12, 12));
+        assert_eq!(client(&default, &answer), Ok(Some(p)));
+    }
+
+    #[test]
+    fn server_no_context_takeover_set_applies_to_either_role() {
+        let asked = DeflateConfig::default().server_no_context_takeover(true);
+        assert_eq!(asked.server_no_context_takeover, Some(true));
+        assert!(offer_value(&asked).starts_with("permessage-deflate; server_no_context_takeover;"));
+        assert_eq!(
+            client(&asked, "permessage-deflate; server_max_window_bits=12"),
+            Err(DeflateResponseError::MissingServerNoContextTakeover)
+        );
+        let (p, _) = server(&asked, "permessage-deflate").unwrap();
+        assert!(p.server_no_context_takeover);
+        let keeps = DeflateConfig::default().server_no_context_takeover(false);
+        assert!(!offer_value(&keeps).contains("server_no_context_takeover"));
+        let (p, answer) = server(&keeps, "permessage-deflate").unwrap();
+        assert!(!p.server_no_context_takeover, "{answer}");
+        // Asked by the client, a server that would keep its context still answers it.
+        let (p, _) = server(&keeps, "permessage-deflate; server_no_context_takeover").unwrap();
+        assert!(p.server_no_context_takeover);
     }
 
     fn client(config: &DeflateConfig, header: &str) -> Result<Option<DeflateParams>, DeflateResponseError> {

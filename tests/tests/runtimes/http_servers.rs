@@ -15,9 +15,7 @@ use axum::response::Response;
 use ferrule_tests::suite::{TestRuntime, TestServer};
 use ferrule_tokio::axum::{Shutdown, Upgrade};
 use ferrule_tokio::hyper::{HyperWebSocket, PendingUpgrade, UpgradeResponse};
-use ferrule_tokio::{
-    Channels, Codec, Compat, Error, HandlerFactory, MaybeTlsStream, Options, Request, Tokio, Upgraded,
-};
+use ferrule_tokio::{Channels, Codec, Error, HandlerFactory, MaybeTlsStream, Options, Request, Tokio, Upgraded};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -38,11 +36,11 @@ macro_rules! tokio_client_side {
             Tokio
         }
 
-        async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<MaybeTlsStream>, Tokio>, Error> {
+        async fn connect(url: &str, options: &Options) -> Result<Upgraded<MaybeTlsStream, Tokio>, Error> {
             TokioRuntime::connect(url, options).await
         }
 
-        async fn tcp(addr: SocketAddr) -> io::Result<Compat<MaybeTlsStream>> {
+        async fn tcp(addr: SocketAddr) -> io::Result<MaybeTlsStream> {
             TokioRuntime::tcp(addr).await
         }
 
@@ -106,7 +104,7 @@ async fn serve_axum(router: axum::Router, shutdown: Shutdown) -> HttpServer {
 impl TestRuntime for AxumRuntime {
     type Runtime = Tokio;
     type Server = HttpServer;
-    type Stream = Compat<MaybeTlsStream>;
+    type Stream = MaybeTlsStream;
 
     tokio_client_side!();
 
@@ -205,7 +203,7 @@ fn spawn_upgraded<T, Fut>(
 impl TestRuntime for HyperRuntime {
     type Runtime = Tokio;
     type Server = HttpServer;
-    type Stream = Compat<MaybeTlsStream>;
+    type Stream = MaybeTlsStream;
 
     tokio_client_side!();
 

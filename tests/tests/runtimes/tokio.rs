@@ -24,7 +24,7 @@ async fn listener() -> TcpListener {
 impl TestRuntime for TokioRuntime {
     type Runtime = Tokio;
     type Server = ferrule_tokio::Server;
-    type Stream = Compat<MaybeTlsStream>;
+    type Stream = MaybeTlsStream;
 
     fn block_on<F: Future>(paused: bool, future: F) -> F::Output {
         let runtime = if paused {
@@ -55,14 +55,14 @@ impl TestRuntime for TokioRuntime {
         ferrule_tokio::serve_channels(listener().await, options, task)
     }
 
-    async fn connect(url: &str, options: &Options) -> Result<Upgraded<Compat<MaybeTlsStream>, Tokio>, Error> {
+    async fn connect(url: &str, options: &Options) -> Result<Upgraded<MaybeTlsStream, Tokio>, Error> {
         ferrule_tokio::connect(url, options).await
     }
 
-    async fn tcp(addr: SocketAddr) -> io::Result<Compat<MaybeTlsStream>> {
+    async fn tcp(addr: SocketAddr) -> io::Result<MaybeTlsStream> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Compat(MaybeTlsStream::Plain(stream)))
+        Ok(MaybeTlsStream::Plain(Compat(stream)))
     }
 
     fn alive_tasks() -> Option<usize> {
