@@ -10,6 +10,7 @@ pub mod compression;
 pub mod fuzz_targets;
 pub mod harness;
 pub mod hub;
+pub mod redis_server;
 pub mod stream_sink;
 pub mod suite;
 #[cfg(feature = "tls")]

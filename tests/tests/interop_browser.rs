@@ -552,9 +552,9 @@ mod chat_cluster;
 
 use chat_cluster::app as chat_app;
 
-/// A `redis-server` of the two-node test's own.
+#[path = "runtimes/tokio.rs"]
 #[allow(dead_code)]
-mod redis_common;
+mod tokio_runtime;
 
 /// One wait for the pages (a DOM condition, a DevTools reply); generous, since a busy machine
 /// runs three pages slowly. Only a guard: every wait ends as soon as its condition holds.
@@ -631,7 +631,7 @@ async fn chromium_chat_demo_two_nodes_through_redis() {
         return serve_chat_node(&node.to_string_lossy()).await;
     }
     let Some(browser) = browser() else { return };
-    let Some(redis) = redis_common::Redis::start().await else { return };
+    let Some(redis) = ferrule_tests::redis_server::Redis::start::<tokio_runtime::TokioRuntime>().await else { return };
     let a = ChatNode::start(&redis.url(), "a").await;
     let b = ChatNode::start(&redis.url(), "b").await;
 

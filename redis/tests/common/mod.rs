@@ -18,9 +18,7 @@ pub(crate) mod smol_runtime;
 #[allow(dead_code)]
 pub(crate) mod tokio_runtime;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 pub(crate) use async_std_runtime::AsyncStdRuntime;
@@ -29,6 +27,7 @@ use ferrule::Options;
 use ferrule::hub::{AckError, Hub, Socket};
 pub(crate) use ferrule_redis::{PubSub, RedisBackplane, RedisConfig};
 use ferrule_tests::hub::HubClient;
+pub(crate) use ferrule_tests::redis_server::{Redis, found, free_port};
 use ferrule_tests::suite::{TestRuntime, sleep, within};
 use serde_json::{Value, json};
 pub(crate) use smol_runtime::SmolRuntime;
@@ -56,93 +55,6 @@ impl Backplanes for TokioRuntime {
 impl Backplanes for SmolRuntime {}
 
 impl Backplanes for AsyncStdRuntime {}
-
-/// Whether `program` runs here; without it, `false` (the test is skipped, saying so) unless
-/// `FERRULE_REQUIRE_REDIS=1`, which makes it a failure.
-pub(crate) fn found(program: &str) -> bool {
-    let found = Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("FERRULE_REQUIRE_REDIS").as_deref() != Ok("1"),
-            "FERRULE_REQUIRE_REDIS=1 but {program} is not on the PATH (Debian: apt-get install redis-server)"
-        );
-        eprintln!("{program} not found: skipping (install Debian's redis-server to run these tests)");
-    }
-    found
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
-}
-
-/// A `redis-server` of this test's own.
-pub(crate) struct Redis {
-    pub(crate) port: u16,
-    pub(crate) dir: PathBuf,
-    pub(crate) args: Vec<String>,
-    pub(crate) child: Option<Child>,
-}
-
-impl Redis {
-    /// Starts one on a free port; `None` (the test is skipped) without `redis-server`, unless
-    /// `FERRULE_REQUIRE_REDIS=1`.
-    pub(crate) async fn start<T: TestRuntime>() -> Option<Self> {
-        if !found("redis-server") {
-            return None;
-        }
-        Some(Self::start_with::<T>(Vec::new()).await)
-    }
-
-    /// Starts one on a free port, with `args` added to its command line.
-    pub(crate) async fn start_with<T: TestRuntime>(args: Vec<String>) -> Self {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(format!("ferrule-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-        let mut redis = Self { port, dir, args, child: None };
-        redis.run::<T>().await;
-        redis
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server (again) on its port, and waits until it answers.
-    pub(crate) async fn run<T: TestRuntime>(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server started");
-        self.child = Some(child);
-        let url = self.url();
-        within::<T, _>(STEP, "redis-server answering", async move {
-            while query(&url, &redis::cmd("PING")).await.as_deref() != Some("PONG") {
-                sleep::<T>(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-    }
-
-    /// Stops the server (SIGKILL: no goodbye to its clients) and waits for it to end.
-    pub(crate) fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("redis-server stopped");
-            child.wait().expect("redis-server ended");
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `command`'s answer, as a string, from the Redis at `url`; `None` when it cannot be had.
 pub(crate) async fn query(url: &str, command: &redis::Cmd) -> Option<String> {
