@@ -4,6 +4,10 @@
 //! Each target's invariant: accept the input or fail with a documented, typed error, never
 //! panic, never buffer without bound, and keep the connection's lifecycle rules.
 
+mod hub_wire;
+
+pub use hub_wire::hub_wire;
+
 use std::time::{Duration, Instant};
 
 use ferrule_core::handshake::{

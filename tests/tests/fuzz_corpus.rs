@@ -42,3 +42,8 @@ fn fuzz_corpus_connection_ops() {
 fn fuzz_corpus_deflate_connection() {
     replay("deflate_connection", fuzz_targets::deflate_connection);
 }
+
+#[test]
+fn fuzz_corpus_hub_wire() {
+    replay("hub_wire", fuzz_targets::hub_wire);
+}
