@@ -47,3 +47,8 @@ fn fuzz_corpus_deflate_connection() {
 fn fuzz_corpus_hub_wire() {
     replay("hub_wire", fuzz_targets::hub_wire);
 }
+
+#[test]
+fn fuzz_corpus_http_request() {
+    replay("http_request", fuzz_targets::http_request);
+}

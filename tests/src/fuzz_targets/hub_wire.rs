@@ -1,9 +1,8 @@
 //! The hub's wire format read by a real hub connection: the hub's own handler run by the
 //! callback API's driver over an in-memory stream, on a runtime whose timers never fire and whose
-//! task is polled by hand, so one input runs in microseconds and the same way every time.
+//! task is polled by hand, so one input runs in about a millisecond and the same way every time.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use ferrule::core::{Config, Connection, Event, Role};
 use ferrule::hub::{Ack, AckError, Hub, HubError, Socket};
-use ferrule::{CloseInfo, Message, Options, OriginPolicy, Runtime, accept};
-use futures_io::{AsyncRead, AsyncWrite};
+use ferrule::{CloseInfo, Message, Options, OriginPolicy, accept};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+use super::in_memory::{Manual, Pipe};
 
 /// The hub's wire format through a hub connection: each line of the input is one message from
 /// the client (`B` then bytes: binary; `T` then text; anything else: the whole line as text,
@@ -328,72 +328,3 @@ fn settle(
 
 const UPGRADE: &[u8] = b"GET /hub HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-/// A runtime whose timers never fire and whose tasks are never run: the connection under test
-/// is polled by hand and spawns nothing.
-#[derive(Clone, Default, Debug)]
-struct Manual;
-
-impl Runtime for Manual {
-    type Sleep = std::future::Pending<()>;
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn sleep_until(&self, _deadline: Instant) -> Self::Sleep {
-        std::future::pending()
-    }
-
-    fn reset(&self, _sleep: Pin<&mut Self::Sleep>, _deadline: Instant) {}
-
-    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, _future: F) {
-        unreachable!("the hub connection under test spawns nothing");
-    }
-}
-
-/// The client's side of the stream: reads give `input` (then wait forever, as an idle peer);
-/// writes are kept.
-struct Pipe {
-    input: Vec<u8>,
-    read: usize,
-    /// Input bytes not yet read.
-    unread: Arc<AtomicUsize>,
-    written: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Pipe {
-    fn new(input: Vec<u8>) -> Self {
-        let unread = Arc::new(AtomicUsize::new(input.len()));
-        Self { input, read: 0, unread, written: Arc::default() }
-    }
-}
-
-impl AsyncRead for Pipe {
-    fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let rest = &self.input[self.read..];
-        if rest.is_empty() {
-            return Poll::Pending;
-        }
-        let n = buf.len().min(rest.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        self.read += n;
-        self.unread.fetch_sub(n, Ordering::Relaxed);
-        Poll::Ready(Ok(n))
-    }
-}
-
-impl AsyncWrite for Pipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.written.lock().expect("not poisoned").extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
