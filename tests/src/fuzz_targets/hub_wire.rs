@@ -49,7 +49,7 @@ pub fn hub_wire(data: &[u8]) {
         })
         .collect();
 
-    let runtime = Manual::default();
+    let runtime = Manual;
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let pending_ask: Arc<Mutex<Option<Ack<Manual, Value>>>> = Arc::default();
     let hub = test_hub(&runtime, &seen, &pending_ask);
