@@ -247,7 +247,15 @@ where
     }
 
     fn deliver_events(&mut self, now: Instant) {
-        while let Some(event) = self.conn.poll_event() {
+        loop {
+            // What a handler queued through a handle for the previous event (a hub's reply, an
+            // emit to this connection) goes into the core before the next event: one read can
+            // hold hundreds of small requests, and their replies would otherwise pile up in the
+            // handles' bounded queue, which is meant to fill only when the peer stops reading.
+            if self.may_take_commands() {
+                self.sending.take_commands(&mut self.conn, &self.handle.shared, now);
+            }
+            let Some(event) = self.conn.poll_event() else { break };
             let message = match event {
                 Event::Text(t) => Message::Text(t),
                 Event::Binary(b) => Message::Binary(b),

@@ -4,6 +4,13 @@
 //! Each target's invariant: accept the input or fail with a documented, typed error, never
 //! panic, never buffer without bound, and keep the connection's lifecycle rules.
 
+mod http_request;
+mod hub_wire;
+mod in_memory;
+
+pub use http_request::http_request;
+pub use hub_wire::hub_wire;
+
 use std::time::{Duration, Instant};
 
 use ferrule_core::handshake::{

@@ -18,7 +18,7 @@ use ferrule::{
 };
 use serde_json::{Value, json};
 
-use crate::suite::{Inbox, TestRuntime, addr, now, raw_upgraded, sleep, url, within};
+use crate::suite::{Inbox, TestRuntime, addr, client_frame, now, raw_upgraded, sleep, url, within};
 
 /// Expands to one `#[test]` per hub test for the runtime type `$rt` (a
 /// [`TestRuntime`](crate::suite::TestRuntime)).
@@ -34,6 +34,7 @@ macro_rules! hub_suite {
             real hub_native_messages_pass_through_untouched_both_ways,
             real hub_unknown_event_bad_payload_and_malformed_go_to_error_callbacks_and_the_connection_stays,
             real hub_client_ack_gets_the_handlers_reply_or_a_nack,
+            real hub_burst_of_requests_in_one_write_gets_every_reply_and_the_client_stays,
             real hub_server_ack_returns_the_clients_reply,
             paused hub_server_ack_times_out_on_the_runtime_clock_and_a_late_reply_is_an_error,
             paused hub_broadcast_ack_collects_the_replies_that_came_in_time,
@@ -427,6 +428,31 @@ pub async fn hub_client_ack_gets_the_handlers_reply_or_a_nack<T: TestRuntime>() 
     assert_eq!(nack[0], "$nack");
     let nack = a.request::<T>("fail", json!(null), 11).await;
     assert_eq!(nack, json!(["$nack", 11, "the handler said no"]));
+}
+
+/// More requests in one write than a send queue holds (64 messages by default) get every reply,
+/// in order, and the client is not disconnected as slow (1013): the replies go into the
+/// connection as they are made, so the queue fills only when the client stops reading.
+pub async fn hub_burst_of_requests_in_one_write_gets_every_reply_and_the_client_stays<T: TestRuntime>() {
+    let seen = Seen::default();
+    let hub = test_hub::<T>(&seen, SlowRecipients::default());
+    let server = serve::<T>(&hub, Options::default()).await;
+    let mut client = raw_upgraded::<T>(addr(&server)).await;
+    let open = within::<T, _>(WAIT, "$open", client.read_frame()).await.expect("$open");
+    let open: Value = serde_json::from_slice(&open.payload).expect("JSON");
+    let id = open[1]["id"].as_str().expect("an id").to_owned();
+    let burst: Vec<u8> = (0..200u64)
+        .flat_map(|i| client_frame(true, 1, json!(["add", [i, 1], i + 1]).to_string().as_bytes(), [7, 1, 2, 9]))
+        .collect();
+    client.send(&burst).await.expect("the burst was written");
+    for i in 0..200u64 {
+        let reply = within::<T, _>(WAIT, "a reply", client.read_frame()).await.expect("a reply before the end");
+        assert_eq!(reply.opcode, 1, "a text frame, not a close: {reply:?}");
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON");
+        assert_eq!(reply, json!(["$ack", i + 1, i + 1]));
+    }
+    assert!(hub.is_connected(&id));
+    assert_eq!(hub.stats().slow_disconnects, 0);
 }
 
 /// A server emit with an ack gets the client's reply decoded, a refusal, a decode error, or

@@ -42,3 +42,13 @@ fn fuzz_corpus_connection_ops() {
 fn fuzz_corpus_deflate_connection() {
     replay("deflate_connection", fuzz_targets::deflate_connection);
 }
+
+#[test]
+fn fuzz_corpus_hub_wire() {
+    replay("hub_wire", fuzz_targets::hub_wire);
+}
+
+#[test]
+fn fuzz_corpus_http_request() {
+    replay("http_request", fuzz_targets::http_request);
+}

@@ -1,0 +1,6 @@
+//! Fuzz target: see `ferrule_tests::fuzz_targets::hub_wire` for the invariant checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ferrule_tests::fuzz_targets::hub_wire(data);
+});
