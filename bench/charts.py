@@ -12,7 +12,9 @@ median over rounds for each (cell, server), and writes:
   fanout-cpu.svg         server CPU ns per delivery per cell
   fanout-memory.svg      server memory (RSS growth) per connection per cell
 
-(each only when the files hold results for it). Several files are pooled: their rounds of the
+(each only when the files hold results for it). With --markdown it prints, instead, one Markdown
+table per benchmark: per cell, ours beside the best other server in throughput and the lowest
+other in server CPU, with the ratios and the load generator's CPU. Several files are pooled: their rounds of the
 same (cell, server) all count. Runs that failed are left out, and so are runs that other processes
 disturbed (foreign CPU above --max-foreign, as the echo benchmark's report counts them) where the
 (cell, server) has undisturbed ones; a chart says how many of its values rest on disturbed runs.
@@ -351,6 +353,8 @@ def main(argv=None):
     ap.add_argument("--max-foreign", type=float, default=10.0,
                     help="leave out runs during which other processes used more than this %% of a CPU "
                          "(default 10, as the benchmark's report)")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print Markdown tables (ours against the best other per cell) instead of charts")
     args = ap.parse_args(argv)
 
     cells, all_servers, labels, runs, disturbed = read_raw(args.raw, args.max_foreign)
@@ -366,6 +370,13 @@ def main(argv=None):
         ours = next((s for s in args.ours if s in servers), None)
         ours = ours or next((s for s in servers if s.startswith("ferrule")), servers[0] if servers else None)
         return ours, [ours] + [s for s in servers if s != ours] if ours else []
+
+    if args.markdown:
+        for kind, kinds in (("echo", ("echo", "hs")), ("hs", ("echo", "hs")), ("fanout", ("fanout",))):
+            ours, servers = ours_first(kinds)
+            if ours:
+                print_markdown(kind, cells, servers, ours, runs, labels_of(labels, kind), disturbed)
+        return []
 
     os.makedirs(args.out, exist_ok=True)
     written = []
@@ -400,6 +411,55 @@ def main(argv=None):
     for path in written:
         print(path)
     return written
+
+
+# (throughput key, its unit, CPU key, its unit) per kind of cell.
+MARKDOWN = {
+    "echo": ("msgs_per_s", "msgs/s", "srv_ns_per_msg", "ns/msg"),
+    "hs": ("handshakes_per_s", "cycles/s", None, None),
+    "fanout": ("deliveries_per_s", "deliveries/s", "srv_ns_per_delivery", "ns/delivery"),
+}
+
+
+def print_markdown(kind, cells, servers, ours, runs, cell_labels, disturbed):
+    """One table: per cell, ours against the best other server's throughput and the lowest other
+    server's CPU, with the ratios (ours : other) and the load generator's CPU in our runs."""
+    rate_key, rate_unit, cpu_key, cpu_unit = MARKDOWN[kind]
+    rates = dict(table(cells, servers, runs, kind, lambda r: r[rate_key]))
+    cpus = dict(table(cells, servers, runs, kind, lambda r: r[cpu_key])) if cpu_key else {}
+    lg = dict(table(cells, servers, runs, kind, lambda r: r["cpu_pct"]))
+    if not any(ours in row for row in rates.values()):
+        return
+    head = f"| cell | {ours} {rate_unit} | best other | ratio |"
+    rule = "|---|---|---|---|"
+    if cpu_key:
+        head += f" {ours} {cpu_unit} | lowest other | CPU ratio |"
+        rule += "---|---|---|"
+    print(head + " generator CPU |")
+    print(rule + "---|")
+    for key in cells.get(kind, []):
+        row = rates.get(key, {})
+        if ours not in row:
+            continue
+        mark = " (disturbed runs)" if (kind, key, ours) in disturbed else ""
+        others = {s: v for s, v in row.items() if s != ours}
+        line = f"| {cell_labels[key]}{mark} | {fmt_si(row[ours])} |"
+        if others:
+            best = max(others, key=others.get)
+            line += f" {fmt_si(others[best])} ({best}) | {row[ours] / others[best]:.2f}x |"
+        else:
+            line += " | |"
+        if cpu_key:
+            crow = cpus.get(key, {})
+            cothers = {s: v for s, v in crow.items() if s != ours}
+            if ours in crow and cothers:
+                low = min(cothers, key=cothers.get)
+                line += f" {fmt_ns(crow[ours])} | {fmt_ns(cothers[low])} ({low}) | {crow[ours] / cothers[low]:.2f}x |"
+            else:
+                line += f" {fmt_ns(crow[ours]) if ours in crow else ''} | | |"
+        g = lg.get(key, {}).get(ours)
+        print(line + (f" {g:.0f}% |" if g is not None else " |"))
+    print()
 
 
 def labels_of(labels, kind):
