@@ -421,9 +421,15 @@ MARKDOWN = {
 }
 
 
+def is_ours(server, ours):
+    """Whether `server` is ours or a variant of ours (`ferrule-channels` beside `ferrule`): the
+    tables compare against the other libraries only."""
+    return server == ours or server.startswith(ours.split("-")[0] + "-")
+
+
 def print_markdown(kind, cells, servers, ours, runs, cell_labels, disturbed):
-    """One table: per cell, ours against the best other server's throughput and the lowest other
-    server's CPU, with the ratios (ours : other) and the load generator's CPU in our runs."""
+    """One table: per cell, ours against the best other library's throughput and the lowest other
+    library's CPU (variants of ours, named like it, are left out), with the ratios (ours : other) and the load generator's CPU in our runs."""
     rate_key, rate_unit, cpu_key, cpu_unit = MARKDOWN[kind]
     rates = dict(table(cells, servers, runs, kind, lambda r: r[rate_key]))
     cpus = dict(table(cells, servers, runs, kind, lambda r: r[cpu_key])) if cpu_key else {}
@@ -442,7 +448,7 @@ def print_markdown(kind, cells, servers, ours, runs, cell_labels, disturbed):
         if ours not in row:
             continue
         mark = " (disturbed runs)" if (kind, key, ours) in disturbed else ""
-        others = {s: v for s, v in row.items() if s != ours}
+        others = {s: v for s, v in row.items() if not is_ours(s, ours)}
         line = f"| {cell_labels[key]}{mark} | {fmt_si(row[ours])} |"
         if others:
             best = max(others, key=others.get)
@@ -451,7 +457,7 @@ def print_markdown(kind, cells, servers, ours, runs, cell_labels, disturbed):
             line += " | |"
         if cpu_key:
             crow = cpus.get(key, {})
-            cothers = {s: v for s, v in crow.items() if s != ours}
+            cothers = {s: v for s, v in crow.items() if not is_ours(s, ours)}
             if ours in crow and cothers:
                 low = min(cothers, key=cothers.get)
                 line += f" {fmt_ns(crow[ours])} | {fmt_ns(cothers[low])} ({low}) | {crow[ours] / cothers[low]:.2f}x |"

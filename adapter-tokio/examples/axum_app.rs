@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use ferrule_tokio::axum::{Shutdown, Upgrade};
 use ferrule_tokio::{Channels, Options, Rejection};
 use futures_util::{SinkExt, StreamExt};
@@ -67,6 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = app.shutdown.clone();
     let router = Router::new().route("/", get(|| async { Html(PAGE) })).route("/ws", any(ws)).with_state(app);
     eprintln!("open http://{}/", listener.local_addr()?);
+    // TCP_NODELAY, as ferrule's own servers set it: messages go out when written.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).with_graceful_shutdown(async { _ = tokio::signal::ctrl_c().await }).await?;
     let still_open = shutdown.shutdown(Duration::from_secs(5)).await;
     eprintln!("stopped; {still_open} WebSocket(s) did not finish closing in time");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use ferrule_tokio::axum::{Shutdown, Upgrade};
 use ferrule_tokio::{Ctx, DeflateConfig, Handler, HandlerError, Message, Options, OriginPolicy};
 
@@ -45,6 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Any method at any path: the upgrade is a GET on HTTP/1.1 and a CONNECT on HTTP/2.
     let app = axum::Router::new().fallback(echo).with_state((options, shutdown.clone()));
     eprintln!("axum echo server listening on ws://{}", listener.local_addr()?);
+    // TCP_NODELAY, as ferrule's own servers set it: the driver coalesces what it writes, so
+    // Nagle's algorithm would only hold back the end of each write.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).with_graceful_shutdown(async { _ = tokio::signal::ctrl_c().await }).await?;
     // axum no longer tracks upgraded connections: close them with 1001.
     shutdown.shutdown(Duration::from_secs(5)).await;

@@ -59,6 +59,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let builder = Arc::new(builder);
     loop {
         let (stream, _) = listener.accept().await?;
+        // TCP_NODELAY, as ferrule's own servers set it: messages go out when written.
+        stream.set_nodelay(true)?;
         let (builder, options) = (builder.clone(), options.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| handle(request, options.clone()));

@@ -20,6 +20,13 @@
 //! - axum's graceful shutdown does not wait for upgraded connections: they are no longer HTTP.
 //!   Give each [`Upgrade`] a [`Shutdown`] and call [`Shutdown::shutdown`] after `axum::serve`
 //!   returns, so that every WebSocket is closed with 1001 Going Away rather than cut.
+//! - Set `TCP_NODELAY` on the accepted sockets (`axum::serve::ListenerExt::tap_io`, as below),
+//!   as ferrule's own servers do. The driver coalesces its output into few writes already;
+//!   with Nagle's algorithm on, the kernel holds back the tail of each write until the peer
+//!   acknowledges the previous one, which costs latency and, with many messages in flight, CPU
+//!   (through axum, 100 connections echoing 64 KiB messages 32 at a time: 59 us of server CPU
+//!   per message without it, against 33 us with it). ferrule cannot set it itself: the socket
+//!   is hyper's, behind its upgrade.
 //!
 //! # Example
 //!

@@ -12,7 +12,9 @@
 //! The connection must be served with upgrades: `.with_upgrades()` on hyper's HTTP/1.1
 //! connection, or hyper-util's `serve_connection_with_upgrades`. For WebSockets over HTTP/2 the
 //! server must announce extended CONNECT (RFC 8441 section 3): `.enable_connect_protocol()` on
-//! hyper's HTTP/2 builder.
+//! hyper's HTTP/2 builder. Set `TCP_NODELAY` on the accepted sockets, as ferrule's own servers
+//! do (the socket is hyper's once it serves the connection): the driver coalesces its output
+//! itself, and Nagle's algorithm would hold back the tail of each write.
 //!
 //! `examples/hyper_echo.rs` is a whole server:
 //!

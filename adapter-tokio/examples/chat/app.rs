@@ -24,6 +24,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, Response};
 use axum::routing::{any, get};
+use axum::serve::ListenerExt;
 use ferrule_tokio::axum::{Shutdown, Upgrade};
 use ferrule_tokio::hub::{BoxError, CLIENT_JS, CLIENT_TS, Hub, HubBuilder, SlowRecipients, Socket};
 use ferrule_tokio::{Options, Tokio};
@@ -278,6 +279,10 @@ pub(crate) async fn serve(
     let shutdown = Shutdown::default();
     let router = router(hub, shutdown.clone());
     eprintln!("chat: open http://{}/", listener.local_addr()?);
+    // TCP_NODELAY, as ferrule's own servers set it: messages go out when written.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router).with_graceful_shutdown(stop).await?;
     counts.abort();
     let still_open = shutdown.shutdown(Duration::from_secs(5)).await;
