@@ -147,6 +147,10 @@ pub(crate) struct Driver<S, R: Runtime, F: FrontEnd> {
     sending: Sending,
     read_closed: bool,
     write_broken: bool,
+    /// Bytes were written since the transport was last flushed. A TLS stream may accept a write
+    /// into its own buffer when the socket is full, and sends that on only when written to or
+    /// flushed again: the driver flushes once its output is all written.
+    unflushed: bool,
     /// What went wrong with the transport, if something did: the core hears of it as an end of
     /// stream, and the connection's end is put down to this instead.
     transport_failure: Option<Box<CloseCause>>,
@@ -194,6 +198,7 @@ where
             sending: Sending::default(),
             read_closed: false,
             write_broken: false,
+            unflushed: false,
             transport_failure: None,
             opened: false,
             closed: None,
@@ -293,6 +298,23 @@ where
             let filled = self.conn.poll_transmit_vectored(&mut slices);
             let io = Pin::new(&mut self.io);
             let written = match filled {
+                0 if self.unflushed => match io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.unflushed = false;
+                        self.write_deadline = None;
+                        break;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.break_write(transport_error(e), now);
+                        break;
+                    }
+                    Poll::Pending => {
+                        if self.write_deadline.is_none() {
+                            self.write_deadline = self.write_wait.map(|w| now + w);
+                        }
+                        break;
+                    }
+                },
                 0 => {
                     self.write_deadline = None;
                     break;
@@ -304,6 +326,7 @@ where
                 Poll::Ready(Ok(n)) if n > 0 => {
                     self.conn.advance_transmit(n);
                     self.write_deadline = None;
+                    self.unflushed = true;
                     progress = true;
                 }
                 Poll::Ready(Ok(_)) => self.break_write(transport_error(std::io::ErrorKind::WriteZero.into()), now),
