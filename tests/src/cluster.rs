@@ -52,18 +52,32 @@ struct Node<T: TestRuntime> {
     server: T::Server,
 }
 
+/// A node's hub for the cluster tests, over any backplane (the in-memory one here, Redis in
+/// ferrule-redis's tests): heartbeats every `heartbeat`, a node silent for `dead_after` leaves
+/// the views, cluster-wide queries wait `timeout`; the event `join` (acknowledged with whether
+/// the connection was not yet in the room) and `to` (`[room, value]`: emits `to` with `value` to
+/// the room).
+pub fn cluster_test_hub<T: TestRuntime>(
+    backplane: impl Backplane,
+    heartbeat: Duration,
+    dead_after: Duration,
+    timeout: Duration,
+) -> Hub<T::Runtime> {
+    Hub::builder(T::runtime())
+        .backplane(backplane)
+        .heartbeat(heartbeat, dead_after)
+        .cluster_timeout(timeout)
+        .on_with_ack("join", |socket: &Socket<T::Runtime>, room: String| Ok(socket.join(&room)))
+        .on("to", |socket: &Socket<T::Runtime>, (room, value): (String, Value)| {
+            socket.to(&room).emit("to", &value)?;
+            Ok(())
+        })
+        .build()
+}
+
 impl<T: TestRuntime> Node<T> {
     async fn start(cluster: &MemoryCluster, name: &str) -> Self {
-        let hub = Hub::builder(T::runtime())
-            .backplane(cluster.node(name))
-            .heartbeat(HEARTBEAT, DEAD_AFTER)
-            .cluster_timeout(TIMEOUT)
-            .on_with_ack("join", |socket: &Socket<T::Runtime>, room: String| Ok(socket.join(&room)))
-            .on("to", |socket: &Socket<T::Runtime>, (room, value): (String, Value)| {
-                socket.to(&room).emit("to", &value)?;
-                Ok(())
-            })
-            .build();
+        let hub = cluster_test_hub::<T>(cluster.node(name), HEARTBEAT, DEAD_AFTER, TIMEOUT);
         let server = T::serve(Options::default(), hub.handler_factory()).await;
         Self { hub, server }
     }

@@ -148,12 +148,22 @@ mod http2 {
     /// section 8.1: the response is complete); that reset can overtake this flush, so a flush
     /// error is no failure here. The close's arrival and its answer are what the caller checks.
     async fn send_close<S: tokio::io::AsyncWrite + Unpin>(stream: &mut S, client: &mut Connection) {
+        write_transmit(stream, client, &mut Vec::new()).await;
+        let _ = stream.flush().await;
+    }
+
+    /// Writes everything the client queued, keeping the bytes written in `wire`.
+    async fn write_transmit<S: tokio::io::AsyncWrite + Unpin>(
+        stream: &mut S,
+        client: &mut Connection,
+        wire: &mut Vec<u8>,
+    ) {
         while let Some(bytes) = client.poll_transmit() {
             let n = bytes.len();
+            wire.extend_from_slice(bytes);
             stream.write_all(bytes).await.expect("a write");
             client.advance_transmit(n);
         }
-        let _ = stream.flush().await;
     }
 
     async fn flush<S: tokio::io::AsyncWrite + Unpin>(stream: &mut S, client: &mut Connection) {
@@ -166,12 +176,7 @@ mod http2 {
         client: &mut Connection,
         wire: &mut Vec<u8>,
     ) {
-        while let Some(bytes) = client.poll_transmit() {
-            let n = bytes.len();
-            wire.extend_from_slice(bytes);
-            stream.write_all(bytes).await.expect("a write");
-            client.advance_transmit(n);
-        }
+        write_transmit(stream, client, wire).await;
         stream.flush().await.expect("a flush");
     }
 

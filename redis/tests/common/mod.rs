@@ -24,12 +24,13 @@ use std::time::Duration;
 pub(crate) use async_std_runtime::AsyncStdRuntime;
 use ferrule::CloseCode;
 use ferrule::Options;
-use ferrule::hub::{AckError, Hub, Socket};
+use ferrule::hub::{AckError, Hub};
 pub(crate) use ferrule_redis::{PubSub, RedisBackplane, RedisConfig};
+use ferrule_tests::cluster::cluster_test_hub;
 use ferrule_tests::hub::HubClient;
 pub(crate) use ferrule_tests::redis_server::{Redis, found, free_port};
 use ferrule_tests::suite::{TestRuntime, sleep, within};
-use serde_json::{Value, json};
+use serde_json::json;
 pub(crate) use smol_runtime::SmolRuntime;
 pub(crate) use tokio_runtime::TokioRuntime;
 
@@ -81,16 +82,7 @@ impl<T: Backplanes> Node<T> {
         let config =
             config.prefix(format!("test-{port}")).backoff(Duration::from_millis(50), Duration::from_millis(400));
         let backplane = T::backplane(config);
-        let hub = Hub::builder(T::runtime())
-            .backplane(backplane.clone())
-            .heartbeat(HEARTBEAT, DEAD_AFTER)
-            .cluster_timeout(Duration::from_secs(5))
-            .on_with_ack("join", |socket: &Socket<T::Runtime>, room: String| Ok(socket.join(&room)))
-            .on("to", |socket: &Socket<T::Runtime>, (room, value): (String, Value)| {
-                socket.to(&room).emit("to", &value)?;
-                Ok(())
-            })
-            .build();
+        let hub = cluster_test_hub::<T>(backplane.clone(), HEARTBEAT, DEAD_AFTER, Duration::from_secs(5));
         let server = T::serve(Options::default(), hub.handler_factory()).await;
         Self { hub, backplane, server }
     }
