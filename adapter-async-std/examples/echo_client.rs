@@ -5,7 +5,7 @@
 //! The testee itself is shared by every adapter (`api/examples/shared/autobahn_client.rs`).
 //!
 //! ```text
-//! cargo run --release -p ferrule-async-std --example echo_client [URL [PARALLEL]]   # default ws://127.0.0.1:9001, 1
+//! cargo run --release -p ferrule-async-std --example async_std_echo_client [URL [PARALLEL]]   # default ws://127.0.0.1:9001, 1
 //! ```
 
 #[path = "../../api/examples/shared/autobahn_client.rs"]

@@ -3,7 +3,7 @@
 //! client alone (a slow reader never holds up the room).
 //!
 //! ```text
-//! cargo run --release -p ferrule-smol --example chat [ADDR]   # default 127.0.0.1:9001
+//! cargo run --release -p ferrule-smol --example smol_chat [ADDR]   # default 127.0.0.1:9001
 //! ```
 //!
 //! Try it from a browser console on any page:

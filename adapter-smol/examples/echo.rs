@@ -1,8 +1,8 @@
 //! An echo server: every message comes back as it came. The Autobahn TestSuite's testee.
 //!
 //! ```text
-//! cargo run --release -p ferrule-smol --example echo [ADDR]   # default 127.0.0.1:9001
-//! cargo run --release -p ferrule-smol --example echo [ADDR] --tls CERT.pem KEY.pem   # wss://
+//! cargo run --release -p ferrule-smol --example smol_echo [ADDR]   # default 127.0.0.1:9001
+//! cargo run --release -p ferrule-smol --example smol_echo [ADDR] --tls CERT.pem KEY.pem   # wss://
 //! ```
 //!
 //! With `--tls`, it serves `wss://` with the certificate chain in `CERT.pem` (the server's own
@@ -71,7 +71,7 @@ fn parse_args()
             continue;
         }
         let (Some(cert), Some(key)) = (args.next(), args.next()) else {
-            return Err("usage: echo [ADDR] [--tls CERT.pem KEY.pem]".into());
+            return Err("usage: smol_echo [ADDR] [--tls CERT.pem KEY.pem]".into());
         };
         tls = Some(ferrule_smol::tls::server_config_from_pem_files(cert, key)?);
     }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! redis-server --port 6399 --save '' --appendonly no &
-//! cargo run --release -p ferrule-redis --example fanout -- redis://127.0.0.1:6399/ 300 1000 5
+//! cargo run --release -p ferrule-redis --example redis_fanout -- redis://127.0.0.1:6399/ 300 1000 5
 //! ```
 //!
 //! Arguments: the Redis URL, the number of clients, emits per second, seconds. Prints, for one
