@@ -9,6 +9,9 @@
 //! (`while let Some(m) = receiver.recv().await { sender.send(m).await }`) in a task of its own;
 //! each iteration polls the connection, then the echo task, then the connection again.
 //!
+//! `handshake`: a connection's whole life on the server (upgrade, close), over the same
+//! in-memory transport.
+//!
 //! Run with `cargo bench -p ferrule --bench driver`.
 
 #![allow(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
@@ -149,6 +152,10 @@ fn client_frame(len: usize) -> Vec<u8> {
 const UPGRADE: &[u8] = b"GET /bench HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/// The server's answer to [`UPGRADE`] (RFC 6455 section 4.2.2).
+const ACCEPTED: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+
 /// Polls `future` to completion with a waker that does nothing (the pipe never parks).
 fn block_on<T>(future: impl Future<Output = T>) -> T {
     let mut future = std::pin::pin!(future);
@@ -279,5 +286,47 @@ fn echo_many(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, echo, echo_many);
+/// A masked client close frame with status 1000 (RFC 6455 section 5.5.1).
+fn client_close() -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x88, 0x80 | 2];
+    frame.extend_from_slice(&key);
+    frame.extend(1000u16.to_be_bytes().iter().zip(key).map(|(b, k)| b ^ k));
+    frame
+}
+
+/// `handshake/accept_close`: a connection's whole life on the server over an in-memory
+/// transport: the upgrade request read, checked and answered, then the client's close frame
+/// read and answered, and the connection ended. The side-by-side benchmark's handshake cells
+/// measure the same cycle with the system calls and the runtime's task added.
+fn handshake(c: &mut Criterion) {
+    let options = Options::builder().allowed_origin(OriginPolicy::InsecureAllowAny).build().expect("valid options");
+    let close: Arc<[u8]> = client_close().into();
+    let mut group = c.benchmark_group("handshake");
+    group
+        .throughput(Throughput::Elements(1))
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    let mut cx = Context::from_waker(Waker::noop());
+    group.bench_function("accept_close", |b| {
+        b.iter(|| {
+            let (pipe, readable, written) = new_pipe(close.clone());
+            let (upgraded, handler) =
+                block_on(ferrule::accept(BenchRuntime::default(), pipe, &options, |_, _| Ok(Echo)))
+                    .expect("the upgrade request is valid");
+            let mut connection = Box::pin(upgraded.run(handler));
+            readable.store(1, Ordering::Relaxed);
+            let Poll::Ready(closed) = connection.as_mut().poll(&mut cx) else {
+                panic!("the close ends the connection")
+            };
+            assert!(closed.was_clean);
+            // The 101, then the close frame's echo: a 2-byte header and the 2-byte code.
+            assert_eq!(written.load(Ordering::Relaxed), ACCEPTED.len() + 4);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo, echo_many, handshake);
 criterion_main!(benches);

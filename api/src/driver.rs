@@ -67,7 +67,7 @@ fn count_poll(last: u64) -> (u64, u64) {
 
 /// Runs `f` with this thread's read buffer (or, if a driver is already using it further up the
 /// stack, with a fresh one).
-fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+pub(crate) fn with_read_buffer<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
     READ_BUFFER.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => f(&mut buf),
         Err(_) => f(&mut vec![0; READ_CHUNK]),

@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrule_core::handshake::{
@@ -18,7 +18,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::callback::{Acceptance, CallbackFront, Handler, HandlerFactory, Rejection};
 use crate::channel::{ChannelFront, Channels};
-use crate::driver::Driver;
+use crate::driver::{Driver, with_read_buffer};
 use crate::error::{CloseInfo, Error};
 use crate::handle::Handle;
 use crate::message::Codec;
@@ -35,7 +35,10 @@ pub struct Upgraded<S, R> {
     runtime: R,
     conn: Connection,
     leftover: Bytes,
-    options: Options,
+    /// The options' `write_wait`, the only one the running connection needs beyond the core's
+    /// configuration (kept rather than a copy of the options, which would allocate per
+    /// connection).
+    write_wait: Option<Duration>,
     subprotocol: Option<String>,
     shared: Arc<Shared>,
 }
@@ -107,7 +110,7 @@ where
         subprotocol: Option<String>,
     ) -> Self {
         let shared = Arc::new(Shared::new(options.send_buffer, options.recv_buffer));
-        Self { io, runtime, conn, leftover, options: options.clone(), subprotocol, shared }
+        Self { io, runtime, conn, leftover, write_wait: options.write_wait, subprotocol, shared }
     }
 
     /// Runs the connection with `handler` until it finishes, in the calling task.
@@ -154,7 +157,7 @@ where
     }
 
     fn into_driver<F: crate::driver::FrontEnd>(self, front: F, shared: Arc<Shared>) -> Driver<S, R, F> {
-        let mut driver = Driver::new(self.io, self.runtime, self.conn, front, shared, self.options.write_wait);
+        let mut driver = Driver::new(self.io, self.runtime, self.conn, front, shared, self.write_wait);
         driver.feed(&self.leftover);
         driver
     }
@@ -435,9 +438,11 @@ enum HeadFailure {
     Handshake(HandshakeError),
 }
 
-/// Reads until the handshake has its head, fails, or times out. Each read goes into a stack
-/// buffer and straight into the parser: nothing is allocated per connection and no buffer is
-/// held across an await.
+/// Reads until the handshake has its head, fails, or times out. Each read goes into the
+/// thread's read buffer (the driver's, zeroed once per thread) and straight into the parser:
+/// nothing is allocated or zeroed per connection and no buffer is held across an await. The
+/// timeout's timer is set only once a read has to wait, so a request that is already there
+/// costs no timer.
 ///
 /// A refusal (a client's non-101) is read to the end of its body; a server that closes the
 /// connection after it, even with a reset, gives the refusal rather than a transport error.
@@ -447,30 +452,37 @@ where
     R: Runtime,
     H: Head,
 {
-    let mut sleep = handshake.poll_timeout().map(|d| Box::pin(runtime.sleep_until(d)));
+    let mut sleep: Option<Pin<Box<R::Sleep>>> = None;
     poll_fn(|cx| {
         loop {
-            let mut buf = [0u8; HANDSHAKE_READ];
-            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(match handshake.handle_eof() {
+            let read = with_read_buffer(|buf| {
+                let len = HANDSHAKE_READ.min(buf.len());
+                let buf = &mut buf[..len];
+                match Pin::new(&mut *io).poll_read(cx, buf) {
+                    Poll::Ready(Ok(0)) => Poll::Ready(Some(Err(match handshake.handle_eof() {
                         Err(e) => HeadFailure::Handshake(e),
                         Ok(()) => HeadFailure::Io(std::io::ErrorKind::UnexpectedEof.into()),
-                    }));
-                }
-                Poll::Ready(Ok(n)) => match handshake.handle_input(&buf[..n]) {
-                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                    Ok(None) => {}
-                    Err(e) => return Poll::Ready(Err(HeadFailure::Handshake(e))),
-                },
-                Poll::Ready(Err(e)) => {
-                    return Poll::Ready(Err(match handshake.handle_eof() {
+                    }))),
+                    Poll::Ready(Ok(n)) => match handshake.handle_input(&buf[..n.min(buf.len())]) {
+                        Ok(Some(head)) => Poll::Ready(Some(Ok(head))),
+                        Ok(None) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(HeadFailure::Handshake(e)))),
+                    },
+                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(match handshake.handle_eof() {
                         Err(refusal) => HeadFailure::Handshake(refusal),
                         Ok(()) => HeadFailure::Io(e),
-                    }));
+                    }))),
+                    Poll::Pending => Poll::Pending,
                 }
+            });
+            match read {
+                Poll::Ready(Some(done)) => return Poll::Ready(done),
+                Poll::Ready(None) => {}
                 Poll::Pending => break,
             }
+        }
+        if sleep.is_none() {
+            sleep = handshake.poll_timeout().map(|d| Box::pin(runtime.sleep_until(d)));
         }
         if let Some(s) = sleep.as_mut() {
             if s.as_mut().poll(cx).is_ready() {
@@ -492,10 +504,15 @@ where
     R: Runtime,
 {
     while !bytes.is_empty() {
-        let mut sleep = options.write_wait.map(|w| Box::pin(runtime.sleep_until(runtime.now() + w)));
+        // The timer starts when a write first has to wait: a socket with room takes the bytes
+        // at once, and then no timer is set at all.
+        let mut sleep: Option<Pin<Box<R::Sleep>>> = None;
         let n = poll_fn(|cx| {
             if let Poll::Ready(r) = Pin::new(&mut *io).poll_write(cx, bytes) {
                 return Poll::Ready(r.map_err(Error::from));
+            }
+            if sleep.is_none() {
+                sleep = options.write_wait.map(|w| Box::pin(runtime.sleep_until(runtime.now() + w)));
             }
             if let Some(s) = sleep.as_mut() {
                 if s.as_mut().poll(cx).is_ready() {

@@ -504,6 +504,27 @@ mod handshake {
     }
 
     #[test]
+    fn server_parses_more_header_lines_than_fit_on_the_stack_whole_and_in_pieces() {
+        let mut headers = good_headers();
+        for _ in 0..50 {
+            headers.push(("X-Filler", "1"));
+        }
+        let bytes = head("GET / HTTP/1.1", &headers);
+        for piece in [bytes.len(), 1, 7] {
+            let mut server = ServerHandshake::new(Limits::default(), Instant::now());
+            let mut parsed = None;
+            for chunk in bytes.chunks(piece) {
+                if let Some(request) = server.handle_input(chunk).unwrap() {
+                    parsed = Some(request);
+                }
+            }
+            let request = parsed.expect("the whole head arrived");
+            assert_eq!(request.headers().count(), headers.len());
+            assert_eq!(request.headers().filter(|(name, value)| *name == "X-Filler" && *value == b"1").count(), 50);
+        }
+    }
+
+    #[test]
     fn server_huge_header_count_limit_costs_no_memory() {
         let limits = Limits::default().max_headers(usize::MAX);
         let mut server = ServerHandshake::new(limits, Instant::now());

@@ -9,6 +9,10 @@ use super::Limits;
 use super::error::HandshakeError;
 use super::http::{HeadReader, header_slots};
 
+/// Header slots kept on the stack while a head is parsed: enough for a browser's upgrade
+/// request; a head with more header lines takes its slots from the heap.
+const STACK_SLOTS: usize = 32;
+
 /// Where a handshake's read phase is.
 #[derive(Debug)]
 enum State {
@@ -63,8 +67,18 @@ impl HeadPhase {
         if !reader.should_parse() {
             return Ok(None);
         }
-        let mut slots = vec![httparse::EMPTY_HEADER; header_slots(self.max_headers, reader.len())];
-        let outcome = match parse(reader.bytes(), &mut slots) {
+        // Slots on the stack for a usual head; a larger one (up to `max_headers`) gets them from
+        // the heap.
+        let wanted = header_slots(self.max_headers, reader.bytes());
+        let mut stack = [httparse::EMPTY_HEADER; STACK_SLOTS];
+        let mut heap = Vec::new();
+        let slots = if wanted <= STACK_SLOTS {
+            &mut stack[..wanted]
+        } else {
+            heap.resize(wanted, httparse::EMPTY_HEADER);
+            &mut heap[..]
+        };
+        let outcome = match parse(reader.bytes(), slots) {
             Ok(Some((head_len, value))) => {
                 let rest = data.get(taken..).unwrap_or_default();
                 Ok((value, reader.leftover(head_len, rest)))

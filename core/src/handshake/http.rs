@@ -1,6 +1,7 @@
 //! The HTTP/1.1 pieces of the handshake: the editable [`Response`], header syntax (RFC 7230
 //! section 3.2), token lists, and the bounded incremental head reader shared by both sides.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::deflate::PerMessageDeflate;
@@ -35,8 +36,10 @@ use crate::deflate::PerMessageDeflate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
+    /// Always the standard phrase of `status`.
+    reason: &'static str,
+    /// Names and values; the ones the handshake writes itself are static and not allocated.
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     body: Vec<u8>,
     /// The permessage-deflate this accept agrees to, written in its `Sec-WebSocket-Extensions`;
     /// boxed, as most responses have none and a response is often moved.
@@ -69,17 +72,17 @@ impl Response {
 
     /// The reason phrase of the status line, e.g. `Switching Protocols`.
     pub fn reason(&self) -> &str {
-        &self.reason
+        self.reason
     }
 
     /// The headers in the order they will be written, as `(name, value)`.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// The value of the first header called `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }
 
     /// Sets header `name` to `value`, replacing every header of that name (compared
@@ -100,11 +103,11 @@ impl Response {
                 return false;
             }
             found = true;
-            value.clone_into(v);
+            *v = Cow::Owned(value.to_owned());
             true
         });
         if !found {
-            self.headers.push((name.to_owned(), value.to_owned()));
+            self.headers.push((Cow::Owned(name.to_owned()), Cow::Owned(value.to_owned())));
         }
         Ok(self)
     }
@@ -114,7 +117,7 @@ impl Response {
     pub fn append_header(&mut self, name: &str, value: &str) -> Result<&mut Self, HeaderError> {
         check_header(name, value)?;
         check_not_extensions(name)?;
-        self.headers.push((name.to_owned(), value.to_owned()));
+        self.headers.push((Cow::Owned(name.to_owned()), Cow::Owned(value.to_owned())));
         Ok(self)
     }
 
@@ -219,8 +222,15 @@ impl Response {
 
     /// Appends the serialized response (status line, headers, blank line, body) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.serialized_len());
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        // A status is three digits (RFC 9110 section 15).
+        let status = self.status.min(999);
+        out.extend_from_slice(&[
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ]);
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -238,22 +248,31 @@ impl Response {
 
     /// The serialized response, ready to write to the transport.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + self.body.len());
+        let mut out = Vec::with_capacity(self.serialized_len());
         self.write_to(&mut out);
         out
     }
 
+    /// How many bytes [`write_to`](Self::write_to) appends.
+    fn serialized_len(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        let body = if self.is_accept() { 0 } else { self.body.len() };
+        "HTTP/1.1 200 ".len() + self.reason.len() + 2 + headers + 2 + body
+    }
+
     /// A `101 Switching Protocols` with the headers of RFC 6455 section 4.2.2 step 5.
-    pub(crate) fn switching_protocols(accept: &str, subprotocol: Option<&str>) -> Self {
-        let mut headers = vec![
-            ("Upgrade".to_owned(), "websocket".to_owned()),
-            ("Connection".to_owned(), "Upgrade".to_owned()),
-            ("Sec-WebSocket-Accept".to_owned(), accept.to_owned()),
-        ];
+    pub(crate) fn switching_protocols(accept: String, subprotocol: Option<&str>) -> Self {
+        // Room for the two headers a policy most often adds: a subprotocol and an extension.
+        let mut headers = Vec::with_capacity(5);
+        headers.extend([
+            (Cow::Borrowed("Upgrade"), Cow::Borrowed("websocket")),
+            (Cow::Borrowed("Connection"), Cow::Borrowed("Upgrade")),
+            (Cow::Borrowed("Sec-WebSocket-Accept"), Cow::Owned(accept)),
+        ]);
         if let Some(name) = subprotocol {
-            headers.push((SEC_WEBSOCKET_PROTOCOL.to_owned(), name.to_owned()));
+            headers.push((Cow::Borrowed(SEC_WEBSOCKET_PROTOCOL), Cow::Owned(name.to_owned())));
         }
-        Self { status: 101, reason: "Switching Protocols".to_owned(), headers, body: Vec::new(), deflate: None }
+        Self { status: 101, reason: "Switching Protocols", headers, body: Vec::new(), deflate: None }
     }
 
     /// The `200` that accepts an HTTP/2 extended CONNECT (RFC 8441 section 5): no `Upgrade`,
@@ -261,32 +280,32 @@ impl Response {
     pub(crate) fn extended_connect_accept(subprotocol: Option<&str>) -> Self {
         let mut headers = Vec::new();
         if let Some(name) = subprotocol {
-            headers.push((SEC_WEBSOCKET_PROTOCOL.to_owned(), name.to_owned()));
+            headers.push((Cow::Borrowed(SEC_WEBSOCKET_PROTOCOL), Cow::Owned(name.to_owned())));
         }
-        Self { status: 200, reason: "OK".to_owned(), headers, body: Vec::new(), deflate: None }
+        Self { status: 200, reason: "OK", headers, body: Vec::new(), deflate: None }
     }
 
     /// A plain-text rejection with `message` as its body; `status` is trusted to be a 4xx or 5xx.
     pub(crate) fn rejection(status: u16, message: &str) -> Self {
         let body = message.as_bytes().to_vec();
         let headers = vec![
-            ("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned()),
-            ("Content-Length".to_owned(), body.len().to_string()),
-            ("Connection".to_owned(), "close".to_owned()),
+            (Cow::Borrowed("Content-Type"), Cow::Borrowed("text/plain; charset=utf-8")),
+            (Cow::Borrowed("Content-Length"), Cow::Owned(body.len().to_string())),
+            (Cow::Borrowed("Connection"), Cow::Borrowed("close")),
         ];
-        Self { status, reason: reason_phrase(status).to_owned(), headers, body, deflate: None }
+        Self { status, reason: reason_phrase(status), headers, body, deflate: None }
     }
 
     /// Agrees to permessage-deflate: records it and writes its `Sec-WebSocket-Extensions`
     /// answer (RFC 7692 section 7.1).
     pub(crate) fn set_deflate(&mut self, deflate: PerMessageDeflate, answer: String) {
-        self.headers.push((SEC_WEBSOCKET_EXTENSIONS.to_owned(), answer));
+        self.headers.push((Cow::Borrowed(SEC_WEBSOCKET_EXTENSIONS), Cow::Owned(answer)));
         self.deflate = Some(Box::new(deflate));
     }
 
     /// Appends a header without checking it; for values this module wrote itself.
-    pub(crate) fn push_trusted_header(&mut self, name: &str, value: &str) {
-        self.headers.push((name.to_owned(), value.to_owned()));
+    pub(crate) fn push_trusted_header(&mut self, name: &'static str, value: &'static str) {
+        self.headers.push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
 }
 
@@ -375,13 +394,24 @@ fn check_not_extensions(name: &str) -> Result<(), HeaderError> {
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    fields: Vec<(String, Vec<u8>)>,
+    /// Every name, one after the other: three allocations hold a whole head, however many
+    /// header lines it has (boxed slices, to keep an error that carries headers small).
+    names: Box<str>,
+    /// Every value, one after the other.
+    values: Box<[u8]>,
+    /// Where each header's name and value end in `names` and `values`, in order.
+    ends: Box<[(usize, usize)]>,
 }
 
 impl Headers {
     /// Every header in order, as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        let mut start = (0, 0);
+        self.ends.iter().map(move |&(name_end, value_end)| {
+            let field = (&self.names[start.0..name_end], &self.values[start.1..value_end]);
+            start = (name_end, value_end);
+            field
+        })
     }
 
     /// The value of the first header called `name` (compared case-insensitively), if it is
@@ -397,37 +427,50 @@ impl Headers {
 
     /// How many header lines there are.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.ends.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.ends.is_empty()
     }
 }
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.fields.iter().map(|(n, v)| (n, String::from_utf8_lossy(v)))).finish()
+        f.debug_map().entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v)))).finish()
     }
 }
 
 impl Headers {
     /// Headers from `(name, value)` pairs, values already trimmed.
     #[cfg(feature = "http")]
-    pub(crate) fn from_fields(fields: Vec<(String, Vec<u8>)>) -> Self {
-        Self { fields }
+    pub(crate) fn from_fields<'a>(fields: impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + Clone) -> Self {
+        Self::collect(fields)
+    }
+
+    /// Headers from `(name, value)` pairs, values already trimmed, each copied once.
+    fn collect<'a>(fields: impl ExactSizeIterator<Item = (&'a str, &'a [u8])> + Clone) -> Self {
+        let (names, values) = fields.clone().fold((0, 0), |(n, v), (name, value)| (n + name.len(), v + value.len()));
+        let (mut names, mut values, mut ends) =
+            (String::with_capacity(names), Vec::with_capacity(values), Vec::with_capacity(fields.len()));
+        for (name, value) in fields {
+            names.push_str(name);
+            values.extend_from_slice(value);
+            ends.push((names.len(), values.len()));
+        }
+        Self { names: names.into_boxed_str(), values: values.into_boxed_slice(), ends: ends.into_boxed_slice() }
     }
 }
 
 /// Copies httparse's borrowed headers into owned [`Headers`].
 pub(crate) fn owned_headers(headers: &[httparse::Header<'_>]) -> Headers {
-    Headers { fields: headers.iter().map(|h| (h.name.to_owned(), trim_ows(h.value).to_vec())).collect() }
+    Headers::collect(headers.iter().map(|h| (h.name, trim_ows(h.value))))
 }
 
 /// Every value of header `name` (compared case-insensitively), in order.
 pub(crate) fn values<'a, 'n>(headers: &'a Headers, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-    headers.fields.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
 
 /// The first value of header `name` as text, if present and valid UTF-8.
@@ -514,11 +557,12 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// How many header slots to give httparse: `max_headers`, but never more than a head of
-/// `buffered` bytes can hold (each header line takes at least 3 bytes, `a:\n`), so a huge
-/// `max_headers` costs no memory.
-pub(crate) fn header_slots(max_headers: usize, buffered: usize) -> usize {
-    max_headers.min(buffered / 2 + 1)
+/// How many header slots to give httparse: `max_headers`, but never more than the head in
+/// `buffered` can hold (every complete header line ends with a line feed, and one more slot
+/// is for a line still arriving), so a huge `max_headers` costs no memory and a usual head
+/// fits in the slots on the stack.
+pub(crate) fn header_slots(max_headers: usize, buffered: &[u8]) -> usize {
+    max_headers.min(buffered.iter().filter(|&&b| b == b'\n').count() + 1)
 }
 
 /// Buffers an HTTP head of at most `max` bytes and says when a parse is worth trying.
@@ -645,13 +689,13 @@ mod tests {
         let mut r = Response::rejection(400, "x");
         r.set_body("hello").unwrap();
         assert_eq!(r.header("Content-Length"), Some("5"));
-        let mut accept = Response::switching_protocols("k", None);
+        let mut accept = Response::switching_protocols("k".to_owned(), None);
         assert_eq!(accept.set_body("x").unwrap_err(), HeaderError::BodyOnAccept);
     }
 
     #[test]
     fn set_subprotocol_only_on_101_and_only_tokens() {
-        let mut accept = Response::switching_protocols("k", None);
+        let mut accept = Response::switching_protocols("k".to_owned(), None);
         accept.set_subprotocol(Some("chat")).unwrap();
         assert_eq!(accept.subprotocol(), Some("chat"));
         assert_eq!(accept.set_subprotocol(Some("a b")).unwrap_err(), HeaderError::InvalidSubprotocol("a b".into()));

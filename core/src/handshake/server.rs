@@ -483,7 +483,7 @@ impl ServerPolicy {
             // RFC 8441 section 5: a 2xx accepts; no key, no accept, no Upgrade.
             Response::extended_connect_accept(subprotocol)
         } else {
-            Response::switching_protocols(&accept_key(request.key().unwrap_or_default().as_bytes()), subprotocol)
+            Response::switching_protocols(accept_key(request.key().unwrap_or_default().as_bytes()), subprotocol)
         };
         if let Some(config) = &self.deflate {
             match negotiate_offers(config, request.extensions()) {
@@ -574,14 +574,14 @@ impl Request {
             ::http::Version::HTTP_2 => Framing::Http2 { protocol: protocol.map(str::to_owned) },
             _ => Framing::Unsupported,
         };
-        let mut fields: Vec<(String, Vec<u8>)> =
-            map.iter().map(|(name, value)| (name.as_str().to_owned(), trim_ows(value.as_bytes()).to_vec())).collect();
+        let mut fields: Vec<(&str, &[u8])> =
+            map.iter().map(|(name, value)| (name.as_str(), trim_ows(value.as_bytes()))).collect();
         if matches!(framing, Framing::Http2 { .. }) && !map.contains_key(::http::header::HOST) {
             if let Some(authority) = uri.authority() {
-                fields.push(("host".to_owned(), authority.as_str().as_bytes().to_vec()));
+                fields.push(("host", authority.as_str().as_bytes()));
             }
         }
-        let headers = Headers::from_fields(fields);
+        let headers = Headers::from_fields(fields.iter().copied());
         let subprotocols = parse_subprotocols(values(&headers, "Sec-WebSocket-Protocol"));
         let extensions = parse_offers(values(&headers, "Sec-WebSocket-Extensions"));
         let target = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
