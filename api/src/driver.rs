@@ -294,31 +294,32 @@ where
     fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut progress = false;
         while !self.write_broken {
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let filled = self.conn.poll_transmit_vectored(&mut slices);
-            let io = Pin::new(&mut self.io);
-            let written = match filled {
-                0 if self.unflushed => match io.poll_flush(cx) {
+            if self.conn.buffered_amount() == 0 {
+                // All written: flush once (a TLS stream may still hold the tail), and done.
+                if !self.unflushed {
+                    self.write_deadline = None;
+                    break;
+                }
+                match Pin::new(&mut self.io).poll_flush(cx) {
                     Poll::Ready(Ok(())) => {
                         self.unflushed = false;
                         self.write_deadline = None;
-                        break;
                     }
-                    Poll::Ready(Err(e)) => {
-                        self.break_write(transport_error(e), now);
-                        break;
-                    }
+                    Poll::Ready(Err(e)) => self.break_write(transport_error(e), now),
                     Poll::Pending => {
                         if self.write_deadline.is_none() {
                             self.write_deadline = self.write_wait.map(|w| now + w);
                         }
-                        break;
                     }
-                },
-                0 => {
-                    self.write_deadline = None;
-                    break;
                 }
+                break;
+            }
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let filled = self.conn.poll_transmit_vectored(&mut slices);
+            let io = Pin::new(&mut self.io);
+            let written = match filled {
+                // Output is pending, so the core filled at least one slice.
+                0 => break,
                 1 => io.poll_write(cx, &slices[0]),
                 _ => io.poll_write_vectored(cx, &slices[..filled]),
             };
