@@ -197,6 +197,13 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// longer setup).
 const UNMASK_ON_ARRIVAL_FROM: usize = 8 * 1024;
 
+/// A smaller masked data frame is unmasked as it is appended when it is all of the input given
+/// (a round trip's message) and has at least this much payload. Not when other frames come with
+/// it:
+/// appending each on its own would take a new buffer for each while the earlier payloads
+/// still hold the last one, where one copy of the whole read serves them all.
+const UNMASK_ALONE_FROM: usize = 512;
+
 /// The most input buffer reserved ahead of a frame's payload before it has arrived.
 const RESERVE_AHEAD: usize = 256 * 1024;
 
@@ -884,6 +891,8 @@ impl Connection {
     /// header starts `data` with nothing buffered before it, the usual case; other bytes are
     /// appended as they are and processed in place.
     fn take_input(&mut self, mut data: &[u8]) -> Result<(), ProtocolError> {
+        // No frame of this input was processed yet (see `UNMASK_ALONE_FROM`).
+        let mut alone = true;
         loop {
             if self.phase.is_closed() {
                 return Ok(());
@@ -894,7 +903,10 @@ impl Connection {
                         && header.mask.is_some()
                         && header.rsv == 0
                         && !header.opcode.is_control()
-                        && header.payload_len >= UNMASK_ON_ARRIVAL_FROM as u64
+                        && (header.payload_len >= UNMASK_ON_ARRIVAL_FROM as u64
+                            || (alone
+                                && header.payload_len >= UNMASK_ALONE_FROM as u64
+                                && header.payload_len == (data.len() - header_len) as u64))
                     {
                         let frame = self.start_frame(&header)?;
                         data = &data[header_len..];
@@ -920,6 +932,7 @@ impl Connection {
                         data = &data[fresh..];
                         // Completes the frame, or makes room for the rest of it.
                         self.process_input()?;
+                        alone = false;
                         if data.is_empty() {
                             return Ok(());
                         }

@@ -909,3 +909,53 @@ fn small_input_buffers_are_kept_while_busy() {
         drop(decoy);
     }
 }
+
+/// Payload sizes on both sides of the points where the server changes how it takes a frame in:
+/// copied with the rest of the input and unmasked in place, or unmasked as it is copied (a frame
+/// given alone from 512 bytes, any frame from 8 KiB).
+const AROUND_THE_UNMASK_THRESHOLDS: [usize; 8] = [0, 125, 511, 512, 1024, 8191, 8192, 70_000];
+
+#[test]
+fn every_way_of_taking_a_frame_in_gives_the_same_message() {
+    for len in AROUND_THE_UNMASK_THRESHOLDS {
+        let text: String = (0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let binary: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        let frames = [masked(0x81, text.as_bytes()), masked(0x82, &binary)];
+        let expected = vec![Event::Text(text.clone().into()), Event::Binary(binary.clone().into())];
+        // Each frame alone; both in one input; byte by byte at the seam.
+        let (mut conn, now) = server();
+        for frame in &frames {
+            conn.handle_input(frame, now).unwrap();
+        }
+        assert_eq!(events(&mut conn), expected, "{len} bytes, one frame per input");
+        let (mut conn, now) = server();
+        conn.handle_input(&frames.concat(), now).unwrap();
+        assert_eq!(events(&mut conn), expected, "{len} bytes, both frames in one input");
+        let (mut conn, now) = server();
+        let all = frames.concat();
+        let split = frames[0].len() - 1;
+        conn.handle_input(&all[..split], now).unwrap();
+        conn.handle_input(&all[split..], now).unwrap();
+        assert_eq!(events(&mut conn), expected, "{len} bytes, split one byte before the seam");
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_whichever_way_the_frame_comes_in() {
+    for len in AROUND_THE_UNMASK_THRESHOLDS.into_iter().filter(|&len| len > 0) {
+        let mut payload = vec![b'a'; len];
+        payload[len / 2] = 0xff;
+        assert_server_fails(&masked(0x81, &payload), ProtocolError::InvalidUtf8);
+        // After a good frame in the same input: the good message is delivered first, and the
+        // close frame (1007) follows once it has been taken.
+        let mut both = masked(0x82, b"first");
+        both.extend_from_slice(&masked(0x81, &payload));
+        let (mut conn, now) = server();
+        assert_eq!(conn.handle_input(&both, now), Err(ProtocolError::InvalidUtf8), "{len} bytes");
+        let evs = events(&mut conn);
+        assert_eq!(evs[0], Event::Binary(b"first".as_slice().into()));
+        assert!(matches!(&evs[1], Event::Closed(Closed { code: CloseCode::INVALID_PAYLOAD, .. })), "{evs:?}");
+        let out = transmit(&mut conn);
+        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xef], "a 1007 close frame");
+    }
+}
