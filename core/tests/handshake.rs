@@ -27,6 +27,13 @@ mod handshake {
         ]
     }
 
+    /// [`good_headers`] and then `fillers` lines of `X-Filler: 1`.
+    fn good_headers_and_fillers(fillers: usize) -> Vec<(&'static str, &'static str)> {
+        let mut headers = good_headers();
+        headers.extend(std::iter::repeat_n(("X-Filler", "1"), fillers));
+        headers
+    }
+
     fn head(request_line: &str, headers: &[(&str, &str)]) -> Vec<u8> {
         let mut out = format!("{request_line}\r\n");
         for (name, value) in headers {
@@ -490,10 +497,7 @@ mod handshake {
 
     #[test]
     fn server_header_count_over_cap_gives_431() {
-        let mut headers = good_headers();
-        for _ in 0..10 {
-            headers.push(("X-Filler", "1"));
-        }
+        let headers = good_headers_and_fillers(10);
         let bytes = head("GET / HTTP/1.1", &headers);
         let mut server = ServerHandshake::new(Limits::default().max_headers(headers.len() - 1), Instant::now());
         let error = server.handle_input(&bytes).unwrap_err();
@@ -505,10 +509,7 @@ mod handshake {
 
     #[test]
     fn server_parses_more_header_lines_than_fit_on_the_stack_whole_and_in_pieces() {
-        let mut headers = good_headers();
-        for _ in 0..50 {
-            headers.push(("X-Filler", "1"));
-        }
+        let headers = good_headers_and_fillers(50);
         let bytes = head("GET / HTTP/1.1", &headers);
         for piece in [bytes.len(), 1, 7] {
             let mut server = ServerHandshake::new(Limits::default(), Instant::now());

@@ -17,6 +17,18 @@ pub mod suite;
 pub mod tls;
 pub mod virtual_clock;
 
+use ferrule::{Ctx, Handler, HandlerError, Message};
+
+/// The callback echo the suites serve: sends each message back as it came.
+pub struct Echo;
+
+impl Handler for Echo {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
+        ctx.send(&message)?;
+        Ok(())
+    }
+}
+
 // The README's Rust examples, compiled as doc tests (`cargo test --doc -p ferrule-tests`): this
 // crate depends on every adapter, so an example for any runtime compiles here.
 #[cfg(doctest)]

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use ferrule_async_std::{Acceptance, Channels, CloseCode, Ctx, Handler, HandlerError, Message, Options, Request};
+use ferrule_async_std::{Acceptance, Channels, CloseCode, Options, Request};
+use ferrule_tests::Echo;
 
 #[path = "runtimes/async_std.rs"]
 mod runtime;
@@ -15,13 +16,6 @@ ferrule_tests::runtime_suite!(runtime::AsyncStdRuntime);
 /// async-std's clock: an echo through each server, then a clean close.
 #[test]
 fn adapter_serve_and_connect_echo() {
-    struct Echo;
-    impl Handler for Echo {
-        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-            ctx.send(&message)?;
-            Ok(())
-        }
-    }
     let test = async {
         let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bound");
         let callbacks =

@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use ferrule_tokio::{ClientRequest, Ctx, Handler, HandlerError, Message, Options, OriginPolicy};
+use ferrule_tests::Echo;
+use ferrule_tokio::{ClientRequest, Message, Options, OriginPolicy};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 /// Forwards writes to `inner` as far as it takes them and keeps the rest, reporting the whole
@@ -51,15 +52,6 @@ impl AsyncWrite for Buffering {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        ctx.send(&message)?;
-        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
-use ferrule::{Acceptance, Ctx, Handler, HandlerError, Message, Options, Request};
+use ferrule::{Acceptance, Options, Request};
+use ferrule_tests::Echo;
 use ferrule_tests::suite::{self, TestRuntime};
 
 #[path = "runtimes/async_std.rs"]
@@ -83,16 +84,6 @@ async fn heap_returns_to_baseline<T: TestRuntime>() {
     churn_within_slack::<T>(&server).await;
     // The channel API.
     churn_within_slack::<T>(&suite::channel_echo_server::<T, String>(Options::default()).await).await;
-}
-
-/// Echoes every message and keeps nothing.
-struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        ctx.send(&message)?;
-        Ok(())
-    }
 }
 
 /// Opens and closes [`WARM_UP`] connections to `server`, takes the heap's size, opens and closes

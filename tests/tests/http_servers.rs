@@ -29,8 +29,9 @@ mod http2 {
         CloseCode, Config, Connection, DeflateConfig, DeflateParams, Event, FrameHeader, OpCode, PerMessageDeflate,
         Role,
     };
+    use ferrule_tests::Echo;
     use ferrule_tests::suite::{TestRuntime, TestServer};
-    use ferrule_tokio::{Acceptance, Ctx, Handler, HandlerError, Message, Options, OriginPolicy, Request};
+    use ferrule_tokio::{Acceptance, Message, Options, OriginPolicy, Request};
     use http_body_util::Empty;
     use hyper::http::{Method, StatusCode, Version};
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -40,15 +41,6 @@ mod http2 {
 
     /// A generous guard against a hang; the tests wait for the events themselves.
     const GUARD: Duration = Duration::from_secs(60);
-
-    struct Echo;
-
-    impl Handler for Echo {
-        fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-            ctx.send(&message)?;
-            Ok(())
-        }
-    }
 
     /// What the server's `on_connect` saw of each request: (HTTP/2, `:protocol`, path).
     type Seen = Arc<Mutex<Vec<(bool, Option<String>, String)>>>;

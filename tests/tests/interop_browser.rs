@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ferrule_tests::Echo;
 use ferrule_tests::tls::TestPki;
 use ferrule_tokio::{
     CloseCode, CloseInfo, Ctx, DeflateConfig, DeflateParams, Handler, HandlerError, Message, Options, OriginPattern,
@@ -290,16 +291,6 @@ async fn chromium_cross_origin_page_is_refused_by_default_policy() {
 }
 
 // ---- the ferrule side -----------------------------------------------------------------------
-
-/// Echoes every message.
-struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        ctx.send(&message)?;
-        Ok(())
-    }
-}
 
 /// Reports how a connection ended, around the test's handler.
 struct Reporting<H> {

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use ferrule::tls::rustls::ServerConfig;
 use ferrule::{
-    Channels, ClientRequest, CloseCode, Codec, Ctx, Handler, HandlerError, HandlerFactory, MaybeTlsStream, Message,
-    Options, Request, Server, Upgraded,
+    Channels, ClientRequest, CloseCode, Codec, HandlerFactory, MaybeTlsStream, Options, Request, Server, Upgraded,
 };
 use ferrule_tests::tls::{TestPki, TlsTestRuntime, client_options};
 
@@ -26,6 +25,7 @@ mod smol_runtime;
 mod tokio_runtime;
 
 use async_std_runtime::AsyncStdRuntime;
+use ferrule_tests::Echo;
 use ferrule_tests::suite::TestRuntime;
 use smol_runtime::SmolRuntime;
 use tokio_runtime::TokioRuntime;
@@ -175,16 +175,6 @@ async_io_tls_runtime!(
 );
 
 // ---- the adapters' own functions, on their own clocks --------------------------------------------------
-
-/// A callback echo.
-struct Echo;
-
-impl Handler for Echo {
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, message: Message) -> Result<(), HandlerError> {
-        ctx.send(&message)?;
-        Ok(())
-    }
-}
 
 /// A channel echo task.
 async fn echo(_: Request, mut ws: Channels<String>) {
