@@ -199,8 +199,7 @@ const UNMASK_ON_ARRIVAL_FROM: usize = 8 * 1024;
 
 /// A smaller masked data frame is unmasked as it is appended when it is all of the input given
 /// (a round trip's message) and has at least this much payload. Not when other frames come with
-/// it:
-/// appending each on its own would take a new buffer for each while the earlier payloads
+/// it: appending each on its own would take a new buffer for each while the earlier payloads
 /// still hold the last one, where one copy of the whole read serves them all.
 const UNMASK_ALONE_FROM: usize = 512;
 

@@ -257,7 +257,8 @@ impl Response {
     fn serialized_len(&self) -> usize {
         let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
         let body = if self.is_accept() { 0 } else { self.body.len() };
-        "HTTP/1.1 200 ".len() + self.reason.len() + 2 + headers + 2 + body
+        // "HTTP/1.1 ", three digits and a space, the reason and CRLF; the headers; CRLF; body.
+        "HTTP/1.1 ".len() + 4 + self.reason.len() + 2 + headers + 2 + body
     }
 
     /// A `101 Switching Protocols` with the headers of RFC 6455 section 4.2.2 step 5.
