@@ -953,9 +953,13 @@ fn invalid_utf8_fails_whichever_way_the_frame_comes_in() {
         let (mut conn, now) = server();
         assert_eq!(conn.handle_input(&both, now), Err(ProtocolError::InvalidUtf8), "{len} bytes");
         let evs = events(&mut conn);
+        assert_eq!(evs.len(), 2, "{evs:?}");
         assert_eq!(evs[0], Event::Binary(b"first".as_slice().into()));
         assert!(matches!(&evs[1], Event::Closed(Closed { code: CloseCode::INVALID_PAYLOAD, .. })), "{evs:?}");
         let out = transmit(&mut conn);
-        assert_eq!(&out[..4], &[0x88, out[1], 0x03, 0xef], "a 1007 close frame");
+        assert_eq!(out[0], 0x88, "a close frame: {out:?}");
+        assert_eq!(usize::from(out[1]), out.len() - 2, "unmasked, and nothing after it: {out:?}");
+        assert_eq!(&out[2..4], &[0x03, 0xef], "code 1007");
+        assert!(conn.should_shutdown());
     }
 }
